@@ -1,0 +1,1 @@
+//! Bucket CA and per-job leaf certificates (rcgen); pure functions, no database access.
