@@ -1,0 +1,3 @@
+//! Layered key/value store: namespaces, versions, secrets.
+
+pub mod secret;
