@@ -1,0 +1,3 @@
+//! Tests of [`load`] over real workspace directories.
+
+use super::*;
