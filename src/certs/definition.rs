@@ -15,6 +15,14 @@ const MAX_NAME_LEN: usize = 64;
 /// Cert name reserved for the bucket CA file placed next to the job's certs.
 const RESERVED_NAME: &str = "ca";
 
+/// Prefix of every certificate key in an allocation namespace
+/// (`maand/job/<job>/worker/<ip>`); a build purges keys under it that no definition claims.
+pub const CERTS_KV_PREFIX: &str = "certs/";
+/// KV namespace that carries the bucket CA certificate to deploy.
+pub const CA_KV_NAMESPACE: &str = "maand/worker";
+/// KV key of the bucket CA certificate PEM in [`CA_KV_NAMESPACE`].
+pub const CA_KV_KEY: &str = "certs/ca.crt";
+
 /// One certificate a job declares under `certs` in its manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertDefinition {
@@ -81,6 +89,16 @@ impl CertDefinition {
             one,
             subject,
         })
+    }
+
+    /// KV key of the certificate PEM in an allocation namespace: `certs/<name>.crt`.
+    pub fn cert_kv_key(&self) -> String {
+        format!("{CERTS_KV_PREFIX}{}.crt", self.name)
+    }
+
+    /// KV key of the private key PEM in an allocation namespace: `certs/<name>.key`.
+    pub fn key_kv_key(&self) -> String {
+        format!("{CERTS_KV_PREFIX}{}.key", self.name)
     }
 
     /// How this definition's private keys are encoded.
@@ -215,6 +233,13 @@ mod tests {
         assert!(!def.pkcs8);
         assert_eq!(def.key_encoding(), KeyEncoding::Pkcs1);
         assert_eq!(def.subject.common_name, "api.internal");
+    }
+
+    #[test]
+    fn kv_keys_follow_the_cert_name() {
+        let def = parse("tls", json!({ "subject": { "common_name": "a" } })).unwrap();
+        assert_eq!(def.cert_kv_key(), "certs/tls.crt");
+        assert_eq!(def.key_kv_key(), "certs/tls.key");
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub use authority::{
     ca_fingerprint, read_bucket_ca, write_bucket_ca, BucketCa, CaFingerprint, CA_CERT_FILE,
     CA_KEY_BITS, CA_KEY_FILE, CA_VALIDITY_DAYS,
 };
-pub use definition::{definition_hash, CertDefinition, CertSubject};
+pub use definition::{
+    definition_hash, CertDefinition, CertSubject, CA_KV_KEY, CA_KV_NAMESPACE, CERTS_KV_PREFIX,
+};
 pub use error::CertError;
 pub use key::{KeyEncoding, MIN_KEY_BITS};
 pub use leaf::{issue, IssuedCert, WorkerAddress, LEAF_KEY_BITS};

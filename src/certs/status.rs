@@ -2,9 +2,13 @@
 //! build must issue a replacement. Both use the same renewal window. Never issues anything.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+
+use super::WorkerAddress;
 
 /// Where a certificate stands relative to its expiry and its issuer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +131,9 @@ pub enum RenewalReason {
     DefinitionChanged,
     /// The stored certificate cannot be parsed.
     Unreadable,
+    /// A worker that holds the certificate is not among its IP addresses (a shared
+    /// certificate after a worker joined the job).
+    WorkerNotNamed { ip: IpAddr },
     /// The stored certificate expired at `not_after`.
     Expired { not_after: OffsetDateTime },
     /// The stored certificate expires at `not_after`, inside the renewal window.
@@ -140,6 +147,9 @@ impl fmt::Display for RenewalReason {
             RenewalReason::CaChanged => f.write_str("the bucket CA changed"),
             RenewalReason::DefinitionChanged => f.write_str("the manifest definition changed"),
             RenewalReason::Unreadable => f.write_str("the stored certificate is unreadable"),
+            RenewalReason::WorkerNotNamed { ip } => {
+                write!(f, "worker {ip} is not among the certificate's addresses")
+            }
             RenewalReason::Expired { not_after } => write!(f, "it expired on {not_after}"),
             RenewalReason::Expiring { not_after } => {
                 write!(f, "it expires on {not_after}, inside the renewal window")
@@ -149,9 +159,14 @@ impl fmt::Display for RenewalReason {
 }
 
 /// Decides whether a build replaces a stored certificate. `stored_cert_pem` is `None` when
-/// the certificate or its key is missing. `None` means the stored pair is kept as is.
+/// the certificate or its key is missing; `holders` are the workers the certificate is for
+/// (as passed to [`issue`](super::issue)). `None` means the stored pair is kept as is.
+///
+/// Reasons are checked in this order: missing, CA changed, definition changed, unreadable,
+/// a holder's IP not in the certificate, expired, expiring.
 pub fn needs_renewal(
     stored_cert_pem: Option<&str>,
+    holders: &[WorkerAddress],
     ca_changed: bool,
     definition_changed: bool,
     now: OffsetDateTime,
@@ -166,19 +181,42 @@ pub fn needs_renewal(
     if definition_changed {
         return Some(RenewalReason::DefinitionChanged);
     }
-    let not_after = certificate_der(pem).ok().and_then(|der| {
-        x509_parser::parse_x509_certificate(&der)
-            .ok()
-            .map(|(_, cert)| cert.validity().not_after.to_datetime())
-    });
-    let Some(not_after) = not_after else {
+    let Ok(der) = certificate_der(pem) else {
         return Some(RenewalReason::Unreadable);
     };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return Some(RenewalReason::Unreadable);
+    };
+    let named = ip_addresses(&cert);
+    if let Some(holder) = holders.iter().find(|holder| !named.contains(&holder.ip)) {
+        return Some(RenewalReason::WorkerNotNamed { ip: holder.ip });
+    }
+    let not_after = cert.validity().not_after.to_datetime();
     match expiry_status(not_after, now, renewal_buffer_days) {
         CertStatus::Expired => Some(RenewalReason::Expired { not_after }),
         CertStatus::Expiring => Some(RenewalReason::Expiring { not_after }),
         CertStatus::Ok | CertStatus::Invalid(_) => None,
     }
+}
+
+/// The IP addresses among a certificate's subject alternative names.
+fn ip_addresses(cert: &X509Certificate<'_>) -> Vec<IpAddr> {
+    let Ok(Some(extension)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    extension
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// Expiry status of a certificate valid until `not_after`: expired at or after `not_after`,

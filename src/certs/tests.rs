@@ -532,6 +532,7 @@ fn renewal_decisions() {
     let pem = leaf().cert_pem.as_str();
     let not_after = leaf().not_after;
     let fresh = NOW + Duration::days(1);
+    let holders = [worker("10.0.0.1", Some("node-a"))];
     type Case<'a> = (
         &'a str,
         Option<&'a str>,
@@ -662,11 +663,34 @@ fn renewal_decisions() {
     ];
     for (label, stored, ca_changed, def_changed, now, buffer, expected) in cases {
         assert_eq!(
-            needs_renewal(stored, ca_changed, def_changed, now, buffer),
+            needs_renewal(stored, &holders, ca_changed, def_changed, now, buffer),
             expected,
             "{label}"
         );
     }
+}
+
+#[test]
+fn shared_cert_is_renewed_when_a_worker_joins() {
+    let def = definition(json!({ "one": true, "subject": { "common_name": "c" } }));
+    let first = [worker("10.0.0.1", None), worker("10.0.0.2", None)];
+    let issued = issue(ca(), &def, &first, 60, NOW, &mut rng(12)).unwrap();
+    assert_eq!(
+        needs_renewal(Some(&issued.cert_pem), &first, false, false, NOW, 10),
+        None
+    );
+    assert_eq!(
+        needs_renewal(Some(&issued.cert_pem), &first[1..], false, false, NOW, 10),
+        None,
+        "a worker leaving does not force a new cert"
+    );
+    let joined = [first[0].clone(), first[1].clone(), worker("10.0.0.3", None)];
+    assert_eq!(
+        needs_renewal(Some(&issued.cert_pem), &joined, false, false, NOW, 10),
+        Some(RenewalReason::WorkerNotNamed {
+            ip: "10.0.0.3".parse().unwrap()
+        })
+    );
 }
 
 #[test]
