@@ -1,9 +1,13 @@
 //! maand: an agentless workload orchestrator whose every action is an event in an
-//! append-only journal. The binary in `main.rs` only calls [`run`]; everything else lives here.
+//! append-only journal. The binary in `main.rs` only calls [`cli::main`].
 
+pub mod bucket;
+pub mod catalog;
 pub mod certs;
+pub mod cli;
+pub mod events;
+pub mod kv;
+pub mod logs;
 pub mod remote;
+pub mod run;
 pub mod workspace;
-
-/// Entry point of the `maand` binary.
-pub fn run() {}

@@ -1,1 +1,5 @@
-fn main() { maand::run() }
+//! The `maand` binary: everything lives in the library; this only hands over the exit code.
+
+fn main() {
+    std::process::exit(maand::cli::main())
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages maand, its tests and its demo need (Debian, as root).
+# Safe to re-run: only installs what is missing.
+set -euo pipefail
+
+packages=(openssh-server openssh-client rsync sudo make python3 sqlite3 nftables iptables util-linux iproute2 procps ca-certificates git gcc)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "cargo not found: installing Debian's Rust toolchain (maand needs Rust >= 1.89;"
+    echo "if Debian's is older, install a current toolchain with rustup and re-run)"
+    apt-get install -y -qq --no-install-recommends cargo rustc >/dev/null
+  fi
+fi

@@ -1,0 +1,191 @@
+//! `maand.conf`: SSH, certificate, environment-selector and log settings of a bucket.
+
+use super::BucketError;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Encoding of the on-disk log files under `logs/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Kv,
+    Json,
+    Jsonl,
+}
+
+/// The settings in `maand.conf`. Every key has a default; unknown keys are rejected so a typo
+/// never silently falls back to a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaandConf {
+    pub ssh_user: String,
+    pub ssh_key: String,
+    pub ssh_port: u16,
+    pub use_sudo: bool,
+    pub certs_ttl: u32,
+    pub certs_renewal_buffer: u32,
+    pub job_config_selector: String,
+    pub log_format: LogFormat,
+}
+
+impl Default for MaandConf {
+    fn default() -> Self {
+        MaandConf {
+            ssh_user: "agent".into(),
+            ssh_key: "worker.key".into(),
+            ssh_port: 22,
+            use_sudo: true,
+            certs_ttl: 60,
+            certs_renewal_buffer: 0,
+            job_config_selector: String::new(),
+            log_format: LogFormat::Kv,
+        }
+    }
+}
+
+impl MaandConf {
+    /// The file `maand init` writes on a new bucket.
+    pub fn default_file_text() -> String {
+        let conf = MaandConf::default();
+        format!(
+            "# maand bucket settings; see `maand init --help` and docs/configuration.md\n\
+             ssh_user = {:?}\n\
+             ssh_key = {:?}            # private key file under secrets/\n\
+             ssh_port = {}\n\
+             use_sudo = {}\n\
+             certs_ttl = {}                # days a generated job certificate is valid\n\
+             certs_renewal_buffer = 10     # renew job certificates this many days before expiry\n\
+             job_config_selector = {:?}     # \"prod\" reads workspace/bucket.jobs.prod.conf\n\
+             log_format = \"kv\"             # kv, json or jsonl for logs/*.log\n",
+            conf.ssh_user,
+            conf.ssh_key,
+            conf.ssh_port,
+            conf.use_sudo,
+            conf.certs_ttl,
+            conf.job_config_selector,
+        )
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<MaandConf, BucketError> {
+        let conf: MaandConf = toml::from_str(text).map_err(|e| BucketError::Conf {
+            path: path.to_path_buf(),
+            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format)", e.message()),
+        })?;
+        conf.validate(path)?;
+        Ok(conf)
+    }
+
+    pub fn read(path: &Path) -> Result<MaandConf, BucketError> {
+        let text = std::fs::read_to_string(path).map_err(BucketError::io(path))?;
+        MaandConf::parse(path, &text)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), BucketError> {
+        let bad = |message: String| BucketError::Conf {
+            path: path.to_path_buf(),
+            message,
+        };
+        if !is_plain_name(&self.ssh_user) {
+            return Err(bad(format!(
+                "ssh_user {:?} is not a valid user name: use letters, digits, '.', '_' or '-'",
+                self.ssh_user
+            )));
+        }
+        if !is_plain_name(&self.ssh_key) {
+            return Err(bad(format!(
+                "ssh_key {:?} must be a file name inside secrets/ (no '/' or '..')",
+                self.ssh_key
+            )));
+        }
+        if self.ssh_port == 0 {
+            return Err(bad("ssh_port must be between 1 and 65535".into()));
+        }
+        if self.certs_ttl == 0 {
+            return Err(bad("certs_ttl must be at least 1 day".into()));
+        }
+        if self.certs_renewal_buffer >= self.certs_ttl {
+            return Err(bad(format!(
+                "certs_renewal_buffer ({}) must be smaller than certs_ttl ({}), or every build would renew every certificate",
+                self.certs_renewal_buffer, self.certs_ttl
+            )));
+        }
+        if !self.job_config_selector.is_empty() && !is_plain_name(&self.job_config_selector) {
+            return Err(bad(format!(
+                "job_config_selector {:?} must use letters, digits, '.', '_' or '-' (it names workspace/bucket.jobs.<selector>.conf)",
+                self.job_config_selector
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn is_plain_name(value: &str) -> bool {
+    !value.is_empty()
+        && value != "."
+        && value != ".."
+        && !value.starts_with('-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_file_parses_to_the_defaults_with_a_ten_day_renewal_buffer() {
+        let conf =
+            MaandConf::parse(Path::new("maand.conf"), &MaandConf::default_file_text()).unwrap();
+        assert_eq!(
+            conf,
+            MaandConf {
+                certs_renewal_buffer: 10,
+                ..MaandConf::default()
+            }
+        );
+    }
+
+    #[test]
+    fn missing_keys_take_defaults() {
+        let conf = MaandConf::parse(Path::new("maand.conf"), "ssh_user = \"ops\"\n").unwrap();
+        assert_eq!(conf.ssh_user, "ops");
+        assert_eq!(conf.ssh_port, 22);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_naming_file_and_key() {
+        let err = MaandConf::parse(Path::new("b/maand.conf"), "ssh_usr = \"x\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("b/maand.conf"), "{text}");
+        assert!(text.contains("ssh_usr"), "{text}");
+    }
+
+    #[test]
+    fn ssh_key_outside_secrets_is_rejected() {
+        let err = MaandConf::parse(Path::new("maand.conf"), "ssh_key = \"../id\"\n").unwrap_err();
+        assert!(err.to_string().contains("inside secrets/"));
+    }
+
+    #[test]
+    fn hostile_user_is_rejected() {
+        let err =
+            MaandConf::parse(Path::new("maand.conf"), "ssh_user = \"a;rm -rf /\"\n").unwrap_err();
+        assert!(err.to_string().contains("not a valid user name"));
+    }
+
+    #[test]
+    fn log_format_accepts_the_three_encodings() {
+        for (text, want) in [
+            ("kv", LogFormat::Kv),
+            ("json", LogFormat::Json),
+            ("jsonl", LogFormat::Jsonl),
+        ] {
+            let conf =
+                MaandConf::parse(Path::new("m"), &format!("log_format = \"{text}\"")).unwrap();
+            assert_eq!(conf.log_format, want);
+        }
+        assert!(MaandConf::parse(Path::new("m"), "log_format = \"xml\"").is_err());
+    }
+}

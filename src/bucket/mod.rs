@@ -1,0 +1,155 @@
+//! The bucket directory: where its files live, `maand.conf`, the mutation lock, and opening
+//! `data/maand.db` with its schema checked.
+//!
+//! This module knows paths and files. It never decides catalog changes (that is the job of the
+//! command modules) and never prints.
+
+mod conf;
+pub mod init;
+mod lock;
+mod schema;
+
+pub use conf::{LogFormat, MaandConf};
+pub use lock::{BucketLock, LockHolder};
+pub use schema::{migrate, open, open_checked, schema_state, SchemaState, LATEST_SCHEMA};
+
+use std::path::{Path, PathBuf};
+
+/// Errors about the bucket itself (not about its contents).
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    #[error("{dir} is not a maand bucket (no data/maand.db): run `maand init` there, or pass --bucket DIR")]
+    NotABucket { dir: PathBuf },
+    #[error("database schema upgrade required: {db} is at schema {found}, this maand needs {latest}; run `maand init` to upgrade")]
+    SchemaBehind {
+        db: PathBuf,
+        found: u32,
+        latest: u32,
+    },
+    #[error("{db} was written by a newer maand (schema {found}, this binary knows up to {latest}); upgrade maand")]
+    SchemaAhead {
+        db: PathBuf,
+        found: u32,
+        latest: u32,
+    },
+    #[error("another maand command holds the bucket lock: `{}` (pid {}, started {}); wait for it to finish, or if that process is gone, run the command again", .holder.command, .holder.pid, .holder.started)]
+    Locked { holder: LockHolder },
+    #[error("{path}: {message}")]
+    Conf { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: journal: {source}")]
+    Journal {
+        path: PathBuf,
+        #[source]
+        source: journal::JournalError,
+    },
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl BucketError {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BucketError {
+        let path = path.into();
+        move |source| BucketError::Io { path, source }
+    }
+}
+
+/// A bucket directory. Constructing one does not check that it exists.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    root: PathBuf,
+}
+
+impl Bucket {
+    pub fn at(root: impl Into<PathBuf>) -> Bucket {
+        Bucket { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn conf_path(&self) -> PathBuf {
+        self.root.join("maand.conf")
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir().join("maand.db")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.data_dir().join("maand.lock")
+    }
+    pub fn workspace_dir(&self) -> PathBuf {
+        self.root.join("workspace")
+    }
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.secrets_dir().join("ca.crt")
+    }
+    pub fn ca_key_path(&self) -> PathBuf {
+        self.secrets_dir().join("ca.key")
+    }
+    pub fn kv_key_path(&self) -> PathBuf {
+        self.secrets_dir().join("kv.key")
+    }
+    pub fn known_hosts_path(&self) -> PathBuf {
+        self.secrets_dir().join("known_hosts")
+    }
+
+    /// Fails with an actionable message when the directory holds no bucket.
+    pub fn require_exists(&self) -> Result<(), BucketError> {
+        if self.db_path().is_file() {
+            Ok(())
+        } else {
+            Err(BucketError::NotABucket {
+                dir: self.root.clone(),
+            })
+        }
+    }
+
+    /// Reads `maand.conf` (defaults for missing keys; unknown keys are an error).
+    pub fn conf(&self) -> Result<MaandConf, BucketError> {
+        MaandConf::read(&self.conf_path())
+    }
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so a crash never leaves a
+/// half-written file. `mode` applies to the new file (Unix permissions).
+pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), BucketError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(BucketError::io(&tmp))?;
+    file.write_all(contents).map_err(BucketError::io(&tmp))?;
+    file.sync_all().map_err(BucketError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(BucketError::io(path))
+}

@@ -1,0 +1,148 @@
+//! Projections: the catalog tables `maand cat` reads, folded from journal events.
+//!
+//! Nothing else writes these tables. [`commit`] appends events and applies them in one SQLite
+//! transaction; [`rebuild`] drops every projection and replays the journal; [`diff_with_replay`]
+//! replays into a scratch database and reports every row that differs from the live tables.
+//! Each event type's effect is one function in `project.rs`.
+
+mod project;
+pub mod read;
+mod replay;
+
+pub use project::PROJECTION_TABLES;
+pub use replay::{diff_with_replay, rebuild, RebuildReport, TableDiff};
+
+use crate::events::{Event, EventCodecError};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+/// Where an event sits in the journal: what a projection may use besides the event itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventMeta {
+    pub seq: u64,
+    pub run_id: String,
+    pub time_ms: i64,
+}
+
+/// A failure to record or project events.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("journal: {0}")]
+    Journal(#[from] journal::JournalError),
+    #[error("journal event {seq}: {source}")]
+    Decode {
+        seq: u64,
+        #[source]
+        source: EventCodecError,
+    },
+    #[error("encoding an event: {0}")]
+    Encode(EventCodecError),
+    #[error("preparing the replay database: {0}")]
+    Scratch(String),
+}
+
+/// Decodes a stored journal row into its metadata and domain event.
+pub fn decode_stored(stored: &journal::StoredEvent) -> Result<(EventMeta, Event), CatalogError> {
+    let event =
+        Event::decode(&stored.kind, stored.schema_version, &stored.payload).map_err(|source| {
+            CatalogError::Decode {
+                seq: stored.seq,
+                source,
+            }
+        })?;
+    let meta = EventMeta {
+        seq: stored.seq,
+        run_id: stored.run_id.clone(),
+        time_ms: stored.time_ms,
+    };
+    Ok((meta, event))
+}
+
+/// Applies one event to every projection and advances the recorded projection position.
+pub fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result<(), CatalogError> {
+    project::apply(tx, meta, event)?;
+    tx.prepare_cached("UPDATE projection_state SET last_seq = ?1 WHERE id = 1")?
+        .execute([meta.seq as i64])?;
+    Ok(())
+}
+
+/// Extra rows written in the same transaction as the events (content-addressed blobs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub hash: String,
+    pub content: Vec<u8>,
+}
+
+impl Blob {
+    pub fn of(content: Vec<u8>) -> Blob {
+        use sha2::Digest;
+        Blob {
+            hash: hex::encode(sha2::Sha256::digest(&content)),
+            content,
+        }
+    }
+}
+
+/// Appends `events` (and stores `blobs`) and applies them to the projections, all in one
+/// transaction. Returns the sequence numbers assigned.
+pub fn commit(
+    conn: &mut Connection,
+    run_id: &str,
+    time_ms: i64,
+    events: &[Event],
+    blobs: &[Blob],
+) -> Result<Vec<u64>, CatalogError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let seqs = append_and_apply(&tx, run_id, time_ms, events, blobs)?;
+    tx.commit()?;
+    Ok(seqs)
+}
+
+/// The body of [`commit`], for callers that need more work in the same transaction.
+pub fn append_and_apply(
+    tx: &Transaction,
+    run_id: &str,
+    time_ms: i64,
+    events: &[Event],
+    blobs: &[Blob],
+) -> Result<Vec<u64>, CatalogError> {
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO blobs (hash, size, content) VALUES (?1, ?2, ?3)",
+        )?;
+        for blob in blobs {
+            insert.execute(rusqlite::params![
+                blob.hash,
+                blob.content.len() as i64,
+                blob.content
+            ])?;
+        }
+    }
+    let new_events = events
+        .iter()
+        .map(|event| {
+            Ok(journal::NewEvent {
+                run_id: run_id.to_string(),
+                time_ms,
+                kind: event.kind().to_string(),
+                schema_version: event.schema_version(),
+                payload: event.encode().map_err(CatalogError::Encode)?,
+            })
+        })
+        .collect::<Result<Vec<_>, CatalogError>>()?;
+    let head = journal::head(tx)?;
+    let seqs = journal::append(tx, head, &new_events)?;
+    for (seq, event) in seqs.iter().zip(events) {
+        let meta = EventMeta {
+            seq: *seq,
+            run_id: run_id.to_string(),
+            time_ms,
+        };
+        apply(tx, &meta, event)?;
+    }
+    Ok(seqs)
+}
+
+#[cfg(test)]
+mod project_tests;

@@ -1,0 +1,103 @@
+//! Read models over the projections: what `maand info`, `maand cat` and `logs show` display.
+//! Reads never take the bucket lock and never write.
+
+use super::CatalogError;
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+
+/// The bucket's identity and size, for `maand info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketInfo {
+    pub bucket_id: String,
+    pub update_seq: u64,
+    pub schema_version: u32,
+    pub journal_head: u64,
+    pub projected_seq: u64,
+    pub runs: u64,
+}
+
+pub fn bucket_info(conn: &Connection) -> Result<Option<BucketInfo>, CatalogError> {
+    let identity = conn
+        .query_row(
+            "SELECT bucket_id, update_seq, schema_version FROM bucket WHERE id = 1",
+            [],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, u32>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((bucket_id, update_seq, schema_version)) = identity else {
+        return Ok(None);
+    };
+    let projected_seq: i64 = conn.query_row(
+        "SELECT last_seq FROM projection_state WHERE id = 1",
+        [],
+        |r| r.get(0),
+    )?;
+    let runs: i64 = conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0))?;
+    Ok(Some(BucketInfo {
+        bucket_id,
+        update_seq: update_seq as u64,
+        schema_version,
+        journal_head: journal::head(conn)?,
+        projected_seq: projected_seq as u64,
+        runs: runs as u64,
+    }))
+}
+
+/// The bucket id alone (present once `maand init` has run).
+pub fn bucket_id(conn: &Connection) -> Result<Option<String>, CatalogError> {
+    Ok(conn
+        .query_row("SELECT bucket_id FROM bucket WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// One row of the `runs` projection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub command: String,
+    pub argv: Vec<String>,
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_seq: u64,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// `succeeded`, `failed`, or `None` while running or after the process died.
+    pub outcome: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Runs in journal order.
+pub fn runs(conn: &Connection) -> Result<Vec<RunRow>, CatalogError> {
+    let mut stmt = conn.prepare(
+        "SELECT run_id, command, argv, user, host, pid, started_seq, started_ms, finished_ms, outcome, duration_ms, error
+         FROM runs ORDER BY started_seq",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        let argv: String = row.get(2)?;
+        Ok(RunRow {
+            run_id: row.get(0)?,
+            command: row.get(1)?,
+            argv: serde_json::from_str(&argv).unwrap_or_default(),
+            user: row.get(3)?,
+            host: row.get(4)?,
+            pid: row.get(5)?,
+            started_seq: row.get::<_, i64>(6)? as u64,
+            started_ms: row.get(7)?,
+            finished_ms: row.get(8)?,
+            outcome: row.get(9)?,
+            duration_ms: row.get::<_, Option<i64>>(10)?.map(|d| d as u64),
+            error: row.get(11)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}

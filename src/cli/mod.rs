@@ -1,0 +1,140 @@
+//! The command line: clap definitions, dispatch, and rendering of results.
+//!
+//! Each command group has its own file. Handlers parse nothing themselves (clap does), call one
+//! domain function, and render what it returns. Domain modules never print; this layer does.
+
+mod info;
+mod init;
+mod journal_cmd;
+mod logs_cmd;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// maand: an agentless workload orchestrator with an append-only journal.
+///
+/// Run commands from the bucket directory (the one `maand init` created), or point at it with
+/// --bucket. Every command that changes anything records its events in data/maand.db; `maand
+/// logs show` replays them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "maand",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// The bucket directory. Defaults to the current directory.
+    #[arg(long, global = true, env = "MAAND_BUCKET", value_name = "DIR")]
+    pub bucket: Option<PathBuf>,
+
+    /// More diagnostics on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a bucket in the bucket directory, or upgrade an existing one.
+    ///
+    /// On a new directory: writes maand.conf (defaults), data/maand.db, workspace/ (workers.json,
+    /// jobs/, bucket.conf), secrets/ca.crt + ca.key (the bucket CA), secrets/kv.key (the key that
+    /// encrypts secrets), tmp/ and logs/. On an existing bucket: applies pending schema
+    /// migrations and creates anything missing; never overwrites a file, never changes the
+    /// bucket id or the CA. Contacts no worker.
+    Init,
+    /// Show the bucket id, update sequence, catalog counts and journal position.
+    Info(info::InfoArgs),
+    /// Check or rebuild the journal and the projections folded from it.
+    #[command(subcommand)]
+    Journal(journal_cmd::JournalCommand),
+    /// Read the journal: runs, commands and their output.
+    #[command(subcommand)]
+    Logs(logs_cmd::LogsCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell to generate completions for.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for maand and every subcommand into a directory.
+    Man {
+        /// Output directory (created if missing).
+        #[arg(long, default_value = "man")]
+        out: PathBuf,
+    },
+}
+
+impl Cli {
+    fn bucket(&self) -> anyhow::Result<crate::bucket::Bucket> {
+        let root = match &self.bucket {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir()?,
+        };
+        Ok(crate::bucket::Bucket::at(root))
+    }
+}
+
+/// The command name as recorded in the journal (`journal verify`, `logs show`, `init`, ...).
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Init => "init",
+        Command::Info(_) => "info",
+        Command::Journal(journal_cmd::JournalCommand::Verify) => "journal verify",
+        Command::Journal(journal_cmd::JournalCommand::Rebuild) => "journal rebuild",
+        Command::Logs(_) => "logs show",
+        Command::Completions { .. } => "completions",
+        Command::Man { .. } => "man",
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "maand=debug,journal=debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            1
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
+    let argv: Vec<String> = std::env::args().collect();
+    let name = command_name(&cli.command);
+    tracing::debug!(command = name, "dispatch");
+    match &cli.command {
+        Command::Init => init::run(&cli.bucket()?, &argv),
+        Command::Info(args) => info::run(&cli.bucket()?, args),
+        Command::Journal(command) => journal_cmd::run(&cli.bucket()?, command, name, &argv),
+        Command::Logs(command) => logs_cmd::run(&cli.bucket()?, command),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "maand", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { out } => {
+            std::fs::create_dir_all(out)?;
+            clap_mangen::generate_to(Cli::command(), out)?;
+            println!("man pages written to {}", out.display());
+            Ok(0)
+        }
+    }
+}

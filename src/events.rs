@@ -1,0 +1,203 @@
+//! Every fact maand records, in one place.
+//!
+//! An [`Event`] is what gets appended to the journal. Each variant has a stable `kind` string
+//! (stored in the journal row for filtering) and a payload schema version. Payloads are encoded
+//! with bincode through serde. Stored payloads are never reinterpreted: when a payload must
+//! change, add a new version and an explicit upcast in [`Event::decode`].
+//!
+//! This module only describes facts. It never touches the database (projections live in
+//! `catalog/`) and never decides anything (decisions live in the command modules).
+
+use serde::{Deserialize, Serialize};
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// A maand command invocation began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStarted {
+    /// The command name as typed (`build`, `deploy`, `logs show`, ...).
+    pub command: String,
+    /// The full argument vector.
+    pub argv: Vec<String>,
+    pub maand_version: String,
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+}
+
+/// A maand command invocation ended (absent when the process was killed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFinished {
+    pub outcome: RunOutcome,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// `maand init` created the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInitialized {
+    pub bucket_id: String,
+    pub schema_version: u32,
+    /// SHA-256 of the bucket CA certificate (DER), hex.
+    pub ca_fingerprint: String,
+}
+
+/// `maand init` ran again on an existing bucket and brought its schema up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketUpgraded {
+    pub from_schema: u32,
+    pub to_schema: u32,
+}
+
+/// One fact recorded in the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    RunStarted(RunStarted),
+    RunFinished(RunFinished),
+    BucketInitialized(BucketInitialized),
+    BucketUpgraded(BucketUpgraded),
+}
+
+/// A payload could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EventCodecError {
+    #[error("unknown event kind `{kind}` (written by a newer maand? upgrade maand)")]
+    UnknownKind { kind: String },
+    #[error("event kind `{kind}` has schema version {version}, this maand reads up to {known} (upgrade maand)")]
+    UnknownVersion {
+        kind: String,
+        version: u16,
+        known: u16,
+    },
+    #[error("event `{kind}` payload: {source}")]
+    Payload {
+        kind: String,
+        #[source]
+        source: journal::JournalError,
+    },
+}
+
+/// Declares, once, the kind string and current schema version of every variant, and generates
+/// encode/decode so the three can never drift apart.
+macro_rules! event_kinds {
+    ($($variant:ident => $kind:literal v $version:literal),* $(,)?) => {
+        impl Event {
+            /// The stable kind string stored in the journal row.
+            pub fn kind(&self) -> &'static str {
+                match self { $(Event::$variant(_) => $kind,)* }
+            }
+
+            /// The schema version this binary writes for the event's kind.
+            pub fn schema_version(&self) -> u16 {
+                match self { $(Event::$variant(_) => $version,)* }
+            }
+
+            /// Every kind this binary knows, for `logs show --event` validation and docs.
+            pub const KINDS: &'static [&'static str] = &[$($kind),*];
+
+            /// Encodes the payload (without kind or version, which live in the journal row).
+            pub fn encode(&self) -> Result<Vec<u8>, EventCodecError> {
+                let kind = self.kind();
+                match self {
+                    $(Event::$variant(payload) => journal::encode(payload),)*
+                }
+                .map_err(|source| EventCodecError::Payload { kind: kind.to_string(), source })
+            }
+
+            /// Decodes a stored payload, upcasting older schema versions.
+            pub fn decode(kind: &str, version: u16, bytes: &[u8]) -> Result<Event, EventCodecError> {
+                match kind {
+                    $($kind => {
+                        if version != $version {
+                            return Err(EventCodecError::UnknownVersion {
+                                kind: kind.to_string(), version, known: $version,
+                            });
+                        }
+                        journal::decode(bytes)
+                            .map(Event::$variant)
+                            .map_err(|source| EventCodecError::Payload { kind: kind.to_string(), source })
+                    })*
+                    _ => Err(EventCodecError::UnknownKind { kind: kind.to_string() }),
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    RunStarted => "run_started" v 1,
+    RunFinished => "run_finished" v 1,
+    BucketInitialized => "bucket_initialized" v 1,
+    BucketUpgraded => "bucket_upgraded" v 1,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Event> {
+        vec![
+            Event::RunStarted(RunStarted {
+                command: "build".into(),
+                argv: vec!["maand".into(), "build".into()],
+                maand_version: "0.1.0".into(),
+                user: "root".into(),
+                host: "op".into(),
+                pid: 42,
+            }),
+            Event::RunFinished(RunFinished {
+                outcome: RunOutcome::Failed,
+                duration_ms: 12,
+                error: Some("boom".into()),
+            }),
+            Event::BucketInitialized(BucketInitialized {
+                bucket_id: "b".into(),
+                schema_version: 1,
+                ca_fingerprint: "ff".into(),
+            }),
+            Event::BucketUpgraded(BucketUpgraded {
+                from_schema: 1,
+                to_schema: 2,
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips_through_its_kind_and_version() {
+        for event in samples() {
+            let bytes = event.encode().unwrap();
+            let back = Event::decode(event.kind(), event.schema_version(), &bytes).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn kinds_are_unique() {
+        let mut kinds = Event::KINDS.to_vec();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), Event::KINDS.len());
+    }
+
+    #[test]
+    fn unknown_kind_and_future_version_are_refused_with_upgrade_hint() {
+        let err = Event::decode("from_the_future", 1, &[]).unwrap_err();
+        assert!(err.to_string().contains("upgrade maand"));
+        let err = Event::decode("run_started", 9, &[]).unwrap_err();
+        assert!(err.to_string().contains("schema version 9"));
+    }
+}

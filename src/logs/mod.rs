@@ -1,0 +1,317 @@
+//! The auditor's view of the journal: every event as a log record, filters, and the three
+//! renderings (`raw` key=value lines, `json` objects, `human` blocks).
+//!
+//! Reads only the journal (and the `runs` projection for command names). Rendering returns
+//! strings; the CLI prints them.
+
+use crate::catalog::{self, CatalogError, EventMeta};
+use crate::events::Event;
+use crate::run::format_time_ms;
+use rusqlite::Connection;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+
+/// One journal event as a flat log record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogRecord {
+    pub seq: u64,
+    pub ts_ms: i64,
+    pub run: String,
+    /// The maand command of the run (`init`, `build`, `deploy`, ...).
+    pub maand: String,
+    pub event: String,
+    pub level: &'static str,
+    pub worker: Option<String>,
+    pub job: Option<String>,
+    pub phase: Option<String>,
+    pub action: Option<String>,
+    /// Further fields in a stable order.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Which records to show. `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// A run id or a unique prefix of one.
+    pub run: Option<String>,
+    pub event: Option<String>,
+    pub worker: Option<String>,
+    pub job: Option<String>,
+    pub phase: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+}
+
+impl Filter {
+    fn matches(&self, record: &LogRecord) -> bool {
+        fn field(want: &Option<String>, have: &Option<String>) -> bool {
+            want.as_ref()
+                .is_none_or(|w| have.as_deref() == Some(w.as_str()))
+        }
+        self.run
+            .as_ref()
+            .is_none_or(|r| record.run.starts_with(r.as_str()))
+            && self.event.as_ref().is_none_or(|e| record.event == *e)
+            && field(&self.worker, &record.worker)
+            && field(&self.job, &record.job)
+            && field(&self.phase, &record.phase)
+            && self.since_ms.is_none_or(|t| record.ts_ms >= t)
+            && self.until_ms.is_none_or(|t| record.ts_ms <= t)
+    }
+}
+
+/// Turns one event into its log record.
+pub fn record_of(meta: &EventMeta, event: &Event, maand: &str) -> LogRecord {
+    let mut record = LogRecord {
+        seq: meta.seq,
+        ts_ms: meta.time_ms,
+        run: meta.run_id.clone(),
+        maand: maand.to_string(),
+        event: event.kind().to_string(),
+        level: "INFO",
+        worker: None,
+        job: None,
+        phase: None,
+        action: None,
+        fields: Vec::new(),
+    };
+    let mut field = |k: &str, v: String| record.fields.push((k.to_string(), v));
+    match event {
+        Event::RunStarted(e) => {
+            field("cmd", e.argv.join(" "));
+            field("user", e.user.clone());
+            field("host", e.host.clone());
+            field("pid", e.pid.to_string());
+            field("version", e.maand_version.clone());
+        }
+        Event::RunFinished(e) => {
+            field("outcome", e.outcome.as_str().to_string());
+            field("duration_ms", e.duration_ms.to_string());
+            if let Some(error) = &e.error {
+                field("error", error.clone());
+            }
+            if e.error.is_some() {
+                record.level = "ERROR";
+            }
+        }
+        Event::BucketInitialized(e) => {
+            field("bucket_id", e.bucket_id.clone());
+            field("schema", e.schema_version.to_string());
+            field("ca_fingerprint", e.ca_fingerprint.clone());
+        }
+        Event::BucketUpgraded(e) => {
+            field("from_schema", e.from_schema.to_string());
+            field("to_schema", e.to_schema.to_string());
+        }
+    }
+    record
+}
+
+/// Reads the journal from the start and returns the matching records; with `tail`, only the
+/// last `tail` of them. Memory stays bounded by `tail` when it is given.
+pub fn collect(
+    conn: &Connection,
+    filter: &Filter,
+    tail: Option<usize>,
+) -> Result<Vec<LogRecord>, CatalogError> {
+    let commands: HashMap<String, String> = catalog::read::runs(conn)?
+        .into_iter()
+        .map(|r| (r.run_id, r.command))
+        .collect();
+    let mut kept = VecDeque::new();
+    for stored in journal::events_from(conn, 0) {
+        let (meta, event) = catalog::decode_stored(&stored?)?;
+        let maand = commands
+            .get(&meta.run_id)
+            .map(String::as_str)
+            .unwrap_or("-");
+        let record = record_of(&meta, &event, maand);
+        if filter.matches(&record) {
+            kept.push_back(record);
+            if let Some(n) = tail {
+                if kept.len() > n {
+                    kept.pop_front();
+                }
+            }
+        }
+    }
+    Ok(kept.into())
+}
+
+fn quote_kv(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| !c.is_whitespace() && c != '"' && c != '=' && !c.is_control());
+    if plain {
+        value.to_string()
+    } else {
+        serde_json::to_string(value).expect("strings serialize")
+    }
+}
+
+/// `raw` format: one `key=value` line, values quoted when they need it.
+pub fn render_kv(record: &LogRecord) -> String {
+    let mut parts = vec![
+        format!("ts={}", format_time_ms(record.ts_ms)),
+        format!("level={}", record.level),
+        format!("event={}", record.event),
+        format!("run={}", record.run),
+        format!("maand={}", quote_kv(&record.maand)),
+        format!("seq={}", record.seq),
+        format!(
+            "worker={}",
+            record
+                .worker
+                .as_deref()
+                .map(quote_kv)
+                .unwrap_or_else(|| "-".into())
+        ),
+    ];
+    for (key, value) in [
+        ("job", &record.job),
+        ("phase", &record.phase),
+        ("action", &record.action),
+    ] {
+        if let Some(value) = value {
+            parts.push(format!("{key}={}", quote_kv(value)));
+        }
+    }
+    for (key, value) in &record.fields {
+        parts.push(format!("{key}={}", quote_kv(value)));
+    }
+    parts.join(" ")
+}
+
+/// `json` format: one object per line.
+pub fn render_json(record: &LogRecord) -> String {
+    let mut object = serde_json::Map::new();
+    object.insert("ts".into(), format_time_ms(record.ts_ms).into());
+    object.insert("level".into(), record.level.into());
+    object.insert("event".into(), record.event.clone().into());
+    object.insert("run".into(), record.run.clone().into());
+    object.insert("maand".into(), record.maand.clone().into());
+    object.insert("seq".into(), record.seq.into());
+    object.insert(
+        "worker".into(),
+        record.worker.clone().unwrap_or_else(|| "-".into()).into(),
+    );
+    for (key, value) in [
+        ("job", &record.job),
+        ("phase", &record.phase),
+        ("action", &record.action),
+    ] {
+        if let Some(value) = value {
+            object.insert(key.into(), value.clone().into());
+        }
+    }
+    for (key, value) in &record.fields {
+        object.insert(key.clone(), value.clone().into());
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+/// `human` format: records grouped into one block per run, in journal order.
+pub fn render_human(records: &[LogRecord]) -> String {
+    let mut out = String::new();
+    let mut current_run: Option<&str> = None;
+    for record in records {
+        if current_run != Some(record.run.as_str()) {
+            if current_run.is_some() {
+                out.push('\n');
+            }
+            let ts = format_time_ms(record.ts_ms).replace('T', " ");
+            out.push_str(&format!(
+                "{}  {}  run={}\n",
+                &ts[..19.min(ts.len())],
+                record.maand,
+                &record.run[..8.min(record.run.len())]
+            ));
+            current_run = Some(record.run.as_str());
+        }
+        let details: Vec<String> = record
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote_kv(v)))
+            .collect();
+        let line = format!("  {:<20} {}", record.event, details.join(" "));
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{RunFinished, RunOutcome};
+
+    fn meta(seq: u64) -> EventMeta {
+        EventMeta {
+            seq,
+            run_id: "0123456789".into(),
+            time_ms: 1_780_000_000_000,
+        }
+    }
+
+    #[test]
+    fn kv_values_with_spaces_or_quotes_are_quoted() {
+        let finished = Event::RunFinished(RunFinished {
+            outcome: RunOutcome::Failed,
+            duration_ms: 5,
+            error: Some("bad \"x\" here".into()),
+        });
+        let line = render_kv(&record_of(&meta(3), &finished, "build"));
+        assert!(line.contains(r#"error="bad \"x\" here""#), "{line}");
+        assert!(
+            line.contains(
+                "level=ERROR event=run_finished run=0123456789 maand=build seq=3 worker=-"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn json_lines_parse_back_with_every_field() {
+        let finished = Event::RunFinished(RunFinished {
+            outcome: RunOutcome::Succeeded,
+            duration_ms: 5,
+            error: None,
+        });
+        let line = render_json(&record_of(&meta(3), &finished, "init"));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["event"], "run_finished");
+        assert_eq!(value["outcome"], "succeeded");
+        assert_eq!(value["seq"], 3);
+    }
+
+    #[test]
+    fn filter_by_run_prefix_and_event() {
+        let finished = Event::RunFinished(RunFinished {
+            outcome: RunOutcome::Succeeded,
+            duration_ms: 5,
+            error: None,
+        });
+        let record = record_of(&meta(1), &finished, "init");
+        assert!(Filter {
+            run: Some("0123".into()),
+            ..Filter::default()
+        }
+        .matches(&record));
+        assert!(!Filter {
+            run: Some("9".into()),
+            ..Filter::default()
+        }
+        .matches(&record));
+        assert!(!Filter {
+            event: Some("run_started".into()),
+            ..Filter::default()
+        }
+        .matches(&record));
+        assert!(!Filter {
+            worker: Some("10.0.0.1".into()),
+            ..Filter::default()
+        }
+        .matches(&record));
+    }
+}
