@@ -56,11 +56,13 @@
 //!   with [`JournalError::Conflict`] (writing nothing) if another writer got there first. With
 //!   `BEGIN IMMEDIATE` transactions, concurrent writers on separate connections serialise on
 //!   SQLite's write lock and never produce a gap or a duplicate.
-//! * **Append-only inside SQLite.** Triggers refuse every `UPDATE` and `DELETE` of journal rows,
-//!   and refuse an `INSERT` that does not take seq `head + 1` or does not carry the head's hash
-//!   as its `prev_hash` (so `INSERT OR REPLACE` cannot overwrite a row either). These stop
-//!   mistakes and casual edits, not an adversary: anyone who can write the file can drop the
-//!   triggers (see [`APPEND_ONLY_TRIGGERS`]). [`install`] recreates dropped triggers.
+//! * **Append-only inside SQLite.** Triggers refuse every `UPDATE` and `DELETE` of journal
+//!   rows. They stop mistakes and casual edits, not an adversary: anyone who can write the file
+//!   can drop them (see [`APPEND_ONLY_TRIGGERS`]; [`install`] recreates dropped triggers).
+//!   Inserts are not policed by a trigger — a `BEFORE INSERT` trigger, even one that checks
+//!   nothing, halves bulk append throughput — so a hand-written `INSERT` that skips a number,
+//!   or an `INSERT OR REPLACE` onto an existing seq (SQLite does not fire delete triggers for
+//!   the rows it replaces), is not refused; [`verify`] reports both.
 //! * **Hash chain.** Each row stores `prev_hash` (the previous row's `hash`, or
 //!   [`GENESIS_HASH`] — 32 zero bytes — for seq 1) and
 //!   `hash = SHA-256("journal-event-v1\0" ‖ seq ‖ len‖prev_hash ‖ len‖run_id ‖ time_ms ‖ len‖kind ‖ schema_version ‖ len‖payload)`,

@@ -38,21 +38,11 @@ CREATE TRIGGER IF NOT EXISTS journal_refuse_delete BEFORE DELETE ON journal
 BEGIN
     SELECT RAISE(ABORT, 'journal rows are append-only: DELETE is refused; the journal is never pruned in place');
 END;
-CREATE TRIGGER IF NOT EXISTS journal_refuse_unlinked_insert BEFORE INSERT ON journal
-WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM journal)
-  OR NEW.prev_hash IS NOT coalesce((SELECT hash FROM journal WHERE seq = NEW.seq - 1), zeroblob(32))
-BEGIN
-    SELECT RAISE(ABORT, 'journal rows are append-only: an insert must take seq head+1 and carry the head''s hash as prev_hash; use journal::append');
-END;
 ";
 
 /// Names of the triggers `install` creates. Dropping them is what a tamperer with the
 /// `sqlite3` shell would do first; `install` recreates them.
-pub const APPEND_ONLY_TRIGGERS: [&str; 3] = [
-    "journal_refuse_update",
-    "journal_refuse_delete",
-    "journal_refuse_unlinked_insert",
-];
+pub const APPEND_ONLY_TRIGGERS: [&str; 2] = ["journal_refuse_update", "journal_refuse_delete"];
 
 /// Creates the `journal` table, its indexes and its append-only triggers if they are missing.
 ///

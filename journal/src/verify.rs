@@ -87,7 +87,7 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport, JournalError> {
         }
         if seq as u64 != expected {
             return bad(format!(
-                "gap: expected seq {expected}, found {seq} (rows deleted or renumbered)"
+                "gap: expected seq {expected}, found {seq} (rows deleted, renumbered or inserted out of order)"
             ));
         }
         let stored = match StoredRow::read(row)? {

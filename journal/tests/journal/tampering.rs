@@ -26,24 +26,14 @@ fn assert_refused_as_append_only(result: rusqlite::Result<usize>) {
 }
 
 #[test]
-fn the_database_refuses_update_delete_and_unlinked_inserts() {
+fn the_database_refuses_update_and_delete() {
     let file = JournalFile::new();
     let mut conn = file.connect();
     append_committed(&mut conn, &numbered_events(3));
 
     assert_refused_as_append_only(conn.execute("UPDATE journal SET kind = 'x' WHERE seq = 2", []));
     assert_refused_as_append_only(conn.execute("DELETE FROM journal WHERE seq = 3", []));
-    let copy_row = |target: &str| {
-        format!(
-            "{target} INTO journal SELECT ?1, run_id, time_ms, kind, schema_version, payload, prev_hash, hash \
-             FROM journal WHERE seq = 3"
-        )
-    };
-    // A gap, an overwrite through REPLACE, and a row at head+1 that does not link to the head.
-    assert_refused_as_append_only(conn.execute(&copy_row("INSERT"), [5]));
-    assert_refused_as_append_only(conn.execute(&copy_row("INSERT OR REPLACE"), [2]));
-    assert_refused_as_append_only(conn.execute(&copy_row("INSERT"), [4]));
-
+    assert_refused_as_append_only(conn.execute("DELETE FROM journal", []));
     assert_eq!(
         journal::verify(&conn).unwrap(),
         VerifyReport {
@@ -52,6 +42,57 @@ fn the_database_refuses_update_delete_and_unlinked_inserts() {
             first_bad: None
         }
     );
+}
+
+/// `INSERT ... SELECT` copying row 3 under another seq (bypassing `journal::append`).
+fn copy_row_3(conn: &Connection, verb: &str, seq: i64) {
+    conn.execute(
+        &format!(
+            "{verb} INTO journal SELECT ?1, run_id, time_ms, kind, schema_version, payload, prev_hash, hash \
+             FROM journal WHERE seq = 3"
+        ),
+        [seq],
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_row_overwritten_by_insert_or_replace_is_reported() {
+    // The triggers cannot see this: SQLite deletes the replaced row without firing them.
+    let file = JournalFile::new();
+    let mut conn = file.connect();
+    append_committed(&mut conn, &numbered_events(4));
+    copy_row_3(&conn, "INSERT OR REPLACE", 2);
+    let (seq, reason) = first_bad(&conn).unwrap();
+    assert_eq!(seq, 2);
+    assert!(reason.contains("hash mismatch"), "{reason}");
+}
+
+#[test]
+fn a_row_inserted_past_the_head_is_reported_as_a_gap() {
+    let file = JournalFile::new();
+    let mut conn = file.connect();
+    append_committed(&mut conn, &numbered_events(3));
+    copy_row_3(&conn, "INSERT", 5);
+    assert_eq!(
+        first_bad(&conn),
+        Some((
+            4,
+            "gap: expected seq 4, found 5 (rows deleted, renumbered or inserted out of order)"
+                .into()
+        ))
+    );
+}
+
+#[test]
+fn a_copy_of_the_head_appended_by_hand_does_not_link() {
+    let file = JournalFile::new();
+    let mut conn = file.connect();
+    append_committed(&mut conn, &numbered_events(3));
+    copy_row_3(&conn, "INSERT", 4);
+    let (seq, reason) = first_bad(&conn).unwrap();
+    assert_eq!(seq, 4);
+    assert!(reason.contains("hash mismatch"), "{reason}");
 }
 
 #[test]
@@ -203,7 +244,7 @@ proptest! {
         if victim < count {
             let (seq, reason) = first_bad(&conn).expect("a gap must be detected");
             prop_assert_eq!(seq, victim);
-            prop_assert_eq!(reason, format!("gap: expected seq {victim}, found {} (rows deleted or renumbered)", victim + 1));
+            prop_assert_eq!(reason, format!("gap: expected seq {victim}, found {} (rows deleted, renumbered or inserted out of order)", victim + 1));
         } else {
             prop_assert_eq!(first_bad(&conn), None, "a truncated tail is a valid shorter journal");
             let report = journal::verify_anchored(&conn, &anchor).unwrap();
@@ -236,11 +277,8 @@ fn a_column_edited_into_another_type_is_reported() {
     let mut conn = file.connect();
     append_committed(&mut conn, &numbered_events(3));
     drop_append_only_triggers(&conn);
-    conn.execute(
-        "UPDATE journal SET time_ms = 'yesterday' WHERE seq = 2",
-        [],
-    )
-    .unwrap();
+    conn.execute("UPDATE journal SET time_ms = 'yesterday' WHERE seq = 2", [])
+        .unwrap();
     assert_eq!(
         first_bad(&conn),
         Some((
