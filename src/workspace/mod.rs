@@ -212,7 +212,7 @@ pub fn load(workspace_dir: &Path, job_config_selector: &str) -> Result<Workspace
         &root,
         "bucket.conf",
         &mut errors,
-        |content, report| bucket_conf::parse_bucket_conf(content, report),
+        bucket_conf::parse_bucket_conf,
     )
     .unwrap_or_default();
 

@@ -182,7 +182,7 @@ fn parse_quantity(input: &str, scale: &Scale) -> Result<u64, QuantityError> {
         fraction.parse().map_err(|_| malformed())?
     };
     let scaled_fraction = numerator * u128::from(multiplier);
-    if scaled_fraction % denominator != 0 {
+    if !scaled_fraction.is_multiple_of(denominator) {
         return Err(QuantityError::NotWhole {
             input: input.to_string(),
             base: scale.base,
