@@ -1,6 +1,7 @@
-//! The `certs` entries of a job manifest: parsing and validating one entry into a
-//! [`CertDefinition`], and its stable hash so a build can tell when a definition changed.
-//! Never generates keys or certificates.
+//! What a job declares about one certificate ([`CertDefinition`], built from the workspace's
+//! parsed manifest `certs` entry and validated here), where its PEMs live in KV, and its
+//! stable hash so a build can tell when a definition changed. Never parses manifest JSON
+//! (the workspace module does) and never generates keys or certificates.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,72 +24,80 @@ pub const CA_KV_NAMESPACE: &str = "maand/worker";
 /// KV key of the bucket CA certificate PEM in [`CA_KV_NAMESPACE`].
 pub const CA_KV_KEY: &str = "certs/ca.crt";
 
-/// One certificate a job declares under `certs` in its manifest.
+/// One certificate a job declares under `certs` in its manifest. Built with
+/// [`CertDefinition::new`], which checks the name and subject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertDefinition {
-    /// The key in the `certs` map; names the files `<name>.crt` / `<name>.key`.
-    pub name: String,
-    /// `true`: the key PEM is PKCS#8 (`PRIVATE KEY`); `false`: PKCS#1 (`RSA PRIVATE KEY`).
-    pub pkcs8: bool,
-    /// `true`: one cert and key shared by every allocation of the job;
-    /// `false`: a separate cert and key per allocation.
-    pub one: bool,
-    pub subject: CertSubject,
+    name: String,
+    subject: CertSubject,
+    one: bool,
+    pkcs8: bool,
 }
 
-/// Subject fields of a leaf certificate. Only `common_name` is required.
+/// Subject fields of a leaf certificate. The manifest documents only `common_name`; the
+/// other X.509 attributes are optional and absent unless a caller sets them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CertSubject {
     pub common_name: String,
-    #[serde(default)]
     pub organization: Option<String>,
-    #[serde(default)]
     pub organizational_unit: Option<String>,
     /// Two-letter ISO 3166 country code.
-    #[serde(default)]
     pub country: Option<String>,
     /// State or province.
-    #[serde(default)]
     pub province: Option<String>,
-    #[serde(default)]
     pub locality: Option<String>,
 }
 
-/// The shape of one `certs` entry in `manifest.json`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ManifestCert {
-    #[serde(default)]
-    pkcs8: bool,
-    #[serde(default)]
-    one: bool,
-    subject: CertSubject,
+impl CertSubject {
+    /// A subject with only a common name, as the manifest's `subject` has.
+    pub fn with_common_name(common_name: &str) -> CertSubject {
+        CertSubject {
+            common_name: common_name.to_string(),
+            ..CertSubject::default()
+        }
+    }
 }
 
 impl CertDefinition {
-    /// Parses and validates the manifest entry `certs.<name>`.
-    pub fn from_manifest(
+    /// Validates and builds the definition of cert `name`. `one`: one cert and key shared by
+    /// every allocation of the job (else one per allocation); `pkcs8`: key PEM is PKCS#8
+    /// `PRIVATE KEY` (else PKCS#1 `RSA PRIVATE KEY`).
+    pub fn new(
         name: &str,
-        entry: &serde_json::Value,
+        subject: CertSubject,
+        one: bool,
+        pkcs8: bool,
     ) -> Result<CertDefinition, CertError> {
         validate_name(name)?;
-        let invalid = |reason: String| CertError::InvalidDefinition {
+        validate_subject(&subject).map_err(|reason| CertError::InvalidDefinition {
             name: name.to_string(),
             reason,
-        };
-        let ManifestCert {
-            pkcs8,
-            one,
-            subject,
-        } = ManifestCert::deserialize(entry).map_err(|e| invalid(e.to_string()))?;
-        validate_subject(&subject).map_err(invalid)?;
+        })?;
         Ok(CertDefinition {
             name: name.to_string(),
-            pkcs8,
-            one,
             subject,
+            one,
+            pkcs8,
         })
+    }
+
+    /// The key in the manifest's `certs` map; names `<name>.crt` / `<name>.key`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn subject(&self) -> &CertSubject {
+        &self.subject
+    }
+
+    /// Whether one cert is shared by every allocation of the job.
+    pub fn one(&self) -> bool {
+        self.one
+    }
+
+    /// Whether the key PEM is PKCS#8.
+    pub fn pkcs8(&self) -> bool {
+        self.pkcs8
     }
 
     /// KV key of the certificate PEM in an allocation namespace: `certs/<name>.crt`.
@@ -216,142 +225,175 @@ pub fn definition_hash(definition: &CertDefinition) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn parse(name: &str, entry: serde_json::Value) -> Result<CertDefinition, CertError> {
-        CertDefinition::from_manifest(name, &entry)
+    fn subject(common_name: &str) -> CertSubject {
+        CertSubject::with_common_name(common_name)
+    }
+
+    fn full_subject() -> CertSubject {
+        CertSubject {
+            common_name: "api-cluster".into(),
+            organization: Some("Acme".into()),
+            organizational_unit: Some("Ops".into()),
+            country: Some("DE".into()),
+            province: Some("Berlin".into()),
+            locality: Some("Berlin".into()),
+        }
     }
 
     #[test]
-    fn omitted_flags_default_to_per_worker_pkcs1() {
-        let def = parse(
-            "tls",
-            json!({ "subject": { "common_name": "api.internal" } }),
-        )
-        .unwrap();
-        assert!(!def.one);
-        assert!(!def.pkcs8);
+    fn flags_choose_sharing_and_key_encoding() {
+        let def = CertDefinition::new("tls", subject("api.internal"), false, false).unwrap();
+        assert!(!def.one());
         assert_eq!(def.key_encoding(), KeyEncoding::Pkcs1);
-        assert_eq!(def.subject.common_name, "api.internal");
+        assert_eq!(def.subject().common_name, "api.internal");
+        let def = CertDefinition::new("client", full_subject(), true, true).unwrap();
+        assert!(def.one() && def.pkcs8());
+        assert_eq!(def.key_encoding(), KeyEncoding::Pkcs8);
+        assert_eq!(def.name(), "client");
     }
 
     #[test]
     fn kv_keys_follow_the_cert_name() {
-        let def = parse("tls", json!({ "subject": { "common_name": "a" } })).unwrap();
+        let def = CertDefinition::new("tls", subject("a"), false, false).unwrap();
         assert_eq!(def.cert_kv_key(), "certs/tls.crt");
         assert_eq!(def.key_kv_key(), "certs/tls.key");
     }
 
     #[test]
-    fn all_documented_fields_are_read() {
-        let def = parse(
-            "client",
-            json!({
-                "pkcs8": true,
-                "one": true,
-                "subject": {
-                    "common_name": "api-cluster",
-                    "organization": "Acme",
-                    "organizational_unit": "Ops",
-                    "country": "DE",
-                    "province": "Berlin",
-                    "locality": "Berlin"
-                }
-            }),
-        )
-        .unwrap();
-        assert!(def.one && def.pkcs8);
-        assert_eq!(def.key_encoding(), KeyEncoding::Pkcs8);
-        assert_eq!(def.subject.organization.as_deref(), Some("Acme"));
-        assert_eq!(def.subject.country.as_deref(), Some("DE"));
-    }
-
-    #[test]
-    fn subject_without_common_name_is_refused() {
-        let err = parse("tls", json!({ "subject": {} })).unwrap_err();
-        assert!(err.to_string().contains("common_name"), "{err}");
-        assert!(err.to_string().contains("`tls`"), "{err}");
-    }
-
-    #[test]
-    fn missing_subject_and_unknown_fields_are_refused() {
-        assert!(parse("tls", json!({ "one": true })).is_err());
-        let err = parse(
-            "tls",
-            json!({ "subject": { "common_name": "a", "comon_name": "b" } }),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("comon_name"), "{err}");
-        assert!(parse(
-            "tls",
-            json!({ "subject": { "common_name": "a" }, "ttl": 3 })
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn bad_subject_values_are_refused() {
-        for subject in [
-            json!({ "common_name": "" }),
-            json!({ "common_name": "x".repeat(65) }),
-            json!({ "common_name": "a\nb" }),
-            json!({ "common_name": "a", "country": "Germany" }),
-        ] {
-            assert!(
-                parse("tls", json!({ "subject": subject })).is_err(),
-                "{subject}"
-            );
+    fn bad_subject_values_are_refused_naming_the_field() {
+        let long = "x".repeat(65);
+        let cases = [
+            (subject(""), "subject.common_name"),
+            (subject(&long), "subject.common_name"),
+            (subject("a\nb"), "subject.common_name"),
+            (
+                CertSubject {
+                    country: Some("Germany".into()),
+                    ..subject("a")
+                },
+                "subject.country",
+            ),
+            (
+                CertSubject {
+                    organization: Some(" ".into()),
+                    ..subject("a")
+                },
+                "subject.organization",
+            ),
+        ];
+        for (subject, field) in cases {
+            let err = CertDefinition::new("tls", subject.clone(), false, false).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains(field), "{subject:?}: {message}");
+            assert!(message.contains("`tls`"), "{message}");
         }
     }
 
     #[test]
     fn cert_names_that_cannot_be_file_names_are_refused() {
-        let subject = json!({ "subject": { "common_name": "a" } });
         for name in ["", "ca", "../x", ".hidden", "a b", "a/b"] {
-            let err = parse(name, subject.clone()).unwrap_err();
+            let err = CertDefinition::new(name, subject("a"), false, false).unwrap_err();
             assert!(
                 matches!(err, CertError::InvalidCertName { .. }),
                 "{name:?} gave {err}"
             );
         }
-        assert!(parse("server-tls_1.v2", subject).is_ok());
+        assert!(CertDefinition::new("server-tls_1.v2", subject("a"), false, false).is_ok());
     }
 
     #[test]
-    fn hash_is_stable_and_ignores_manifest_field_order() {
-        let a = parse(
-            "tls",
-            json!({ "one": true, "subject": { "common_name": "x" } }),
-        )
-        .unwrap();
-        let b = parse(
-            "tls",
-            json!({ "subject": { "common_name": "x" }, "one": true }),
-        )
-        .unwrap();
-        assert_eq!(definition_hash(&a), definition_hash(&b));
-        assert_eq!(definition_hash(&a).len(), 64);
+    fn hash_is_a_stable_sha256() {
+        let def = CertDefinition::new("tls", subject("x"), true, false).unwrap();
+        let again = CertDefinition::new("tls", subject("x"), true, false).unwrap();
+        assert_eq!(definition_hash(&def), definition_hash(&again));
+        assert_eq!(definition_hash(&def).len(), 64);
     }
 
     #[test]
     fn hash_changes_with_every_field() {
-        let base = parse("tls", json!({ "subject": { "common_name": "x" } })).unwrap();
-        let mut variants = vec![base.clone()];
-        let mut push = |change: &dyn Fn(&mut CertDefinition)| {
-            let mut def = base.clone();
-            change(&mut def);
-            variants.push(def);
-        };
-        push(&|d| d.name = "tls2".into());
-        push(&|d| d.pkcs8 = true);
-        push(&|d| d.one = true);
-        push(&|d| d.subject.common_name = "y".into());
-        push(&|d| d.subject.organization = Some("o".into()));
-        push(&|d| d.subject.organizational_unit = Some("o".into()));
-        push(&|d| d.subject.country = Some("DE".into()));
-        push(&|d| d.subject.province = Some("o".into()));
-        push(&|d| d.subject.locality = Some("o".into()));
-        let hashes: std::collections::BTreeSet<_> = variants.iter().map(definition_hash).collect();
+        let base = full_subject();
+        let variants = [
+            CertDefinition::new("tls", base.clone(), false, false),
+            CertDefinition::new("tls2", base.clone(), false, false),
+            CertDefinition::new("tls", base.clone(), true, false),
+            CertDefinition::new("tls", base.clone(), false, true),
+            CertDefinition::new("tls", subject("api-cluster"), false, false),
+            CertDefinition::new(
+                "tls",
+                CertSubject {
+                    common_name: "y".into(),
+                    ..base.clone()
+                },
+                false,
+                false,
+            ),
+            CertDefinition::new(
+                "tls",
+                CertSubject {
+                    organization: Some("o".into()),
+                    ..base.clone()
+                },
+                false,
+                false,
+            ),
+            CertDefinition::new(
+                "tls",
+                CertSubject {
+                    organizational_unit: Some("o".into()),
+                    ..base.clone()
+                },
+                false,
+                false,
+            ),
+            CertDefinition::new(
+                "tls",
+                CertSubject {
+                    country: Some("FR".into()),
+                    ..base.clone()
+                },
+                false,
+                false,
+            ),
+            CertDefinition::new(
+                "tls",
+                CertSubject {
+                    province: Some("o".into()),
+                    ..base.clone()
+                },
+                false,
+                false,
+            ),
+            CertDefinition::new(
+                "tls",
+                CertSubject {
+                    locality: Some("o".into()),
+                    ..base.clone()
+                },
+                false,
+                false,
+            ),
+        ];
+        let hashes: std::collections::BTreeSet<_> = variants
+            .iter()
+            .map(|def| definition_hash(def.as_ref().unwrap()))
+            .collect();
         assert_eq!(hashes.len(), variants.len());
+    }
+
+    #[test]
+    fn moving_a_value_between_optional_fields_changes_the_hash() {
+        let a = CertSubject {
+            organization: Some("o".into()),
+            ..subject("x")
+        };
+        let b = CertSubject {
+            organizational_unit: Some("o".into()),
+            ..subject("x")
+        };
+        assert_ne!(
+            definition_hash(&CertDefinition::new("tls", a, false, false).unwrap()),
+            definition_hash(&CertDefinition::new("tls", b, false, false).unwrap())
+        );
     }
 }

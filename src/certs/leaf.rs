@@ -57,34 +57,38 @@ pub fn issue<R: rand::CryptoRng + ?Sized>(
     now: OffsetDateTime,
     rng: &mut R,
 ) -> Result<IssuedCert, CertError> {
-    let name = &definition.name;
+    let name = definition.name();
     if holders.is_empty() {
-        return Err(CertError::NoHolders { name: name.clone() });
+        return Err(CertError::NoHolders {
+            name: name.to_string(),
+        });
     }
-    if !definition.one && holders.len() > 1 {
+    if !definition.one() && holders.len() > 1 {
         return Err(CertError::PerWorkerCertForManyWorkers {
-            name: name.clone(),
+            name: name.to_string(),
             count: holders.len(),
         });
     }
     if ttl_days == 0 {
-        return Err(CertError::ZeroTtl { name: name.clone() });
+        return Err(CertError::ZeroTtl {
+            name: name.to_string(),
+        });
     }
     if ca.not_after() <= now {
         return Err(CertError::CaExpired {
-            name: name.clone(),
+            name: name.to_string(),
             ca_not_after: ca.not_after(),
         });
     }
     let signing_error = |e: rcgen::Error| CertError::Signing {
-        name: name.clone(),
+        name: name.to_string(),
         reason: e.to_string(),
     };
 
     let generated = key::generate(LEAF_KEY_BITS, definition.key_encoding(), rng)?;
     let not_after = (now + Duration::days(i64::from(ttl_days))).min(ca.not_after());
     let mut params = CertificateParams::default();
-    params.distinguished_name = distinguished_name(&definition.subject);
+    params.distinguished_name = distinguished_name(definition.subject());
     params.subject_alt_names = subject_alt_names(definition, holders)?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
@@ -147,7 +151,7 @@ fn subject_alt_names(
             }
         }
     }
-    let common_name = definition.subject.common_name.to_ascii_lowercase();
+    let common_name = definition.subject().common_name.to_ascii_lowercase();
     if is_dns_name(&common_name) && !dns_names.contains(&common_name) {
         dns_names.push(common_name);
     }
@@ -155,7 +159,7 @@ fn subject_alt_names(
     for name in dns_names {
         let ia5 =
             rcgen::string::Ia5String::try_from(name.as_str()).map_err(|e| CertError::Signing {
-                name: definition.name.clone(),
+                name: definition.name().to_string(),
                 reason: e.to_string(),
             })?;
         sans.push(SanType::DnsName(ia5));

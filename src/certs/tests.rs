@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde_json::json;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use x509_parser::certificate::X509Certificate;
@@ -34,12 +33,18 @@ fn other_ca() -> &'static BucketCa {
     CA.get_or_init(|| BucketCa::generate("other", MIN_KEY_BITS, NOW, &mut rng(2)).unwrap())
 }
 
-fn definition(entry: serde_json::Value) -> CertDefinition {
-    CertDefinition::from_manifest("tls", &entry).unwrap()
+fn definition(common_name: &str, one: bool, pkcs8: bool) -> CertDefinition {
+    CertDefinition::new(
+        "tls",
+        CertSubject::with_common_name(common_name),
+        one,
+        pkcs8,
+    )
+    .unwrap()
 }
 
 fn per_worker() -> CertDefinition {
-    definition(json!({ "subject": { "common_name": "api.internal" } }))
+    definition("api.internal", false, false)
 }
 
 fn worker(ip: &str, hostname: Option<&str>) -> WorkerAddress {
@@ -292,7 +297,7 @@ fn per_worker_cert_names_loopback_the_worker_and_the_common_name() {
 
 #[test]
 fn shared_cert_names_every_allocated_worker() {
-    let def = definition(json!({ "one": true, "subject": { "common_name": "api-cluster" } }));
+    let def = definition("api-cluster", true, false);
     let holders = [
         worker("10.0.0.1", None),
         worker("10.0.0.2", Some("Node-B")),
@@ -307,7 +312,7 @@ fn shared_cert_names_every_allocated_worker() {
 
 #[test]
 fn common_name_that_is_not_a_host_name_is_not_a_san() {
-    let def = definition(json!({ "subject": { "common_name": "My Service" } }));
+    let def = definition("My Service", false, false);
     let issued = issue(
         ca(),
         &def,
@@ -323,7 +328,7 @@ fn common_name_that_is_not_a_host_name_is_not_a_san() {
 #[test]
 fn pkcs8_flag_chooses_the_key_encoding() {
     assert_eq!(pem_label(&leaf().key_pem), "RSA PRIVATE KEY");
-    let def = definition(json!({ "pkcs8": true, "subject": { "common_name": "a" } }));
+    let def = definition("a", false, true);
     let issued = issue(
         ca(),
         &def,
@@ -338,10 +343,15 @@ fn pkcs8_flag_chooses_the_key_encoding() {
 
 #[test]
 fn other_subject_fields_reach_the_certificate() {
-    let def = definition(json!({ "subject": {
-        "common_name": "a", "organization": "Acme", "organizational_unit": "Ops",
-        "country": "DE", "province": "Berlin", "locality": "Mitte"
-    }}));
+    let subject = CertSubject {
+        common_name: "a".into(),
+        organization: Some("Acme".into()),
+        organizational_unit: Some("Ops".into()),
+        country: Some("DE".into()),
+        province: Some("Berlin".into()),
+        locality: Some("Mitte".into()),
+    };
+    let def = CertDefinition::new("tls", subject, false, false).unwrap();
     let issued = issue(
         ca(),
         &def,
@@ -672,7 +682,7 @@ fn renewal_decisions() {
 
 #[test]
 fn shared_cert_is_renewed_when_a_worker_joins() {
-    let def = definition(json!({ "one": true, "subject": { "common_name": "c" } }));
+    let def = definition("c", true, false);
     let first = [worker("10.0.0.1", None), worker("10.0.0.2", None)];
     let issued = issue(ca(), &def, &first, 60, NOW, &mut rng(12)).unwrap();
     assert_eq!(
