@@ -80,25 +80,30 @@ impl<'r> StoredRow<'r> {
     /// storage class (inner), which can only come from editing the table outside this crate.
     pub fn read(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<Result<Self, RowDefect>> {
         let seq = row.get::<_, i64>(0)?;
-        let run_id = row.get_ref(1)?;
-        let time_ms = row.get_ref(2)?;
-        let kind = row.get_ref(3)?;
-        let schema_version = row.get_ref(4)?;
-        let payload = row.get_ref(5)?;
-        let prev_hash = row.get_ref(6)?;
-        let hash = row.get_ref(7)?;
-        Ok((|| {
-            Ok(StoredRow {
-                seq,
-                run_id: text("run_id", run_id)?,
-                time_ms: integer("time_ms", time_ms)?,
-                kind: text("kind", kind)?,
-                schema_version: integer("schema_version", schema_version)?,
-                payload: blob("payload", payload)?,
-                prev_hash: blob("prev_hash", prev_hash)?,
-                hash: blob("hash", hash)?,
-            })
-        })())
+        let values = [
+            row.get_ref(1)?,
+            row.get_ref(2)?,
+            row.get_ref(3)?,
+            row.get_ref(4)?,
+            row.get_ref(5)?,
+            row.get_ref(6)?,
+            row.get_ref(7)?,
+        ];
+        Ok(Self::typed(seq, values))
+    }
+
+    fn typed(seq: i64, values: [ValueRef<'r>; 7]) -> Result<Self, RowDefect> {
+        let [run_id, time_ms, kind, schema_version, payload, prev_hash, hash] = values;
+        Ok(StoredRow {
+            seq,
+            run_id: text("run_id", run_id)?,
+            time_ms: integer("time_ms", time_ms)?,
+            kind: text("kind", kind)?,
+            schema_version: integer("schema_version", schema_version)?,
+            payload: blob("payload", payload)?,
+            prev_hash: blob("prev_hash", prev_hash)?,
+            hash: blob("hash", hash)?,
+        })
     }
 
     pub fn image(&self) -> crate::chain::RowImage<'r> {
@@ -134,9 +139,8 @@ impl<'r> StoredRow<'r> {
 
 /// Reads and converts one row in a single step, for the readers.
 pub(crate) fn stored_event(row: &rusqlite::Row<'_>) -> Result<StoredEvent, crate::JournalError> {
-    let stored = StoredRow::read(row)?;
     let seq = row.get::<_, i64>(0)?;
-    stored
+    StoredRow::read(row)?
         .and_then(|stored| stored.to_event())
         .map_err(|defect| defect.into_error(seq))
 }

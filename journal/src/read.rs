@@ -21,14 +21,14 @@ enum Selection {
 /// Iterator over stored events in ascending `seq` order, fetching [`PAGE_ROWS`] rows per query.
 ///
 /// Each page is a separate query, so no read transaction stays open between pages; events
-/// appended while iterating may or may not be yielded. After the first error the iterator
-/// yields nothing more.
+/// appended while iterating may or may not be yielded. Events before a damaged row are yielded;
+/// the damaged row yields an error, and after the first error the iterator yields nothing more.
 #[derive(Debug)]
 pub struct EventIter<'c> {
     conn: &'c Connection,
     selection: Selection,
     after_seq: u64,
-    page: VecDeque<StoredEvent>,
+    page: VecDeque<Result<StoredEvent, JournalError>>,
     finished: bool,
 }
 
@@ -43,7 +43,16 @@ impl<'c> EventIter<'c> {
         }
     }
 
-    fn fetch_page(&mut self) -> Result<(), JournalError> {
+    /// Fetches the next page into `self.page`, ending it with the error if one occurs.
+    fn fetch_page(&mut self) {
+        let fetched = self.fetch_page_rows();
+        if let Err(err) = fetched {
+            self.page.push_back(Err(err));
+            self.finished = true;
+        }
+    }
+
+    fn fetch_page_rows(&mut self) -> Result<(), JournalError> {
         let Ok(after) = i64::try_from(self.after_seq) else {
             // No row can have a seq above i64::MAX.
             self.finished = true;
@@ -62,12 +71,14 @@ impl<'c> EventIter<'c> {
             None => statement.query(rusqlite::params![after, limit])?,
             Some(value) => statement.query(rusqlite::params![after, limit, value])?,
         };
+        let mut fetched = 0;
         while let Some(row) = rows.next()? {
             let event = stored_event(row)?;
             self.after_seq = event.seq;
-            self.page.push_back(event);
+            self.page.push_back(Ok(event));
+            fetched += 1;
         }
-        if self.page.len() < PAGE_ROWS {
+        if fetched < PAGE_ROWS {
             self.finished = true;
         }
         Ok(())
@@ -79,13 +90,9 @@ impl Iterator for EventIter<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.page.is_empty() && !self.finished {
-            if let Err(err) = self.fetch_page() {
-                self.page.clear();
-                self.finished = true;
-                return Some(Err(err));
-            }
+            self.fetch_page();
         }
-        self.page.pop_front().map(Ok)
+        self.page.pop_front()
     }
 }
 

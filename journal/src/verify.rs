@@ -131,7 +131,8 @@ pub fn verify(conn: &Connection) -> Result<VerifyReport, JournalError> {
 /// A sequence number and the hash stored at it, kept outside the database so that later
 /// truncation or a wholesale rewrite of history can be detected (see [`verify_anchored`]).
 ///
-/// Its text form (`Display`/`FromStr`) is `<seq>:<hash as 64 lowercase hex digits>`.
+/// Its text form (`Display`/`FromStr`) is `<seq>:<hash as 64 lowercase hex digits>`;
+/// parsing ignores surrounding whitespace, so a line read from a file parses as is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Anchor {
     /// Sequence number of the anchored event; 0 anchors the empty journal.
@@ -155,6 +156,7 @@ impl FromStr for Anchor {
             problem,
         };
         let (seq, hash) = text
+            .trim()
             .split_once(':')
             .ok_or_else(|| bad("no `:` separator".into()))?;
         let seq = seq

@@ -416,6 +416,7 @@ fn an_anchor_survives_its_text_form() {
     let text = anchor.to_string();
     assert!(text.starts_with("1:") && text.len() == 2 + 64, "{text}");
     assert_eq!(text.parse::<Anchor>().unwrap(), anchor);
+    assert_eq!(format!("{text}\n").parse::<Anchor>().unwrap(), anchor);
 }
 
 #[test]
