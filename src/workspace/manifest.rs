@@ -347,6 +347,9 @@ pub(crate) struct ParsedManifest {
     /// Every key of `commands`, including commands dropped for errors (so a demand on
     /// them is not reported a second time as unknown).
     pub(crate) declared_commands: BTreeSet<String>,
+    /// Some command lists `job_control` in `executed_on`, even if that command was
+    /// dropped for another error (so the Makefile rule does not pile on).
+    pub(crate) declares_job_control: bool,
 }
 
 const TOP_LEVEL: &[&str] = &[
@@ -405,9 +408,21 @@ pub(crate) fn parse(
         .get("certs")
         .map(|value| parse_certs(value, report))
         .unwrap_or_default();
-    let declared_commands = match object.get("commands") {
-        Some(Value::Object(map)) => map.keys().cloned().collect(),
-        _ => BTreeSet::new(),
+    let (declared_commands, declares_job_control) = match object.get("commands") {
+        Some(Value::Object(map)) => (
+            map.keys().cloned().collect(),
+            map.values().any(|command| {
+                command
+                    .get("executed_on")
+                    .and_then(Value::as_array)
+                    .is_some_and(|events| {
+                        events
+                            .iter()
+                            .any(|e| e.as_str() == Some(CommandEvent::JobControl.as_str()))
+                    })
+            }),
+        ),
+        _ => (BTreeSet::new(), false),
     };
 
     Some(ParsedManifest {
@@ -427,6 +442,7 @@ pub(crate) fn parse(
         },
         version_unreadable,
         declared_commands,
+        declares_job_control,
     })
 }
 

@@ -404,7 +404,7 @@ fn load_job(
             ErrorKind::InvalidManifest,
             "both Makefile and Makefile.tpl exist; the template would overwrite the Makefile at deploy, keep only one",
         ),
-        (false, false) if !parsed.manifest.has_job_control() => report.whole(
+        (false, false) if !parsed.declares_job_control => report.whole(
             ErrorKind::InvalidManifest,
             "no Makefile or Makefile.tpl; add one with start/stop/restart targets, or declare a command with \"executed_on\": [\"job_control\"] to manage the lifecycle",
         ),

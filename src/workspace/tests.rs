@@ -923,6 +923,19 @@ fn job_control_command_replaces_the_makefile() {
 }
 
 #[test]
+fn job_control_command_missing_its_script_is_reported_once() {
+    let bucket = Bucket::new();
+    bucket.write(
+        "jobs/api/manifest.json",
+        r#"{"commands": {"command_rollout": {"executed_on": ["job_control"]}}}"#,
+    );
+    assert_eq!(
+        bucket.single_error().kind,
+        ErrorKind::InvalidJobCommandScript
+    );
+}
+
+#[test]
 fn makefile_and_template_together_are_rejected() {
     let bucket = Bucket::new();
     bucket
