@@ -179,8 +179,9 @@ impl Walk<'_> {
                 relative,
                 KIND,
                 format!(
-                    "the symlink points to {} (via {target_text}), outside the job directory; copy the file into the job instead, or remove the link",
-                    target.display()
+                    "the symlink points to {}{}, outside the job directory; copy the file into the job instead, or remove the link",
+                    target.display(),
+                    if Path::new(&target_text) == target { String::new() } else { format!(" (via {target_text})") }
                 ),
             );
             return;

@@ -726,7 +726,7 @@ fn parse_ports(
                 &port_path,
                 ErrorKind::InvalidManifestPort,
                 format!(
-                    "port value {} is not allowed; use {{}} to have a port assigned from the bucket pool, or an integer from 1 to 65535 to fix it",
+                    "port value {} is not allowed; write {{}} to have the build assign a port from the bucket pool, or a fixed port number from 1 to 65535",
                     json_reader::describe(value)
                 ),
             ),

@@ -73,8 +73,7 @@ pub fn validate_job_name(name: &str) -> Result<(), InvalidName> {
         return Err(InvalidName {
             what: "job name",
             value: name.to_string(),
-            rule: "data, logs and bin are reserved for worker runtime directories; rename the job"
-                .to_string(),
+            rule: "data, logs and bin are reserved for worker runtime directories".to_string(),
         });
     }
     Ok(())
@@ -164,13 +163,13 @@ pub fn validate_job_config_selector(selector: &str) -> Result<(), InvalidName> {
 }
 
 /// Checks a worker host and returns its canonical spelling: IP addresses in their standard
-/// text form (`::1`, `10.0.0.1`), hostnames lowercased.
+/// text form (`::1`, `10.0.0.1`), hostnames lowercased without a trailing dot.
 pub fn parse_host(host: &str) -> Result<String, InvalidName> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip.to_string());
     }
     validate_dns_name("worker host", host)?;
-    Ok(host.to_ascii_lowercase())
+    Ok(host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase())
 }
 
 /// Checks a DNS hostname: dot-separated labels of letters, digits and '-', each 1–63
@@ -257,6 +256,7 @@ mod tests {
             "node-a.example.com"
         );
         assert_eq!(parse_host("worker1").unwrap(), "worker1");
+        assert_eq!(parse_host("node.example.").unwrap(), "node.example");
     }
 
     #[test]
