@@ -63,6 +63,142 @@ pub struct BucketUpgraded {
     pub to_schema: u32,
 }
 
+/// A worker as the catalog knows it (from `workers.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    pub host: String,
+    pub worker_id: String,
+    pub hostname: Option<String>,
+    /// Sorted; always contains `worker`.
+    pub labels: Vec<String>,
+    pub memory_mb: Option<u64>,
+    pub cpu_mhz: Option<u64>,
+    pub tags: Vec<(String, String)>,
+    pub position: u32,
+}
+
+/// A worker left `workers.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRemoved {
+    pub host: String,
+}
+
+/// One `(command, executed_on)` pair of a job manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCommandRecord {
+    pub name: String,
+    pub event: String,
+    pub script: String,
+    pub demand_job: String,
+    pub demand_command: String,
+    /// JSON object text.
+    pub demand_config: String,
+}
+
+/// One file of a job tree; the content is in the blob store under `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFileRecord {
+    pub path: String,
+    pub hash: String,
+    pub size: u64,
+    pub executable: bool,
+}
+
+/// One certificate definition of a job manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCertRecord {
+    pub name: String,
+    /// JSON text of the definition.
+    pub definition: String,
+    pub definition_hash: String,
+}
+
+/// A job as the catalog knows it: its manifest settings, commands, certs and files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub name: String,
+    pub job_id: String,
+    pub version: String,
+    pub version_declared: bool,
+    pub selectors: Vec<String>,
+    pub max_concurrent_upgrades: u32,
+    pub max_concurrent_starts: u32,
+    pub min_allocations_count: u32,
+    pub restart_policy: String,
+    pub restart_globs: Vec<String>,
+    pub min_memory_mb: u64,
+    pub max_memory_mb: u64,
+    pub current_memory_mb: u64,
+    pub min_cpu_mhz: u64,
+    pub max_cpu_mhz: u64,
+    pub current_cpu_mhz: u64,
+    pub resources_source: String,
+    pub deployment_seq: u32,
+    /// JSON text of the manifest probes.
+    pub health_check: Option<String>,
+    pub commands: Vec<JobCommandRecord>,
+    pub certs: Vec<JobCertRecord>,
+    pub files: Vec<JobFileRecord>,
+    pub files_hash: String,
+}
+
+/// A job directory left the workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRemoved {
+    pub name: String,
+}
+
+/// A named port of a job got (or kept with a new number) a port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortAssigned {
+    pub job: String,
+    pub name: String,
+    pub port: u16,
+    /// Picked from the bucket pool (`{}`), as opposed to fixed in the manifest.
+    pub from_pool: bool,
+}
+
+/// A named port is no longer declared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortReleased {
+    pub job: String,
+    pub name: String,
+}
+
+/// An allocation (job × worker) as placement decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRecord {
+    pub alloc_id: String,
+    pub job: String,
+    pub worker_ip: String,
+    pub disabled: bool,
+    pub removed: bool,
+    pub new_version: String,
+    pub deployment_seq: u32,
+}
+
+/// The value of a KV version: plaintext, or sealed with the bucket's KV key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvValue {
+    Plain(String),
+    /// `kv::secret::SealedSecret` in its encoded text form; never plaintext.
+    Sealed(String),
+}
+
+/// One change to one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvChange {
+    Put { key: String, value: KvValue },
+    Delete { key: String },
+}
+
+/// Changes to the keys of one namespace, applied together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvChanged {
+    pub namespace: String,
+    pub changes: Vec<KvChange>,
+}
+
 /// One fact recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -70,6 +206,14 @@ pub enum Event {
     RunFinished(RunFinished),
     BucketInitialized(BucketInitialized),
     BucketUpgraded(BucketUpgraded),
+    WorkerUpserted(WorkerRecord),
+    WorkerRemoved(WorkerRemoved),
+    JobUpserted(Box<JobRecord>),
+    JobRemoved(JobRemoved),
+    PortAssigned(PortAssigned),
+    PortReleased(PortReleased),
+    AllocationUpserted(AllocationRecord),
+    KvChanged(KvChanged),
 }
 
 /// A payload could not be encoded or decoded.
@@ -143,6 +287,14 @@ event_kinds! {
     RunFinished => "run_finished" v 1,
     BucketInitialized => "bucket_initialized" v 1,
     BucketUpgraded => "bucket_upgraded" v 1,
+    WorkerUpserted => "worker_upserted" v 1,
+    WorkerRemoved => "worker_removed" v 1,
+    JobUpserted => "job_upserted" v 1,
+    JobRemoved => "job_removed" v 1,
+    PortAssigned => "port_assigned" v 1,
+    PortReleased => "port_released" v 1,
+    AllocationUpserted => "allocation_upserted" v 1,
+    KvChanged => "kv_changed" v 1,
 }
 
 #[cfg(test)]

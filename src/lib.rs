@@ -2,6 +2,7 @@
 //! append-only journal. The binary in `main.rs` only calls [`cli::main`].
 
 pub mod bucket;
+pub mod build;
 pub mod catalog;
 pub mod certs;
 pub mod cli;

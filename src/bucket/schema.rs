@@ -8,7 +8,10 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_foundation.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_foundation.sql"),
+    include_str!("../../migrations/0002_catalog.sql"),
+];
 
 /// The schema version this binary reads and writes.
 pub const LATEST_SCHEMA: u32 = MIGRATIONS.len() as u32;

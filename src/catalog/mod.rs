@@ -9,7 +9,7 @@ mod project;
 pub mod read;
 mod replay;
 
-pub use project::PROJECTION_TABLES;
+pub use project::{job_record_hash, KV_VERSIONS_KEPT, PROJECTION_TABLES};
 pub use replay::{diff_with_replay, rebuild, RebuildReport, TableDiff};
 
 use crate::events::{Event, EventCodecError};

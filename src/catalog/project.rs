@@ -2,11 +2,25 @@
 //! (an event whose subject is missing changes nothing rather than failing the replay).
 
 use super::{CatalogError, EventMeta};
-use crate::events::Event;
+use crate::events::{Event, JobRecord, KvChange, KvChanged, KvValue};
 use rusqlite::{params, Transaction};
 
 /// Every projection table, in an order safe for deleting rows (children first).
-pub const PROJECTION_TABLES: &[&str] = &["runs", "bucket"];
+pub const PROJECTION_TABLES: &[&str] = &[
+    "kv",
+    "allocations",
+    "job_ports",
+    "job_certs",
+    "job_commands",
+    "job_files",
+    "jobs",
+    "workers",
+    "runs",
+    "bucket",
+];
+
+/// Versions kept per KV key; older ones are dropped as new ones arrive.
+pub const KV_VERSIONS_KEPT: i64 = 7;
 
 pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result<(), CatalogError> {
     match event {
@@ -43,6 +57,177 @@ pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result
         Event::BucketUpgraded(e) => {
             tx.prepare_cached("UPDATE bucket SET schema_version = ?1 WHERE id = 1")?
                 .execute([e.to_schema])?;
+        }
+        Event::WorkerUpserted(w) => {
+            let tags: serde_json::Map<String, serde_json::Value> = w
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO workers (host, worker_id, hostname, labels, memory_mb, cpu_mhz, tags, position)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                w.host,
+                w.worker_id,
+                w.hostname,
+                json(&w.labels),
+                w.memory_mb.map(|v| v as i64),
+                w.cpu_mhz.map(|v| v as i64),
+                serde_json::Value::Object(tags).to_string(),
+                w.position
+            ])?;
+        }
+        Event::WorkerRemoved(e) => {
+            tx.prepare_cached("DELETE FROM workers WHERE host = ?1")?
+                .execute([&e.host])?;
+        }
+        Event::JobUpserted(job) => project_job(tx, job)?,
+        Event::JobRemoved(e) => {
+            for table in ["job_files", "job_commands", "job_certs"] {
+                tx.prepare_cached(&format!("DELETE FROM {table} WHERE job = ?1"))?
+                    .execute([&e.name])?;
+            }
+            tx.prepare_cached("DELETE FROM jobs WHERE name = ?1")?
+                .execute([&e.name])?;
+        }
+        Event::PortAssigned(e) => {
+            tx.prepare_cached("INSERT OR REPLACE INTO job_ports (job, name, port, assigned) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![e.job, e.name, e.port, e.from_pool])?;
+        }
+        Event::PortReleased(e) => {
+            tx.prepare_cached("DELETE FROM job_ports WHERE job = ?1 AND name = ?2")?
+                .execute([&e.job, &e.name])?;
+        }
+        Event::AllocationUpserted(a) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO allocations (alloc_id, job, worker_ip, disabled, removed, new_version, deployment_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![a.alloc_id, a.job, a.worker_ip, a.disabled, a.removed, a.new_version, a.deployment_seq])?;
+        }
+        Event::KvChanged(e) => project_kv(tx, meta, e)?,
+    }
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("catalog values serialize")
+}
+
+/// The fingerprint build compares to tell whether a job changed: SHA-256 of its encoded record.
+pub fn job_record_hash(job: &JobRecord) -> String {
+    use sha2::Digest;
+    let bytes = journal::encode(job).expect("job records encode");
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn project_job(tx: &Transaction, job: &JobRecord) -> Result<(), CatalogError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO jobs (name, job_id, version, version_declared, selectors, max_concurrent_upgrades,
+             max_concurrent_starts, min_allocations_count, restart_policy, restart_globs, min_memory_mb, max_memory_mb,
+             current_memory_mb, min_cpu_mhz, max_cpu_mhz, current_cpu_mhz, resources_source, deployment_seq,
+             health_check, files_hash, record_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+    )?
+    .execute(params![
+        job.name,
+        job.job_id,
+        job.version,
+        job.version_declared,
+        json(&job.selectors),
+        job.max_concurrent_upgrades,
+        job.max_concurrent_starts,
+        job.min_allocations_count,
+        job.restart_policy,
+        json(&job.restart_globs),
+        job.min_memory_mb as i64,
+        job.max_memory_mb as i64,
+        job.current_memory_mb as i64,
+        job.min_cpu_mhz as i64,
+        job.max_cpu_mhz as i64,
+        job.current_cpu_mhz as i64,
+        job.resources_source,
+        job.deployment_seq,
+        job.health_check,
+        job.files_hash,
+        job_record_hash(job)
+    ])?;
+    for table in ["job_files", "job_commands", "job_certs"] {
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE job = ?1"))?
+            .execute([&job.name])?;
+    }
+    let mut insert_file = tx.prepare_cached(
+        "INSERT INTO job_files (job, path, hash, size, executable) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for file in &job.files {
+        insert_file.execute(params![
+            job.name,
+            file.path,
+            file.hash,
+            file.size as i64,
+            file.executable
+        ])?;
+    }
+    let mut insert_command = tx.prepare_cached(
+        "INSERT INTO job_commands (job, name, event, script, demand_job, demand_command, demand_config)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for c in &job.commands {
+        insert_command.execute(params![
+            job.name,
+            c.name,
+            c.event,
+            c.script,
+            c.demand_job,
+            c.demand_command,
+            c.demand_config
+        ])?;
+    }
+    let mut insert_cert = tx.prepare_cached(
+        "INSERT INTO job_certs (job, name, definition, definition_hash) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for c in &job.certs {
+        insert_cert.execute(params![job.name, c.name, c.definition, c.definition_hash])?;
+    }
+    Ok(())
+}
+
+fn project_kv(tx: &Transaction, meta: &EventMeta, e: &KvChanged) -> Result<(), CatalogError> {
+    let mut latest =
+        tx.prepare_cached("SELECT max(version) FROM kv WHERE namespace = ?1 AND key = ?2")?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO kv (namespace, key, version, value, sealed, deleted, seq, time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut trim =
+        tx.prepare_cached("DELETE FROM kv WHERE namespace = ?1 AND key = ?2 AND version <= ?3")?;
+    for change in &e.changes {
+        let (key, value, sealed, deleted) = match change {
+            KvChange::Put {
+                key,
+                value: KvValue::Plain(v),
+            } => (key, v.as_str(), false, false),
+            KvChange::Put {
+                key,
+                value: KvValue::Sealed(v),
+            } => (key, v.as_str(), true, false),
+            KvChange::Delete { key } => (key, "", false, true),
+        };
+        let previous: Option<i64> = latest.query_row(params![e.namespace, key], |r| r.get(0))?;
+        let version = previous.unwrap_or(0) + 1;
+        insert.execute(params![
+            e.namespace,
+            key,
+            version,
+            value,
+            sealed,
+            deleted,
+            meta.seq as i64,
+            meta.time_ms
+        ])?;
+        if version > KV_VERSIONS_KEPT {
+            trim.execute(params![e.namespace, key, version - KV_VERSIONS_KEPT])?;
         }
     }
     Ok(())

@@ -94,8 +94,22 @@ fn bucket_upgraded_changes_only_the_schema_version() {
 fn blobs_are_stored_once_by_content_hash() {
     let (_dir, mut conn) = catalog();
     let blob = Blob::of(b"hello".to_vec());
-    commit(&mut conn, "r1", 1, &[started("build")], std::slice::from_ref(&blob)).unwrap();
-    commit(&mut conn, "r1", 2, &[started("build")], std::slice::from_ref(&blob)).unwrap();
+    commit(
+        &mut conn,
+        "r1",
+        1,
+        &[started("build")],
+        std::slice::from_ref(&blob),
+    )
+    .unwrap();
+    commit(
+        &mut conn,
+        "r1",
+        2,
+        &[started("build")],
+        std::slice::from_ref(&blob),
+    )
+    .unwrap();
     let count: i64 = conn
         .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
         .unwrap();

@@ -3,6 +3,7 @@
 //! Each command group has its own file. Handlers parse nothing themselves (clap does), call one
 //! domain function, and render what it returns. Domain modules never print; this layer does.
 
+mod build;
 mod info;
 mod init;
 mod journal_cmd;
@@ -46,6 +47,13 @@ pub enum Command {
     /// migrations and creates anything missing; never overwrites a file, never changes the
     /// bucket id or the CA. Contacts no worker.
     Init,
+    /// Read the workspace and bring the catalog (workers, jobs, allocations, ports, KV,
+    /// certificates) in line with it. Contacts no worker.
+    ///
+    /// Every problem in the workspace is reported at once, each naming the file and field to
+    /// fix; a failed build changes nothing in the catalog. Building an unchanged workspace
+    /// records no catalog events.
+    Build(build::BuildArgs),
     /// Show the bucket id, update sequence, catalog counts and journal position.
     Info(info::InfoArgs),
     /// Check or rebuild the journal and the projections folded from it.
@@ -81,6 +89,7 @@ impl Cli {
 fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Init => "init",
+        Command::Build(_) => "build",
         Command::Info(_) => "info",
         Command::Journal(journal_cmd::JournalCommand::Verify) => "journal verify",
         Command::Journal(journal_cmd::JournalCommand::Rebuild) => "journal rebuild",
@@ -123,6 +132,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     tracing::debug!(command = name, "dispatch");
     match &cli.command {
         Command::Init => init::run(&cli.bucket()?, &argv),
+        Command::Build(args) => build::run(&cli.bucket()?, args, &argv),
         Command::Info(args) => info::run(&cli.bucket()?, args),
         Command::Journal(command) => journal_cmd::run(&cli.bucket()?, command, name, &argv),
         Command::Logs(command) => logs_cmd::run(&cli.bucket()?, command),

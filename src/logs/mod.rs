@@ -103,6 +103,48 @@ pub fn record_of(meta: &EventMeta, event: &Event, maand: &str) -> LogRecord {
             field("from_schema", e.from_schema.to_string());
             field("to_schema", e.to_schema.to_string());
         }
+        Event::WorkerUpserted(w) => {
+            field("labels", w.labels.join(","));
+            record.worker = Some(w.host.clone());
+        }
+        Event::WorkerRemoved(e) => record.worker = Some(e.host.clone()),
+        Event::JobUpserted(job) => {
+            field("version", job.version.clone());
+            field("files", job.files.len().to_string());
+            field("files_hash", job.files_hash.clone());
+            record.job = Some(job.name.clone());
+        }
+        Event::JobRemoved(e) => record.job = Some(e.name.clone()),
+        Event::PortAssigned(e) => {
+            field("port_name", e.name.clone());
+            field("port", e.port.to_string());
+            record.job = Some(e.job.clone());
+        }
+        Event::PortReleased(e) => {
+            field("port_name", e.name.clone());
+            record.job = Some(e.job.clone());
+        }
+        Event::AllocationUpserted(a) => {
+            field("alloc_id", a.alloc_id.clone());
+            field("disabled", a.disabled.to_string());
+            field("removed", a.removed.to_string());
+            field("new_version", a.new_version.clone());
+            record.job = Some(a.job.clone());
+            record.worker = Some(a.worker_ip.clone());
+        }
+        Event::KvChanged(e) => {
+            // Keys only: values may be large, and sealed values are no business of a log.
+            field("namespace", e.namespace.clone());
+            let keys: Vec<String> = e
+                .changes
+                .iter()
+                .map(|c| match c {
+                    crate::events::KvChange::Put { key, .. } => key.clone(),
+                    crate::events::KvChange::Delete { key } => format!("-{key}"),
+                })
+                .collect();
+            field("keys", keys.join(","));
+        }
     }
     record
 }

@@ -1,0 +1,783 @@
+//! Read models for `maand cat`: one typed row per catalog entry, in a stable order, with the
+//! `--jobs` / `--workers` selection checked against the catalog so a misspelt name fails
+//! instead of printing an empty table.
+//!
+//! Reads only: nothing here writes a table, takes the bucket lock, opens a secret or prints.
+//! Sealed KV values never leave this module in list rows ([`KvRow`] has no field for them);
+//! only [`kv_entry`] returns the sealed text, for `cat kv get --reveal` to open.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::certs::{self, CertStatus, CERTS_KV_PREFIX};
+use crate::events::KvValue;
+use crate::kv::access;
+
+/// A catalog read that could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("catalog database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "unknown {what} {names}: not in the catalog (known: {known}); check the spelling, \
+         or run `maand build` if you just added it to the workspace"
+    )]
+    UnknownNames {
+        /// `job(s)` or `worker(s)`.
+        what: &'static str,
+        /// The rejected names, comma-separated.
+        names: String,
+        /// What the catalog has, comma-separated (`none` when empty).
+        known: String,
+    },
+    #[error(
+        "catalog table `{table}`, row `{row}`: column `{column}` is not the JSON maand writes \
+         ({reason}); run `maand journal verify`, then `maand journal rebuild`"
+    )]
+    StoredJson {
+        table: &'static str,
+        row: String,
+        column: &'static str,
+        reason: String,
+    },
+}
+
+/// Which jobs and workers a listing is limited to. An empty list means "all".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub jobs: Vec<String>,
+    /// Worker hosts (IPs), as in `workers.json`.
+    pub workers: Vec<String>,
+}
+
+impl Selection {
+    fn admits_job(&self, job: &str) -> bool {
+        self.jobs.is_empty() || self.jobs.iter().any(|j| j == job)
+    }
+
+    fn admits_worker(&self, worker_ip: &str) -> bool {
+        self.workers.is_empty() || self.workers.iter().any(|w| w == worker_ip)
+    }
+
+    /// Fails naming every selected job or worker the catalog does not know. A job is known
+    /// when it is in `jobs` or still has allocation rows; a worker when it is in `workers` or
+    /// still hosts allocation rows (removed ones included).
+    pub fn check(&self, conn: &Connection) -> Result<(), TableError> {
+        check_known(
+            conn,
+            "job",
+            &self.jobs,
+            "SELECT name FROM jobs UNION SELECT job FROM allocations ORDER BY 1",
+        )?;
+        check_known(
+            conn,
+            "worker",
+            &self.workers,
+            "SELECT host FROM workers UNION SELECT worker_ip FROM allocations ORDER BY 1",
+        )
+    }
+}
+
+fn check_known(
+    conn: &Connection,
+    what: &'static str,
+    selected: &[String],
+    known_sql: &str,
+) -> Result<(), TableError> {
+    if selected.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<String> = conn
+        .prepare(known_sql)?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let unknown: Vec<&str> = selected
+        .iter()
+        .filter(|name| !known.contains(name))
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 20;
+    let mut known_text = known
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if known.is_empty() {
+        known_text = "none".to_string();
+    } else if known.len() > SHOWN {
+        known_text.push_str(&format!(", … ({} in all)", known.len()));
+    }
+    Err(TableError::UnknownNames {
+        what: if unknown.len() == 1 {
+            what
+        } else if what == "job" {
+            "jobs"
+        } else {
+            "workers"
+        },
+        names: unknown.join(", "),
+        known: known_text,
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    row: &str,
+    column: &'static str,
+    text: &str,
+) -> Result<T, TableError> {
+    serde_json::from_str(text).map_err(|e| TableError::StoredJson {
+        table,
+        row: row.to_string(),
+        column,
+        reason: e.to_string(),
+    })
+}
+
+/// The `zone` tag of a worker, the one tag `cat` shows as a column of its own.
+fn zone_of(tags: &BTreeMap<String, String>) -> Option<String> {
+    tags.get("zone").cloned()
+}
+
+/// One worker of `workers.json` as the catalog holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerRow {
+    pub host: String,
+    pub worker_id: String,
+    pub hostname: Option<String>,
+    pub labels: Vec<String>,
+    pub memory_mb: Option<u64>,
+    pub cpu_mhz: Option<u64>,
+    /// `tags.zone`, when the worker has one.
+    pub zone: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Index in `workers.json`.
+    pub position: u32,
+}
+
+/// Every worker, in `workers.json` order.
+pub fn workers(conn: &Connection) -> Result<Vec<WorkerRow>, TableError> {
+    let mut stmt = conn.prepare(
+        "SELECT host, worker_id, hostname, labels, memory_mb, cpu_mhz, tags, position
+         FROM workers ORDER BY position, host",
+    )?;
+    let raw = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, u32>(7)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    raw.into_iter()
+        .map(
+            |(host, worker_id, hostname, labels, memory_mb, cpu_mhz, tags, position)| {
+                let labels = parse_json("workers", &host, "labels", &labels)?;
+                let tags: BTreeMap<String, String> = parse_json("workers", &host, "tags", &tags)?;
+                Ok(WorkerRow {
+                    zone: zone_of(&tags),
+                    host,
+                    worker_id,
+                    hostname,
+                    labels,
+                    memory_mb: memory_mb.map(|v| v as u64),
+                    cpu_mhz: cpu_mhz.map(|v| v as u64),
+                    tags,
+                    position,
+                })
+            },
+        )
+        .collect()
+}
+
+/// One job as the last build recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRow {
+    pub name: String,
+    pub job_id: String,
+    pub version: String,
+    pub selectors: Vec<String>,
+    /// Deploy wave: jobs deploy in ascending `deployment_seq`.
+    pub deployment_seq: u32,
+    /// The job has allocations and every non-removed one is disabled.
+    pub disabled: bool,
+    pub max_concurrent_upgrades: u32,
+    pub max_concurrent_starts: u32,
+    pub min_allocations_count: u32,
+    pub restart_policy: String,
+    pub restart_globs: Vec<String>,
+    /// Memory reserved on each worker hosting the job, in MB.
+    pub memory_mb: u64,
+    /// CPU reserved on each worker hosting the job, in MHz.
+    pub cpu_mhz: u64,
+    pub min_memory_mb: u64,
+    pub max_memory_mb: u64,
+    pub min_cpu_mhz: u64,
+    pub max_cpu_mhz: u64,
+    /// `manifest`, or the `bucket.jobs*.conf` file the reservation came from.
+    pub resources_source: String,
+    pub files_hash: String,
+}
+
+/// Every job, in deploy order (`deployment_seq`, then name).
+pub fn jobs(conn: &Connection) -> Result<Vec<JobRow>, TableError> {
+    let mut stmt = conn.prepare(
+        "SELECT j.name, j.job_id, j.version, j.selectors, j.deployment_seq,
+                j.max_concurrent_upgrades, j.max_concurrent_starts, j.min_allocations_count,
+                j.restart_policy, j.restart_globs, j.current_memory_mb, j.current_cpu_mhz,
+                j.min_memory_mb, j.max_memory_mb, j.min_cpu_mhz, j.max_cpu_mhz,
+                j.resources_source, j.files_hash,
+                (SELECT count(*) FROM allocations a WHERE a.job = j.name AND a.removed = 0),
+                (SELECT count(*) FROM allocations a WHERE a.job = j.name AND a.removed = 0 AND a.disabled = 0)
+         FROM jobs j ORDER BY j.deployment_seq, j.name",
+    )?;
+    let raw = stmt
+        .query_map([], |r| {
+            let name: String = r.get(0)?;
+            let selectors: String = r.get(3)?;
+            let restart_globs: String = r.get(9)?;
+            let placed: i64 = r.get(18)?;
+            let active: i64 = r.get(19)?;
+            let row = JobRow {
+                name,
+                job_id: r.get(1)?,
+                version: r.get(2)?,
+                selectors: Vec::new(),
+                deployment_seq: r.get(4)?,
+                disabled: placed > 0 && active == 0,
+                max_concurrent_upgrades: r.get(5)?,
+                max_concurrent_starts: r.get(6)?,
+                min_allocations_count: r.get(7)?,
+                restart_policy: r.get(8)?,
+                restart_globs: Vec::new(),
+                memory_mb: r.get::<_, i64>(10)? as u64,
+                cpu_mhz: r.get::<_, i64>(11)? as u64,
+                min_memory_mb: r.get::<_, i64>(12)? as u64,
+                max_memory_mb: r.get::<_, i64>(13)? as u64,
+                min_cpu_mhz: r.get::<_, i64>(14)? as u64,
+                max_cpu_mhz: r.get::<_, i64>(15)? as u64,
+                resources_source: r.get(16)?,
+                files_hash: r.get(17)?,
+            };
+            Ok((row, selectors, restart_globs))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    raw.into_iter()
+        .map(|(mut row, selectors, restart_globs)| {
+            row.selectors = parse_json("jobs", &row.name, "selectors", &selectors)?;
+            row.restart_globs = parse_json("jobs", &row.name, "restart_globs", &restart_globs)?;
+            Ok(row)
+        })
+        .collect()
+}
+
+/// One allocation: a job placed on a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllocationRow {
+    pub alloc_id: String,
+    pub job: String,
+    pub worker_ip: String,
+    /// The worker's `tags.zone` (none when the worker has no zone or left the catalog).
+    pub zone: Option<String>,
+    pub disabled: bool,
+    pub removed: bool,
+    pub new_version: String,
+    pub deployment_seq: u32,
+}
+
+/// Allocations of the selected jobs on the selected workers, by job, then worker order.
+pub fn allocations(
+    conn: &Connection,
+    selection: &Selection,
+) -> Result<Vec<AllocationRow>, TableError> {
+    selection.check(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT a.alloc_id, a.job, a.worker_ip, w.tags, a.disabled, a.removed, a.new_version,
+                a.deployment_seq
+         FROM allocations a LEFT JOIN workers w ON w.host = a.worker_ip
+         ORDER BY a.job, w.position IS NULL, w.position, a.worker_ip",
+    )?;
+    let raw = stmt
+        .query_map([], |r| {
+            let row = AllocationRow {
+                alloc_id: r.get(0)?,
+                job: r.get(1)?,
+                worker_ip: r.get(2)?,
+                zone: None,
+                disabled: r.get(4)?,
+                removed: r.get(5)?,
+                new_version: r.get(6)?,
+                deployment_seq: r.get(7)?,
+            };
+            Ok((row, r.get::<_, Option<String>>(3)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    raw.into_iter()
+        .filter(|(row, _)| selection.admits_job(&row.job) && selection.admits_worker(&row.worker_ip))
+        .map(|(mut row, tags)| {
+            if let Some(tags) = tags {
+                let tags: BTreeMap<String, String> =
+                    parse_json("workers", &row.worker_ip, "tags", &tags)?;
+                row.zone = zone_of(&tags);
+            }
+            Ok(row)
+        })
+        .collect()
+}
+
+/// Where an allocation stands in its rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rollout {
+    /// The allocation was removed from placement; deploy stops it, `gc` purges it.
+    Removed,
+    /// The allocation is drained by `disabled.json`.
+    Disabled,
+    /// Active and never promoted: the next deploy starts it.
+    New,
+}
+
+impl Rollout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rollout::Removed => "removed",
+            Rollout::Disabled => "disabled",
+            Rollout::New => "new",
+        }
+    }
+}
+
+/// One allocation's deploy state, for `maand cat deployments`.
+///
+/// The promoted-hash side comes from deploy, which does not record anything yet: there is no
+/// hash projection, so `current_hash`, `previous_hash` and `current_version` are always
+/// `None` and an active allocation is always [`Rollout::New`]. When deploy adds its hash
+/// projection (keyed by `alloc_id`), [`deployments`] should `LEFT JOIN` it to fill these three
+/// fields, and [`Rollout`] gains the hash-derived states: `disabled_restart` (disabled with
+/// pending content or version), `restart` (staged hash or `new_version` differs from the
+/// promoted one), `promoted` (both equal) and `health_failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeploymentRow {
+    pub alloc_id: String,
+    pub job: String,
+    pub worker_ip: String,
+    /// Hash of the content promoted on the worker by the last successful deploy.
+    pub current_hash: Option<String>,
+    /// The promoted hash before that.
+    pub previous_hash: Option<String>,
+    /// Version promoted on the worker.
+    pub current_version: Option<String>,
+    /// Version the catalog wants on the worker.
+    pub new_version: String,
+    pub rollout: Rollout,
+}
+
+/// Rollout state of the selected allocations; with `active_only`, only allocations deploy
+/// would target (neither removed nor disabled).
+pub fn deployments(
+    conn: &Connection,
+    selection: &Selection,
+    active_only: bool,
+) -> Result<Vec<DeploymentRow>, TableError> {
+    Ok(allocations(conn, selection)?
+        .into_iter()
+        .filter(|a| !active_only || (!a.removed && !a.disabled))
+        .map(|a| DeploymentRow {
+            rollout: if a.removed {
+                Rollout::Removed
+            } else if a.disabled {
+                Rollout::Disabled
+            } else {
+                Rollout::New
+            },
+            alloc_id: a.alloc_id,
+            job: a.job,
+            worker_ip: a.worker_ip,
+            current_hash: None,
+            previous_hash: None,
+            current_version: None,
+            new_version: a.new_version,
+        })
+        .collect())
+}
+
+/// One `(command, executed_on)` pair of a job manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobCommandRow {
+    pub job: String,
+    pub name: String,
+    /// The event the command runs on (`post_build`, `cli`, ...).
+    pub event: String,
+    /// Path of the script inside the job directory.
+    pub script: String,
+    /// Upstream job the command demands (empty when none).
+    pub demand_job: String,
+    pub demand_command: String,
+    pub demand_config: serde_json::Value,
+}
+
+/// Commands of the selected jobs, by job, name and event. Workers in the selection are
+/// checked but do not restrict commands (commands belong to jobs, not workers).
+pub fn job_commands(
+    conn: &Connection,
+    selection: &Selection,
+) -> Result<Vec<JobCommandRow>, TableError> {
+    selection.check(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT job, name, event, script, demand_job, demand_command, demand_config
+         FROM job_commands ORDER BY job, name, event",
+    )?;
+    let raw = stmt
+        .query_map([], |r| {
+            Ok((
+                JobCommandRow {
+                    job: r.get(0)?,
+                    name: r.get(1)?,
+                    event: r.get(2)?,
+                    script: r.get(3)?,
+                    demand_job: r.get(4)?,
+                    demand_command: r.get(5)?,
+                    demand_config: serde_json::Value::Null,
+                },
+                r.get::<_, String>(6)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    raw.into_iter()
+        .filter(|(row, _)| selection.admits_job(&row.job))
+        .map(|(mut row, config)| {
+            let id = format!("{}/{}/{}", row.job, row.name, row.event);
+            row.demand_config = parse_json("job_commands", &id, "demand_config", &config)?;
+            Ok(row)
+        })
+        .collect()
+}
+
+/// One named port of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobPortRow {
+    pub job: String,
+    pub name: String,
+    pub port: u16,
+    /// Picked from the `bucket.conf` pool (`{}` in the manifest) rather than fixed there.
+    pub assigned: bool,
+}
+
+/// Ports of the selected jobs, by job and port name.
+pub fn job_ports(conn: &Connection, selection: &Selection) -> Result<Vec<JobPortRow>, TableError> {
+    selection.check(conn)?;
+    let mut stmt = conn.prepare("SELECT job, name, port, assigned FROM job_ports ORDER BY job, name")?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(JobPortRow {
+                job: r.get(0)?,
+                name: r.get(1)?,
+                port: r.get(2)?,
+                assigned: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| selection.admits_job(&row.job))
+        .collect())
+}
+
+/// Which current KV versions a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvState {
+    /// Every key, deleted or not.
+    #[default]
+    All,
+    /// Keys whose current version is a value.
+    Active,
+    /// Keys whose current version is a deletion.
+    Deleted,
+}
+
+/// The current (highest) version of one KV key, as listed by `maand cat kv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KvRow {
+    pub namespace: String,
+    pub key: String,
+    pub version: u64,
+    /// The current version is a deletion.
+    pub deleted: bool,
+    /// The value is a secret encrypted with the bucket's `kv.key`.
+    pub sealed: bool,
+    /// The plaintext value; `None` for a sealed value or a deletion.
+    pub value: Option<String>,
+}
+
+/// Current version of every key in `namespaces` (every namespace when `None`), filtered by
+/// `state`, by namespace and key.
+pub fn kv(
+    conn: &Connection,
+    namespaces: Option<&BTreeSet<String>>,
+    state: KvState,
+) -> Result<Vec<KvRow>, TableError> {
+    let mut stmt = conn.prepare(
+        "SELECT kv.namespace, kv.key, kv.version, kv.deleted, kv.sealed, kv.value
+         FROM kv JOIN (SELECT namespace, key, max(version) AS version FROM kv GROUP BY namespace, key) cur
+           ON cur.namespace = kv.namespace AND cur.key = kv.key AND cur.version = kv.version
+         ORDER BY kv.namespace, kv.key",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            let deleted: bool = r.get(3)?;
+            let sealed: bool = r.get(4)?;
+            Ok(KvRow {
+                namespace: r.get(0)?,
+                key: r.get(1)?,
+                version: r.get::<_, i64>(2)? as u64,
+                deleted,
+                sealed: sealed && !deleted,
+                value: if sealed || deleted {
+                    None
+                } else {
+                    Some(r.get(5)?)
+                },
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| namespaces.is_none_or(|set| set.contains(&row.namespace)))
+        .filter(|row| match state {
+            KvState::All => true,
+            KvState::Active => !row.deleted,
+            KvState::Deleted => row.deleted,
+        })
+        .collect())
+}
+
+/// The current version of one key, sealed text included (for `cat kv get`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    pub version: u64,
+    /// `None` when the current version is a deletion.
+    pub value: Option<KvValue>,
+}
+
+/// The current version of `key` in `namespace`; `None` when the key never existed (or its
+/// history was purged).
+pub fn kv_entry(
+    conn: &Connection,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<KvEntry>, TableError> {
+    Ok(conn
+        .query_row(
+            "SELECT version, value, sealed, deleted FROM kv
+             WHERE namespace = ?1 AND key = ?2 ORDER BY version DESC LIMIT 1",
+            params![namespace, key],
+            |r| {
+                let value: String = r.get(1)?;
+                let sealed: bool = r.get(2)?;
+                let deleted: bool = r.get(3)?;
+                Ok(KvEntry {
+                    version: r.get::<_, i64>(0)? as u64,
+                    value: match (deleted, sealed) {
+                        (true, _) => None,
+                        (false, true) => Some(KvValue::Sealed(value)),
+                        (false, false) => Some(KvValue::Plain(value)),
+                    },
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// The namespaces the selected allocations may read (see [`access`]): the union over every
+/// non-removed allocation of the selected jobs on the selected workers. Each allocation's
+/// upstream jobs are the `demand_job`s of its job's commands.
+pub fn readable_namespaces(
+    conn: &Connection,
+    selection: &Selection,
+) -> Result<BTreeSet<String>, TableError> {
+    selection.check(conn)?;
+    let mut upstream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT job, demand_job FROM job_commands WHERE demand_job != '' ORDER BY 1, 2",
+        )?;
+        let pairs = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (job, demanded) in pairs {
+            upstream.entry(job).or_default().push(demanded);
+        }
+    }
+    let mut placed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    {
+        let mut stmt =
+            conn.prepare("SELECT job, worker_ip FROM allocations WHERE removed = 0 ORDER BY 1, 2")?;
+        let pairs = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (job, worker_ip) in pairs {
+            if selection.admits_job(&job) && selection.admits_worker(&worker_ip) {
+                placed.entry(job).or_default().push(worker_ip);
+            }
+        }
+    }
+    Ok(placed
+        .iter()
+        .flat_map(|(job, worker_ips)| {
+            let upstream = upstream.get(job).map(Vec::as_slice).unwrap_or_default();
+            access::job_namespaces(job, worker_ips, upstream)
+        })
+        .collect())
+}
+
+/// A leaf certificate PEM found in an allocation namespace under `certs/<name>.crt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLeafCert {
+    pub job: String,
+    pub worker_ip: String,
+    /// The manifest cert name (`tls` for `certs/tls.crt`).
+    pub name: String,
+    /// The stored text; sealed text when someone stored it sealed (it then inspects as invalid).
+    pub pem: String,
+}
+
+/// Current, non-deleted leaf certificates of the selected jobs on the selected workers, by
+/// job, worker and name.
+pub fn leaf_certs(
+    conn: &Connection,
+    selection: &Selection,
+) -> Result<Vec<StoredLeafCert>, TableError> {
+    selection.check(conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT kv.namespace, kv.key, kv.value
+         FROM kv JOIN (SELECT namespace, key, max(version) AS version FROM kv
+                       WHERE namespace LIKE 'maand/job/%/worker/%' GROUP BY namespace, key) cur
+           ON cur.namespace = kv.namespace AND cur.key = kv.key AND cur.version = kv.version
+         WHERE kv.deleted = 0
+         ORDER BY kv.namespace, kv.key",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut certs: Vec<StoredLeafCert> = rows
+        .into_iter()
+        .filter_map(|(namespace, key, pem)| {
+            let (job, worker_ip) = access::parse_allocation(&namespace)?;
+            let name = key.strip_prefix(CERTS_KV_PREFIX)?.strip_suffix(".crt")?;
+            (!name.is_empty() && !name.contains('/')).then(|| StoredLeafCert {
+                job: job.to_string(),
+                worker_ip: worker_ip.to_string(),
+                name: name.to_string(),
+                pem,
+            })
+        })
+        .filter(|c| selection.admits_job(&c.job) && selection.admits_worker(&c.worker_ip))
+        .collect();
+    certs.sort_by(|a, b| {
+        (&a.job, &a.worker_ip, &a.name).cmp(&(&b.job, &b.worker_ip, &b.name))
+    });
+    Ok(certs)
+}
+
+/// Whether a certificate row is the bucket CA or a job's leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertScope {
+    Ca,
+    Job,
+}
+
+impl CertScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertScope::Ca => "ca",
+            CertScope::Job => "job",
+        }
+    }
+}
+
+/// One certificate with its expiry status, for `maand cat certs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertRow {
+    pub scope: CertScope,
+    /// `None` for the CA.
+    pub job: Option<String>,
+    /// `None` for the CA.
+    pub worker: Option<String>,
+    /// The manifest cert name, or `ca`.
+    pub cert: String,
+    pub common_name: Option<String>,
+    /// Expiry in UTC, RFC 3339.
+    pub not_after: Option<String>,
+    /// Whole days until `not_after` (negative once expired).
+    pub days_left: Option<i64>,
+    /// `ok`, `expiring`, `expired` or `invalid`.
+    pub status: String,
+    /// Why the certificate is `invalid`.
+    pub reason: Option<String>,
+}
+
+/// Inspects the bucket CA and `leaves` at `now`; `expiring` starts `renewal_buffer_days`
+/// before expiry, the same window in which a build renews. The CA comes first.
+pub fn cert_rows(
+    ca_pem: &str,
+    leaves: &[StoredLeafCert],
+    now: OffsetDateTime,
+    renewal_buffer_days: u32,
+) -> Vec<CertRow> {
+    let row = |scope, job: Option<&str>, worker: Option<&str>, cert: &str, pem: &str| {
+        let info = certs::inspect(pem, ca_pem, now, renewal_buffer_days);
+        CertRow {
+            scope,
+            job: job.map(str::to_string),
+            worker: worker.map(str::to_string),
+            cert: cert.to_string(),
+            common_name: info.common_name,
+            not_after: info.not_after.and_then(|t| {
+                t.to_offset(time::UtcOffset::UTC)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+            days_left: info.days_left,
+            status: info.status.to_string(),
+            reason: match info.status {
+                CertStatus::Invalid(why) => Some(why.to_string()),
+                _ => None,
+            },
+        }
+    };
+    std::iter::once(row(CertScope::Ca, None, None, "ca", ca_pem))
+        .chain(leaves.iter().map(|leaf| {
+            row(
+                CertScope::Job,
+                Some(&leaf.job),
+                Some(&leaf.worker_ip),
+                &leaf.name,
+                &leaf.pem,
+            )
+        }))
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "tables_tests.rs"]
+mod tests;
