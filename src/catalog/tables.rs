@@ -326,7 +326,9 @@ pub fn allocations(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     raw.into_iter()
-        .filter(|(row, _)| selection.admits_job(&row.job) && selection.admits_worker(&row.worker_ip))
+        .filter(|(row, _)| {
+            selection.admits_job(&row.job) && selection.admits_worker(&row.worker_ip)
+        })
         .map(|(mut row, tags)| {
             if let Some(tags) = tags {
                 let tags: BTreeMap<String, String> =
@@ -479,7 +481,8 @@ pub struct JobPortRow {
 /// Ports of the selected jobs, by job and port name.
 pub fn job_ports(conn: &Connection, selection: &Selection) -> Result<Vec<JobPortRow>, TableError> {
     selection.check(conn)?;
-    let mut stmt = conn.prepare("SELECT job, name, port, assigned FROM job_ports ORDER BY job, name")?;
+    let mut stmt =
+        conn.prepare("SELECT job, name, port, assigned FROM job_ports ORDER BY job, name")?;
     let rows = stmt
         .query_map([], |r| {
             Ok(JobPortRow {
@@ -692,9 +695,7 @@ pub fn leaf_certs(
         })
         .filter(|c| selection.admits_job(&c.job) && selection.admits_worker(&c.worker_ip))
         .collect();
-    certs.sort_by(|a, b| {
-        (&a.job, &a.worker_ip, &a.name).cmp(&(&b.job, &b.worker_ip, &b.name))
-    });
+    certs.sort_by(|a, b| (&a.job, &a.worker_ip, &a.name).cmp(&(&b.job, &b.worker_ip, &b.name)));
     Ok(certs)
 }
 
@@ -779,5 +780,541 @@ pub fn cert_rows(
 }
 
 #[cfg(test)]
-#[path = "tables_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+    use crate::catalog::commit;
+    use crate::events::*;
+
+    fn catalog() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("maand.db");
+        let mut conn = crate::bucket::open(&path).unwrap();
+        crate::bucket::migrate(&mut conn, &path).unwrap();
+        (dir, conn)
+    }
+
+    fn record(conn: &mut Connection, events: Vec<Event>) {
+        commit(conn, "run-1", 1_000, &events, &[]).unwrap();
+    }
+
+    fn worker(host: &str, position: u32, tags: &[(&str, &str)]) -> Event {
+        Event::WorkerUpserted(WorkerRecord {
+            host: host.into(),
+            worker_id: format!("id-{host}"),
+            hostname: None,
+            labels: vec!["worker".into()],
+            memory_mb: Some(4096),
+            cpu_mhz: None,
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            position,
+        })
+    }
+
+    fn job(name: &str, deployment_seq: u32, demands: &[&str]) -> Event {
+        Event::JobUpserted(Box::new(JobRecord {
+            name: name.into(),
+            job_id: format!("id-{name}"),
+            version: "1.0.0".into(),
+            version_declared: true,
+            selectors: vec!["worker".into()],
+            max_concurrent_upgrades: 1,
+            max_concurrent_starts: 0,
+            min_allocations_count: 0,
+            restart_policy: "always".into(),
+            restart_globs: vec![],
+            min_memory_mb: 0,
+            max_memory_mb: 0,
+            current_memory_mb: 128,
+            min_cpu_mhz: 0,
+            max_cpu_mhz: 0,
+            current_cpu_mhz: 0,
+            resources_source: "manifest".into(),
+            deployment_seq,
+            health_check: None,
+            commands: demands
+                .iter()
+                .map(|upstream| JobCommandRecord {
+                    name: "command_wait".into(),
+                    event: "pre_deploy".into(),
+                    script: "_modules/command_wait.py".into(),
+                    demand_job: upstream.to_string(),
+                    demand_command: "command_ready".into(),
+                    demand_config: r#"{"retries":3}"#.into(),
+                })
+                .collect(),
+            certs: vec![],
+            files: vec![],
+            files_hash: "f".into(),
+        }))
+    }
+
+    fn alloc(job: &str, worker_ip: &str, disabled: bool, removed: bool) -> Event {
+        Event::AllocationUpserted(AllocationRecord {
+            alloc_id: format!("{job}@{worker_ip}"),
+            job: job.into(),
+            worker_ip: worker_ip.into(),
+            disabled,
+            removed,
+            new_version: "1.0.0".into(),
+            deployment_seq: 0,
+        })
+    }
+
+    fn put(namespace: &str, key: &str, value: KvValue) -> Event {
+        Event::KvChanged(KvChanged {
+            namespace: namespace.into(),
+            changes: vec![KvChange::Put {
+                key: key.into(),
+                value,
+            }],
+        })
+    }
+
+    fn delete(namespace: &str, key: &str) -> Event {
+        Event::KvChanged(KvChanged {
+            namespace: namespace.into(),
+            changes: vec![KvChange::Delete { key: key.into() }],
+        })
+    }
+
+    fn plain(value: &str) -> KvValue {
+        KvValue::Plain(value.into())
+    }
+
+    fn select(jobs: &[&str], workers: &[&str]) -> Selection {
+        Selection {
+            jobs: jobs.iter().map(|s| s.to_string()).collect(),
+            workers: workers.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Two workers (one zoned), `db` (wave 0) on both, `api` (wave 1, demands `db`) on the
+    /// first and removed from the second, `cron` disabled on the only worker it had.
+    fn cluster(conn: &mut Connection) {
+        record(
+            conn,
+            vec![
+                worker("10.0.0.2", 1, &[]),
+                worker("10.0.0.1", 0, &[("zone", "east"), ("rack", "r1")]),
+                job("db", 0, &[]),
+                job("api", 1, &["db"]),
+                job("cron", 0, &[]),
+                alloc("db", "10.0.0.2", false, false),
+                alloc("db", "10.0.0.1", false, false),
+                alloc("api", "10.0.0.1", false, false),
+                alloc("api", "10.0.0.2", false, true),
+                alloc("cron", "10.0.0.2", true, false),
+            ],
+        );
+    }
+
+    #[test]
+    fn workers_come_in_workers_json_order_with_their_zone_tag() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        let rows = workers(&conn).unwrap();
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|w| (w.host.as_str(), w.zone.as_deref()))
+            .collect();
+        assert_eq!(seen, [("10.0.0.1", Some("east")), ("10.0.0.2", None)]);
+        assert_eq!(rows[0].tags.get("rack").map(String::as_str), Some("r1"));
+        assert_eq!(rows[0].labels, ["worker"]);
+    }
+
+    #[test]
+    fn jobs_come_in_deploy_order_and_are_disabled_only_when_every_placement_is() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        let rows = jobs(&conn).unwrap();
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|j| (j.name.as_str(), j.deployment_seq, j.disabled))
+            .collect();
+        assert_eq!(
+            seen,
+            [("cron", 0, true), ("db", 0, false), ("api", 1, false)]
+        );
+    }
+
+    #[test]
+    fn a_job_without_allocations_is_not_disabled() {
+        let (_dir, mut conn) = catalog();
+        record(&mut conn, vec![job("lonely", 0, &[])]);
+        assert!(!jobs(&conn).unwrap()[0].disabled);
+    }
+
+    #[test]
+    fn allocations_come_by_job_then_worker_order_with_the_worker_zone() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        let rows = allocations(&conn, &Selection::default()).unwrap();
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|a| (a.job.as_str(), a.worker_ip.as_str(), a.zone.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("api", "10.0.0.1", Some("east")),
+                ("api", "10.0.0.2", None),
+                ("cron", "10.0.0.2", None),
+                ("db", "10.0.0.1", Some("east")),
+                ("db", "10.0.0.2", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn allocations_filter_by_jobs_and_workers_together() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        let rows = allocations(&conn, &select(&["api", "db"], &["10.0.0.2"])).unwrap();
+        let seen: Vec<_> = rows.iter().map(|a| a.alloc_id.as_str()).collect();
+        assert_eq!(seen, ["api@10.0.0.2", "db@10.0.0.2"]);
+    }
+
+    #[test]
+    fn unknown_jobs_and_workers_are_errors_naming_them() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        let err = allocations(&conn, &select(&["api", "dbb"], &[])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("unknown job dbb"), "{message}");
+        assert!(message.contains("api, cron, db"), "{message}");
+        let err = allocations(&conn, &select(&[], &["10.0.0.9", "10.0.0.8"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown workers 10.0.0.9, 10.0.0.8"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_worker_that_left_the_catalog_but_still_has_allocations_is_known() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        record(
+            &mut conn,
+            vec![Event::WorkerRemoved(WorkerRemoved {
+                host: "10.0.0.2".into(),
+            })],
+        );
+        let rows = allocations(&conn, &select(&[], &["10.0.0.2"])).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|a| a.zone.is_none()));
+    }
+
+    #[test]
+    fn deployments_take_rollout_from_allocation_flags_and_have_no_promoted_hash() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        let rows = deployments(&conn, &Selection::default(), false).unwrap();
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|d| (d.alloc_id.as_str(), d.rollout))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("api@10.0.0.1", Rollout::New),
+                ("api@10.0.0.2", Rollout::Removed),
+                ("cron@10.0.0.2", Rollout::Disabled),
+                ("db@10.0.0.1", Rollout::New),
+                ("db@10.0.0.2", Rollout::New),
+            ]
+        );
+        assert!(rows.iter().all(|d| d.current_hash.is_none()
+            && d.previous_hash.is_none()
+            && d.current_version.is_none()));
+    }
+
+    #[test]
+    fn active_deployments_leave_out_removed_and_disabled_allocations() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        let rows = deployments(&conn, &select(&["api", "cron"], &[]), true).unwrap();
+        let seen: Vec<_> = rows.iter().map(|d| d.alloc_id.as_str()).collect();
+        assert_eq!(seen, ["api@10.0.0.1"]);
+    }
+
+    #[test]
+    fn job_commands_and_ports_filter_by_job() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        record(
+            &mut conn,
+            vec![
+                Event::PortAssigned(PortAssigned {
+                    job: "api".into(),
+                    name: "api_http".into(),
+                    port: 30001,
+                    from_pool: true,
+                }),
+                Event::PortAssigned(PortAssigned {
+                    job: "db".into(),
+                    name: "db_port".into(),
+                    port: 5432,
+                    from_pool: false,
+                }),
+            ],
+        );
+        let commands = job_commands(&conn, &select(&["api"], &[])).unwrap();
+        assert_eq!(commands.len(), 1);
+        assert_eq!(commands[0].demand_job, "db");
+        assert_eq!(commands[0].demand_config["retries"], 3);
+        assert!(job_commands(&conn, &select(&["db"], &[]))
+            .unwrap()
+            .is_empty());
+        let ports = job_ports(&conn, &select(&["db"], &[])).unwrap();
+        assert_eq!(
+            ports,
+            [JobPortRow {
+                job: "db".into(),
+                name: "db_port".into(),
+                port: 5432,
+                assigned: false
+            }]
+        );
+        assert_eq!(job_ports(&conn, &Selection::default()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn kv_lists_the_current_version_of_each_key() {
+        let (_dir, mut conn) = catalog();
+        record(
+            &mut conn,
+            vec![
+                put("vars/job/api", "mode", plain("a")),
+                put("vars/job/api", "mode", plain("b")),
+                put("vars/job/api", "gone", plain("x")),
+                delete("vars/job/api", "gone"),
+            ],
+        );
+        let rows = kv(&conn, None, KvState::All).unwrap();
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|r| (r.key.as_str(), r.version, r.deleted, r.value.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("gone", 2, true, None), ("mode", 2, false, Some("b"))]
+        );
+        let active = kv(&conn, None, KvState::Active).unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].key, "mode");
+        let deleted = kv(&conn, None, KvState::Deleted).unwrap();
+        assert_eq!(deleted.len(), 1);
+        assert_eq!(deleted[0].key, "gone");
+    }
+
+    #[test]
+    fn a_key_put_again_after_deletion_is_active() {
+        let (_dir, mut conn) = catalog();
+        record(
+            &mut conn,
+            vec![
+                put("vars/bucket", "k", plain("1")),
+                delete("vars/bucket", "k"),
+                put("vars/bucket", "k", plain("2")),
+            ],
+        );
+        let rows = kv(&conn, None, KvState::Deleted).unwrap();
+        assert!(rows.is_empty());
+        let entry = kv_entry(&conn, "vars/bucket", "k").unwrap().unwrap();
+        assert_eq!(entry.version, 3);
+        assert_eq!(entry.value, Some(plain("2")));
+    }
+
+    #[test]
+    fn kv_rows_never_carry_sealed_text() {
+        let (_dir, mut conn) = catalog();
+        record(
+            &mut conn,
+            vec![put(
+                "secrets/job/api",
+                "token",
+                KvValue::Sealed("v1:00112233".into()),
+            )],
+        );
+        let rows = kv(&conn, None, KvState::All).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].sealed);
+        assert_eq!(rows[0].value, None);
+        assert!(!serde_json::to_string(&rows).unwrap().contains("v1:"));
+        let entry = kv_entry(&conn, "secrets/job/api", "token")
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.value, Some(KvValue::Sealed("v1:00112233".into())));
+    }
+
+    #[test]
+    fn kv_entry_reports_deletion_and_absence_apart() {
+        let (_dir, mut conn) = catalog();
+        record(
+            &mut conn,
+            vec![
+                put("vars/bucket", "k", plain("1")),
+                delete("vars/bucket", "k"),
+            ],
+        );
+        let entry = kv_entry(&conn, "vars/bucket", "k").unwrap().unwrap();
+        assert_eq!((entry.version, entry.value), (2, None));
+        assert_eq!(kv_entry(&conn, "vars/bucket", "other").unwrap(), None);
+    }
+
+    #[test]
+    fn kv_listing_can_be_limited_to_namespaces() {
+        let (_dir, mut conn) = catalog();
+        record(
+            &mut conn,
+            vec![
+                put("vars/job/api", "a", plain("1")),
+                put("vars/job/db", "b", plain("2")),
+            ],
+        );
+        let only: BTreeSet<String> = ["vars/job/db".to_string()].into();
+        let rows = kv(&conn, Some(&only), KvState::All).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].namespace, "vars/job/db");
+    }
+
+    #[test]
+    fn readable_namespaces_follow_non_removed_allocations_and_demands() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        let api = readable_namespaces(&conn, &select(&["api"], &[])).unwrap();
+        for namespace in [
+            "maand/bucket",
+            "maand/worker/10.0.0.1",
+            "maand/job/api/worker/10.0.0.1",
+            "secrets/job/api",
+            "maand/job/db",
+            "vars/job/db",
+            "secrets/job/db",
+        ] {
+            assert!(api.contains(namespace), "api must read {namespace}");
+        }
+        // api's allocation on 10.0.0.2 is removed; db is upstream, not placed with api.
+        for namespace in [
+            "maand/worker/10.0.0.2",
+            "maand/job/api/worker/10.0.0.2",
+            "maand/job/db/worker/10.0.0.1",
+            "vars/bucket/job/db",
+        ] {
+            assert!(!api.contains(namespace), "api must not read {namespace}");
+        }
+        let cron = readable_namespaces(&conn, &select(&["cron"], &[])).unwrap();
+        assert!(
+            cron.contains("maand/job/cron/worker/10.0.0.2"),
+            "disabled still reads"
+        );
+        let on_worker = readable_namespaces(&conn, &select(&["db"], &["10.0.0.2"])).unwrap();
+        assert!(on_worker.contains("maand/job/db/worker/10.0.0.2"));
+        assert!(!on_worker.contains("maand/job/db/worker/10.0.0.1"));
+    }
+
+    #[test]
+    fn a_job_with_only_removed_allocations_reads_nothing() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        record(&mut conn, vec![alloc("api", "10.0.0.1", false, true)]);
+        assert!(readable_namespaces(&conn, &select(&["api"], &[]))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn leaf_certs_are_the_current_crt_keys_of_allocation_namespaces() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        record(
+            &mut conn,
+            vec![
+                put("maand/job/api/worker/10.0.0.1", "certs/tls.crt", plain("A")),
+                put("maand/job/api/worker/10.0.0.1", "certs/tls.key", plain("K")),
+                put("maand/job/db/worker/10.0.0.2", "certs/peer.crt", plain("B")),
+                delete("maand/job/db/worker/10.0.0.2", "certs/peer.crt"),
+                put("maand/job/db/worker/10.0.0.1", "certs/peer.crt", plain("C")),
+                put("maand/job/db", "certs/peer.crt", plain("not an allocation")),
+                put("maand/worker", "certs/ca.crt", plain("the CA")),
+            ],
+        );
+        let all = leaf_certs(&conn, &Selection::default()).unwrap();
+        let seen: Vec<_> = all
+            .iter()
+            .map(|c| {
+                (
+                    c.job.as_str(),
+                    c.worker_ip.as_str(),
+                    c.name.as_str(),
+                    c.pem.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("api", "10.0.0.1", "tls", "A"),
+                ("db", "10.0.0.1", "peer", "C")
+            ]
+        );
+        let on_one = leaf_certs(&conn, &select(&["db"], &["10.0.0.1"])).unwrap();
+        assert_eq!(on_one.len(), 1);
+    }
+
+    #[test]
+    fn cert_rows_put_the_ca_first_and_inspect_every_leaf() {
+        use rand::SeedableRng;
+        let now = time::macros::datetime!(2025-03-01 12:00 UTC);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let ca = certs::BucketCa::generate("bucket", certs::MIN_KEY_BITS, now, &mut rng).unwrap();
+        let definition = certs::CertDefinition::new(
+            "tls",
+            certs::CertSubject::with_common_name("api.internal"),
+            false,
+            false,
+        )
+        .unwrap();
+        let holder = certs::WorkerAddress {
+            ip: "10.0.0.1".parse().unwrap(),
+            hostname: None,
+        };
+        let issued = certs::issue(&ca, &definition, &[holder], 30, now, &mut rng).unwrap();
+        let leaf = |name: &str, pem: &str| StoredLeafCert {
+            job: "api".into(),
+            worker_ip: "10.0.0.1".into(),
+            name: name.into(),
+            pem: pem.into(),
+        };
+        let rows = cert_rows(
+            ca.cert_pem(),
+            &[leaf("tls", &issued.cert_pem), leaf("broken", "garbage")],
+            now,
+            40,
+        );
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|r| (r.scope, r.cert.as_str(), r.status.as_str(), r.days_left))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (CertScope::Ca, "ca", "ok", Some(3650)),
+                (CertScope::Job, "tls", "expiring", Some(30)),
+                (CertScope::Job, "broken", "invalid", None),
+            ]
+        );
+        assert_eq!(rows[1].common_name.as_deref(), Some("api.internal"));
+        assert_eq!(rows[1].not_after.as_deref(), Some("2025-03-31T12:00:00Z"));
+        assert_eq!(rows[1].job.as_deref(), Some("api"));
+        assert_eq!(rows[0].job, None);
+        assert_eq!(
+            rows[2].reason.as_deref(),
+            Some("not a PEM X.509 certificate")
+        );
+    }
+}
