@@ -8,6 +8,7 @@
 mod project;
 pub mod read;
 mod replay;
+pub mod tables;
 
 pub use project::{job_record_hash, KV_VERSIONS_KEPT, PROJECTION_TABLES};
 pub use replay::{diff_with_replay, rebuild, RebuildReport, TableDiff};

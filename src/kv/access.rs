@@ -236,7 +236,7 @@ mod tests {
         ] {
             assert!(namespaces.contains(namespace), "{namespace} missing");
         }
-        assert_eq!(namespaces.len(), 14);
+        assert_eq!(namespaces.len(), 13);
     }
 
     #[test]
