@@ -297,3 +297,6 @@ fn decide_jobs<R: rand::CryptoRng + ?Sized>(
 
 /// Allocations keyed by (job, worker) after placement, with the set of active ones.
 pub(crate) type Allocations = BTreeMap<(String, String), AllocationRecord>;
+
+#[cfg(test)]
+mod tests;
