@@ -4,8 +4,10 @@
 //! domain function, and render what it returns. Domain modules never print; this layer does.
 
 mod build;
+mod cat;
 mod info;
 mod init;
+mod job;
 mod journal_cmd;
 mod logs_cmd;
 
@@ -56,6 +58,14 @@ pub enum Command {
     Build(build::BuildArgs),
     /// Show the bucket id, update sequence, catalog counts and journal position.
     Info(info::InfoArgs),
+    /// Print a catalog table (workers, jobs, allocations, deployments, job_commands,
+    /// job_ports, certs, kv) as aligned text, or as JSON with --json. Read-only: records
+    /// nothing and never waits for the bucket lock.
+    #[command(subcommand)]
+    Cat(cat::CatCommand),
+    /// Work with jobs. `job create` scaffolds a job directory in the workspace.
+    #[command(subcommand)]
+    Job(job::JobCommand),
     /// Check or rebuild the journal and the projections folded from it.
     #[command(subcommand)]
     Journal(journal_cmd::JournalCommand),
@@ -91,6 +101,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::Init => "init",
         Command::Build(_) => "build",
         Command::Info(_) => "info",
+        Command::Cat(_) => "cat",
+        Command::Job(job::JobCommand::Create(_)) => "job create",
         Command::Journal(journal_cmd::JournalCommand::Verify) => "journal verify",
         Command::Journal(journal_cmd::JournalCommand::Rebuild) => "journal rebuild",
         Command::Logs(_) => "logs show",
@@ -134,6 +146,8 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Init => init::run(&cli.bucket()?, &argv),
         Command::Build(args) => build::run(&cli.bucket()?, args, &argv),
         Command::Info(args) => info::run(&cli.bucket()?, args),
+        Command::Cat(command) => cat::run(&cli.bucket()?, command),
+        Command::Job(command) => job::run(&cli.bucket()?, command),
         Command::Journal(command) => journal_cmd::run(&cli.bucket()?, command, name, &argv),
         Command::Logs(command) => logs_cmd::run(&cli.bucket()?, command),
         Command::Completions { shell } => {
