@@ -1,0 +1,23 @@
+//! How maand reaches its workers: the SSH settings every session, command and transfer uses.
+//! Filled by the caller from `maand.conf`; this module never reads files itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// SSH settings shared by every connection of one maand command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// Login user on every worker (`ssh_user`).
+    pub user: String,
+    /// SSH port on every worker (`ssh_port`).
+    pub port: u16,
+    /// Private key offered to workers (`secrets/<ssh_key>`); no other identity is tried.
+    pub key_path: PathBuf,
+    /// The bucket's own known_hosts (`secrets/known_hosts`). Keys of new workers are added on
+    /// first contact; a key that differs from the recorded one stops the connection.
+    pub known_hosts_path: PathBuf,
+    /// Run privileged commands and the receiving rsync through `sudo -n` (`use_sudo`).
+    pub use_sudo: bool,
+    /// Longest wait for a worker to accept a connection and authenticate.
+    pub connect_timeout: Duration,
+}

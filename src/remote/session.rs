@@ -1,0 +1,518 @@
+//! One worker's SSH session: an OpenSSH ControlMaster started once per maand command, and the
+//! commands that run through it. Every ssh invocation carries the same options (key, bucket
+//! known_hosts with trust on first use, timeouts), so even a command that finds the master
+//! gone and dials directly is verified exactly like the master was.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use super::command::RemoteCommand;
+use super::config::RemoteConfig;
+use super::error::RemoteError;
+use super::record::{Observer, RemoteRecord, Stream};
+
+/// An idle master exits on its own after this long, so a maand process killed without cleanup
+/// leaves no ssh behind for long. A later command then starts a new master.
+const MASTER_IDLE_EXIT: Duration = Duration::from_secs(120);
+/// Keepalive probes of the master: a peer silent for interval × count is declared dead.
+const SERVER_ALIVE_INTERVAL_SECS: u64 = 5;
+const SERVER_ALIVE_COUNT_MAX: u64 = 3;
+/// Time allowed for key exchange and authentication after the TCP connect succeeded.
+const MIN_HANDSHAKE_ALLOWANCE: Duration = Duration::from_secs(5);
+
+/// How a command ended on the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub exit_code: i32,
+    pub duration: Duration,
+}
+
+impl CommandOutcome {
+    pub fn success(&self) -> bool {
+        self.exit_code == 0
+    }
+}
+
+/// A command's outcome with all its output lines kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedOutput {
+    pub outcome: CommandOutcome,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+/// A private directory (mode 0700) holding the control sockets and master logs of one maand
+/// command, removed when the last session using it is gone. It lives under the system temp
+/// directory because a socket path must stay under ~100 bytes, which bucket paths may not.
+#[derive(Debug)]
+pub(crate) struct ControlDir {
+    path: PathBuf,
+}
+
+impl ControlDir {
+    pub(crate) fn create() -> Result<ControlDir, RemoteError> {
+        let base = std::env::temp_dir();
+        loop {
+            let path = base.join(format!("maand-ssh-{:016x}", rand::random::<u64>()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(ControlDir { path }),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(error) => {
+                    return Err(RemoteError::LocalProcess {
+                        program: "ssh".into(),
+                        detail: format!(
+                            "cannot create a control directory under {}: {error}",
+                            base.display()
+                        ),
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ControlDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The connection to one worker.
+#[derive(Debug)]
+pub struct Session {
+    worker: String,
+    config: Arc<RemoteConfig>,
+    socket: PathBuf,
+    master_log: PathBuf,
+    /// Serialises (re)starting the master.
+    master: Mutex<()>,
+    _control: Arc<ControlDir>,
+}
+
+impl Session {
+    /// Starts the master for `worker`. Its socket is slot `slot` of `control`.
+    pub(crate) async fn connect(
+        config: Arc<RemoteConfig>,
+        control: Arc<ControlDir>,
+        slot: usize,
+        worker: &str,
+    ) -> Result<Session, RemoteError> {
+        check_worker_name(worker)?;
+        let session = Session {
+            worker: worker.to_string(),
+            socket: control.path.join(format!("{slot}.sock")),
+            master_log: control.path.join(format!("{slot}.log")),
+            config,
+            master: Mutex::new(()),
+            _control: control,
+        };
+        session.ensure_master().await?;
+        Ok(session)
+    }
+
+    /// The worker's address, as given.
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    pub(crate) fn config(&self) -> &RemoteConfig {
+        &self.config
+    }
+
+    /// Runs `command`, reporting its lines to `observer` as they arrive.
+    pub async fn run(
+        &self,
+        command: &RemoteCommand,
+        observer: &dyn Observer,
+    ) -> Result<CommandOutcome, RemoteError> {
+        Ok(self.execute(command, observer, false).await?.outcome)
+    }
+
+    /// Like [`Session::run`], and also returns every output line.
+    pub async fn capture(
+        &self,
+        command: &RemoteCommand,
+        observer: &dyn Observer,
+    ) -> Result<CapturedOutput, RemoteError> {
+        self.execute(command, observer, true).await
+    }
+
+    async fn execute(
+        &self,
+        command: &RemoteCommand,
+        observer: &dyn Observer,
+        keep_output: bool,
+    ) -> Result<CapturedOutput, RemoteError> {
+        self.ensure_master().await?;
+        let line = command.render(self.config.use_sudo);
+        let mut ssh = Command::new("ssh");
+        ssh.args(self.ssh_options())
+            .args(["-T", "-o", "ControlMaster=no", "--"])
+            .arg(&self.worker)
+            .arg(&line);
+        let finished = self
+            .supervise(ssh, &line, command.timeout(), observer, keep_output)
+            .await?;
+        Ok(finished)
+    }
+
+    /// Spawns `process`, streams its output to `observer` and enforces `timeout`. Records
+    /// `CommandStarted` with `description`, then `CommandFinished` or `CommandFailed`.
+    pub(crate) async fn supervise(
+        &self,
+        mut process: Command,
+        description: &str,
+        timeout: Duration,
+        observer: &dyn Observer,
+        keep_output: bool,
+    ) -> Result<CapturedOutput, RemoteError> {
+        let program = process
+            .as_std()
+            .get_program()
+            .to_string_lossy()
+            .into_owned();
+        process
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = process.spawn().map_err(|error| RemoteError::LocalProcess {
+            program: program.clone(),
+            detail: error.to_string(),
+        })?;
+        observer.record(RemoteRecord::CommandStarted {
+            worker: self.worker.clone(),
+            command: description.to_string(),
+        });
+        let started = Instant::now();
+        let ran =
+            tokio::time::timeout(timeout, self.drain(&mut child, observer, keep_output)).await;
+        let duration = started.elapsed();
+        let failure = match ran {
+            Ok(Ok((status, stdout, stderr))) => match status.code() {
+                Some(255) if !self.master_alive().await => RemoteError::ConnectionLost {
+                    worker: self.worker.clone(),
+                    command: description.to_string(),
+                    detail: last_lines(&stderr, "ssh exited with code 255"),
+                },
+                Some(exit_code) => {
+                    observer.record(RemoteRecord::CommandFinished {
+                        worker: self.worker.clone(),
+                        exit_code,
+                        duration,
+                    });
+                    return Ok(CapturedOutput {
+                        outcome: CommandOutcome {
+                            exit_code,
+                            duration,
+                        },
+                        stdout,
+                        stderr,
+                    });
+                }
+                None => RemoteError::ConnectionLost {
+                    worker: self.worker.clone(),
+                    command: description.to_string(),
+                    detail: format!("{program} was killed by a signal"),
+                },
+            },
+            Ok(Err(error)) => RemoteError::LocalProcess {
+                program,
+                detail: error.to_string(),
+            },
+            Err(_elapsed) => {
+                kill_process_group(&mut child).await;
+                RemoteError::CommandTimeout {
+                    worker: self.worker.clone(),
+                    command: description.to_string(),
+                    after: timeout,
+                }
+            }
+        };
+        observer.record(RemoteRecord::CommandFailed {
+            worker: self.worker.clone(),
+            error: failure.to_string(),
+            duration,
+        });
+        Err(failure)
+    }
+
+    /// Reads both output streams line by line until they close, then waits for the exit.
+    async fn drain(
+        &self,
+        child: &mut Child,
+        observer: &dyn Observer,
+        keep_output: bool,
+    ) -> std::io::Result<(ExitStatus, Vec<String>, Vec<String>)> {
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (stdout, stderr) = tokio::join!(
+            self.forward_lines(stdout, Stream::Stdout, observer, keep_output),
+            self.forward_lines(stderr, Stream::Stderr, observer, keep_output),
+        );
+        let status = child.wait().await?;
+        Ok((status, stdout?, stderr?))
+    }
+
+    async fn forward_lines(
+        &self,
+        reader: impl AsyncRead + Unpin,
+        stream: Stream,
+        observer: &dyn Observer,
+        keep_output: bool,
+    ) -> std::io::Result<Vec<String>> {
+        let mut reader = BufReader::new(reader);
+        let mut kept = Vec::new();
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            if reader.read_until(b'\n', &mut buffer).await? == 0 {
+                return Ok(kept);
+            }
+            if buffer.last() == Some(&b'\n') {
+                buffer.pop();
+                if buffer.last() == Some(&b'\r') {
+                    buffer.pop();
+                }
+            }
+            let line = String::from_utf8_lossy(&buffer).into_owned();
+            if keep_output {
+                kept.push(line.clone());
+            }
+            observer.record(RemoteRecord::OutputLine {
+                worker: self.worker.clone(),
+                stream,
+                line,
+            });
+        }
+    }
+
+    /// Starts the master unless its socket is there already (it goes away when the master
+    /// exits: idle, worker gone, or closed).
+    async fn ensure_master(&self) -> Result<(), RemoteError> {
+        let _guard = self.master.lock().await;
+        if self.socket.exists() {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(&self.master_log);
+        let mut ssh = Command::new("ssh");
+        ssh.args(["-M", "-f", "-N", "-E"])
+            .arg(&self.master_log)
+            .arg("-o")
+            .arg(format!("ControlPersist={}", MASTER_IDLE_EXIT.as_secs()))
+            .args(self.ssh_options())
+            .arg("--")
+            .arg(&self.worker)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let limit =
+            self.config.connect_timeout + self.config.connect_timeout.max(MIN_HANDSHAKE_ALLOWANCE);
+        let mut child = ssh.spawn().map_err(|error| RemoteError::LocalProcess {
+            program: "ssh".into(),
+            detail: error.to_string(),
+        })?;
+        // With -f, ssh returns as soon as the master is authenticated and in the background.
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => {
+                let log = std::fs::read_to_string(&self.master_log).unwrap_or_default();
+                Err(self.connect_failure(&log, status))
+            }
+            Ok(Err(error)) => Err(RemoteError::LocalProcess {
+                program: "ssh".into(),
+                detail: error.to_string(),
+            }),
+            Err(_elapsed) => {
+                let _ = child.kill().await;
+                Err(RemoteError::ConnectTimeout {
+                    worker: self.worker.clone(),
+                    port: self.config.port,
+                    after: limit,
+                })
+            }
+        }
+    }
+
+    /// Names what went wrong from the master's log.
+    fn connect_failure(&self, log: &str, status: ExitStatus) -> RemoteError {
+        let worker = self.worker.clone();
+        if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+            let line = log.lines().find_map(|line| {
+                let rest = line.strip_prefix("Offending ")?;
+                rest.rsplit_once(':')?.1.trim().parse().ok()
+            });
+            return RemoteError::HostKeyChanged {
+                worker,
+                known_hosts: self.config.known_hosts_path.clone(),
+                line,
+            };
+        }
+        if log.contains("Connection refused") {
+            return RemoteError::Refused {
+                worker,
+                port: self.config.port,
+            };
+        }
+        if log.contains("timed out") {
+            return RemoteError::ConnectTimeout {
+                worker,
+                port: self.config.port,
+                after: self.config.connect_timeout,
+            };
+        }
+        if log.contains("Permission denied") {
+            return RemoteError::AuthenticationRejected {
+                worker,
+                user: self.config.user.clone(),
+                key: self.config.key_path.clone(),
+            };
+        }
+        let lines: Vec<String> = log.lines().map(str::to_string).collect();
+        RemoteError::ConnectFailed {
+            worker,
+            detail: last_lines(&lines, &format!("ssh exited with {status}")),
+        }
+    }
+
+    async fn master_alive(&self) -> bool {
+        Command::new("ssh")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-O", "check", "--"])
+            .arg(&self.worker)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|status| status.success())
+    }
+
+    /// Options of every ssh invocation for this worker: master, commands and rsync's ssh.
+    pub(crate) fn ssh_options(&self) -> Vec<String> {
+        let config = &self.config;
+        let connect_secs = config.connect_timeout.as_secs().max(1);
+        let mut options = vec!["-S".to_string(), path_text(&self.socket)];
+        for option in [
+            "BatchMode=yes".to_string(),
+            "StrictHostKeyChecking=accept-new".to_string(),
+            format!(
+                "UserKnownHostsFile=\"{}\"",
+                path_text(&config.known_hosts_path)
+            ),
+            "GlobalKnownHostsFile=/dev/null".to_string(),
+            "HashKnownHosts=no".to_string(),
+            "IdentitiesOnly=yes".to_string(),
+            format!("ConnectTimeout={connect_secs}"),
+            format!("ServerAliveInterval={SERVER_ALIVE_INTERVAL_SECS}"),
+            format!("ServerAliveCountMax={SERVER_ALIVE_COUNT_MAX}"),
+            "LogLevel=ERROR".to_string(),
+        ] {
+            options.push("-o".to_string());
+            options.push(option);
+        }
+        options.extend([
+            "-i".to_string(),
+            path_text(&config.key_path),
+            "-p".to_string(),
+            config.port.to_string(),
+            "-l".to_string(),
+            config.user.clone(),
+        ]);
+        options
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.socket.exists() {
+            let _ = std::process::Command::new("ssh")
+                .arg("-S")
+                .arg(&self.socket)
+                .args(["-O", "exit", "--"])
+                .arg(&self.worker)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Kills the whole process group of `child` (rsync and the ssh it started, or one ssh) and
+/// reaps it.
+async fn kill_process_group(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a negative pid signals the group `child` leads (it was spawned
+        // with process_group(0)); no memory is involved.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
+    let _ = child.kill().await;
+}
+
+/// The last few non-empty lines of `lines`, or `fallback` when there are none.
+pub(crate) fn last_lines(lines: &[String], fallback: &str) -> String {
+    let tail: Vec<&str> = lines
+        .iter()
+        .map(|line| line.trim())
+        .filter(|line| !line.is_empty())
+        .collect();
+    if tail.is_empty() {
+        return fallback.to_string();
+    }
+    tail[tail.len().saturating_sub(3)..].join("; ")
+}
+
+/// Paths in ssh options and rsync's `-e` are validated UTF-8 (see `check_local_path`).
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Rejects local paths that ssh's option parser or rsync's `-e` splitting would mangle.
+pub(crate) fn check_local_path(path: &Path, what: &str) -> Result<(), RemoteError> {
+    let text = path.to_str().ok_or_else(|| RemoteError::InvalidArgument {
+        argument: path.display().to_string(),
+        reason: format!("the {what} path is not valid UTF-8; move it to a plain path"),
+    })?;
+    if text
+        .chars()
+        .any(|c| matches!(c, '\'' | '"' | '\\') || c.is_control())
+    {
+        return Err(RemoteError::InvalidArgument {
+            argument: text.to_string(),
+            reason: format!("the {what} path contains quotes, backslashes or control characters, which ssh options cannot carry; move it to a plain path"),
+        });
+    }
+    Ok(())
+}
+
+/// A worker address must be a host name or IP address: it reaches ssh's and rsync's command
+/// lines, where a leading `-` or a shell character would change their meaning.
+fn check_worker_name(worker: &str) -> Result<(), RemoteError> {
+    let valid = !worker.is_empty()
+        && !worker.starts_with('-')
+        && worker
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+    if valid {
+        Ok(())
+    } else {
+        Err(RemoteError::InvalidWorker {
+            worker: worker.to_string(),
+            reason: "not a host name or IP address; fix its `host` in workspace/workers.json"
+                .into(),
+        })
+    }
+}
