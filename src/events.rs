@@ -199,6 +199,59 @@ pub struct KvChanged {
     pub changes: Vec<KvChange>,
 }
 
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// A command started on a worker (or on the operator host for a job command).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandStarted {
+    /// Worker host, or `-` for commands that run on the operator host.
+    pub worker: String,
+    pub job: Option<String>,
+    /// What the command is part of: `run_command`, `rsync`, `rollout`, `reconcile`, `job_control`, ...
+    pub phase: String,
+    /// What it does within the phase: `start`, `stop`, `exec`, `sync`, ...
+    pub action: String,
+    /// The command line as it was run (never containing secrets).
+    pub command: String,
+}
+
+/// One line a command printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutput {
+    pub worker: String,
+    pub job: Option<String>,
+    pub phase: String,
+    pub stream: Stream,
+    pub line: String,
+}
+
+/// A command ended: with an exit code, or with an error before one existed (unreachable
+/// worker, timeout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandFinished {
+    pub worker: String,
+    pub job: Option<String>,
+    pub phase: String,
+    pub action: String,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
 /// One fact recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -214,6 +267,9 @@ pub enum Event {
     PortReleased(PortReleased),
     AllocationUpserted(AllocationRecord),
     KvChanged(KvChanged),
+    CommandStarted(CommandStarted),
+    CommandOutput(CommandOutput),
+    CommandFinished(CommandFinished),
 }
 
 /// A payload could not be encoded or decoded.
@@ -295,6 +351,9 @@ event_kinds! {
     PortReleased => "port_released" v 1,
     AllocationUpserted => "allocation_upserted" v 1,
     KvChanged => "kv_changed" v 1,
+    CommandStarted => "command_begin" v 1,
+    CommandOutput => "command_output" v 1,
+    CommandFinished => "command_end" v 1,
 }
 
 #[cfg(test)]

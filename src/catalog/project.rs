@@ -108,6 +108,8 @@ pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result
             .execute(params![a.alloc_id, a.job, a.worker_ip, a.disabled, a.removed, a.new_version, a.deployment_seq])?;
         }
         Event::KvChanged(e) => project_kv(tx, meta, e)?,
+        // Command activity lives in the journal only: `logs show` reads it from there.
+        Event::CommandStarted(_) | Event::CommandOutput(_) | Event::CommandFinished(_) => {}
     }
     Ok(())
 }

@@ -145,6 +145,36 @@ pub fn record_of(meta: &EventMeta, event: &Event, maand: &str) -> LogRecord {
                 .collect();
             field("keys", keys.join(","));
         }
+        Event::CommandStarted(e) => {
+            record.worker = Some(e.worker.clone());
+            record.job = e.job.clone();
+            record.phase = Some(e.phase.clone());
+            record.action = Some(e.action.clone());
+            field("cmd", e.command.clone());
+        }
+        Event::CommandOutput(e) => {
+            record.worker = Some(e.worker.clone());
+            record.job = e.job.clone();
+            record.phase = Some(e.phase.clone());
+            field("stream", e.stream.as_str().to_string());
+            field("msg", e.line.clone());
+        }
+        Event::CommandFinished(e) => {
+            record.worker = Some(e.worker.clone());
+            record.job = e.job.clone();
+            record.phase = Some(e.phase.clone());
+            record.action = Some(e.action.clone());
+            if let Some(code) = e.exit_code {
+                field("exit", code.to_string());
+            }
+            field("duration_ms", e.duration_ms.to_string());
+            if let Some(error) = &e.error {
+                field("error", error.clone());
+            }
+            if e.exit_code != Some(0) {
+                record.level = "ERROR";
+            }
+        }
     }
     record
 }
@@ -253,6 +283,81 @@ pub fn render_json(record: &LogRecord) -> String {
     serde_json::Value::Object(object).to_string()
 }
 
+fn field_value<'a>(record: &'a LogRecord, key: &str) -> &'a str {
+    record
+        .fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// `job@worker`, `job`, or `worker`, whichever is known.
+fn subject(record: &LogRecord) -> String {
+    match (&record.job, &record.worker) {
+        (Some(job), Some(worker)) if worker != "-" => format!("{job}@{worker}"),
+        (Some(job), _) => job.clone(),
+        (None, Some(worker)) => worker.clone(),
+        (None, None) => "-".into(),
+    }
+}
+
+/// One record as an indented line of a human block.
+fn human_line(record: &LogRecord) -> String {
+    match record.event.as_str() {
+        "command_begin" => format!(
+            "  {}  {}  {}\n  $ {}",
+            record.phase.as_deref().unwrap_or("-"),
+            record.action.as_deref().unwrap_or("-"),
+            subject(record),
+            field_value(record, "cmd")
+        ),
+        "command_output" => {
+            let marker = if field_value(record, "stream") == "stderr" {
+                "!"
+            } else {
+                "|"
+            };
+            format!(
+                "  {} {marker} {}",
+                subject(record),
+                field_value(record, "msg")
+            )
+        }
+        "command_end" => {
+            let ok = field_value(record, "exit") == "0";
+            let seconds = field_value(record, "duration_ms")
+                .parse::<f64>()
+                .unwrap_or(0.0)
+                / 1000.0;
+            let mut line = format!(
+                "  {}  exit={}  {seconds:.1}s",
+                if ok { "ok" } else { "FAILED" },
+                field_value(record, "exit")
+            );
+            let error = field_value(record, "error");
+            if !error.is_empty() {
+                line.push_str(&format!("  {error}"));
+            }
+            line
+        }
+        _ => {
+            let mut details: Vec<String> = Vec::new();
+            if record.job.is_some() || record.worker.is_some() {
+                details.push(subject(record));
+            }
+            details.extend(
+                record
+                    .fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", quote_kv(v))),
+            );
+            let line = format!("  {:<20} {}", record.event, details.join(" "));
+            line.trim_end().to_string()
+        }
+    }
+}
+
 /// `human` format: records grouped into one block per run, in journal order.
 pub fn render_human(records: &[LogRecord]) -> String {
     let mut out = String::new();
@@ -271,13 +376,7 @@ pub fn render_human(records: &[LogRecord]) -> String {
             ));
             current_run = Some(record.run.as_str());
         }
-        let details: Vec<String> = record
-            .fields
-            .iter()
-            .map(|(k, v)| format!("{k}={}", quote_kv(v)))
-            .collect();
-        let line = format!("  {:<20} {}", record.event, details.join(" "));
-        out.push_str(line.trim_end());
+        out.push_str(&human_line(record));
         out.push('\n');
     }
     out
@@ -355,5 +454,65 @@ mod tests {
             ..Filter::default()
         }
         .matches(&record));
+    }
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::*;
+    use crate::events::{CommandFinished, CommandOutput, CommandStarted, Stream};
+
+    #[test]
+    fn a_command_renders_as_one_block_with_marked_stderr() {
+        let meta = |seq| EventMeta {
+            seq,
+            run_id: "8f3a2c12-0000".into(),
+            time_ms: 1_780_000_000_000,
+        };
+        let events = [
+            Event::CommandStarted(CommandStarted {
+                worker: "10.0.0.3".into(),
+                job: Some("db".into()),
+                phase: "reconcile".into(),
+                action: "stop".into(),
+                command: "python3 runner.py stop db".into(),
+            }),
+            Event::CommandOutput(CommandOutput {
+                worker: "10.0.0.3".into(),
+                job: Some("db".into()),
+                phase: "reconcile".into(),
+                stream: Stream::Stderr,
+                line: "stopping".into(),
+            }),
+            Event::CommandFinished(CommandFinished {
+                worker: "10.0.0.3".into(),
+                job: Some("db".into()),
+                phase: "reconcile".into(),
+                action: "stop".into(),
+                exit_code: Some(0),
+                duration_ms: 1300,
+                error: None,
+            }),
+        ];
+        let records: Vec<LogRecord> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| record_of(&meta(i as u64 + 1), e, "deploy"))
+            .collect();
+        let text = render_human(&records);
+        let body: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(
+            body,
+            [
+                "  reconcile  stop  db@10.0.0.3",
+                "  $ python3 runner.py stop db",
+                "  db@10.0.0.3 ! stopping",
+                "  ok  exit=0  1.3s"
+            ]
+        );
+        assert!(
+            text.starts_with("2026-05-28 20:26:40  deploy  run=8f3a2c12"),
+            "{text}"
+        );
     }
 }
