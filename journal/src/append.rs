@@ -7,11 +7,14 @@ use crate::event::chain_link;
 use crate::{JournalError, NewEvent};
 use rusqlite::{Connection, OptionalExtension, Transaction};
 
-const INSERT: &str =
-    "INSERT INTO journal (seq, run_id, time_ms, kind, schema_version, payload, prev_hash, hash) \
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const INSERT: &str = "INSERT INTO journal \
+    (seq, run_id, time_ms, kind, schema_version, payload, prev_hash, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// Sequence number of the last event, or 0 for an empty journal.
+///
+/// Fails with [`JournalError::MalformedRow`] if the last row's `seq` or `hash` was damaged
+/// outside this crate, since nothing could be appended after it.
 pub fn head(conn: &Connection) -> Result<u64, JournalError> {
     Ok(head_link(conn)?.0)
 }
