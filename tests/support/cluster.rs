@@ -130,6 +130,12 @@ impl Cluster {
         String::from_utf8(output.stdout).expect("utf-8 output")
     }
 
+    /// Runs `script` as root inside the worker's own namespaces (its view of the filesystem),
+    /// as the worker's administrator would; panics unless it succeeds. Returns its stdout.
+    pub fn as_root(&self, host: &str, script: &str) -> String {
+        String::from_utf8(run_script("exec", &[host, script]).stdout).expect("utf-8 output")
+    }
+
     /// Kills the worker's whole namespace; its files survive, as after a power cut.
     pub fn crash(&self, host: &str) {
         self.fault("crash", host);

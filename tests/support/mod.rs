@@ -1,6 +1,8 @@
 //! Test support shared by the integration tests and benches: real SSH workers
-//! ([`cluster::Cluster`]). Each test binary compiles this module on its own and uses only part
-//! of it, hence the `dead_code` allowance below; nothing here is part of maand itself.
+//! ([`cluster::Cluster`]) and glue to `maand::remote` ([`remote`]). Each test binary compiles
+//! this module on its own and uses only part of it, hence the `dead_code` allowance below;
+//! nothing here is part of maand itself.
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod remote;
