@@ -14,6 +14,12 @@ pub struct BucketInfo {
     pub journal_head: u64,
     pub projected_seq: u64,
     pub runs: u64,
+    /// Workers in the catalog.
+    pub workers: u64,
+    /// Jobs in the catalog.
+    pub jobs: u64,
+    /// Allocation rows: active, disabled and removed.
+    pub allocations: u64,
 }
 
 pub fn bucket_info(conn: &Connection) -> Result<Option<BucketInfo>, CatalogError> {
@@ -38,14 +44,20 @@ pub fn bucket_info(conn: &Connection) -> Result<Option<BucketInfo>, CatalogError
         [],
         |r| r.get(0),
     )?;
-    let runs: i64 = conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0))?;
+    let count = |table: &str| -> Result<u64, CatalogError> {
+        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+        Ok(n as u64)
+    };
     Ok(Some(BucketInfo {
         bucket_id,
         update_seq: update_seq as u64,
         schema_version,
         journal_head: journal::head(conn)?,
         projected_seq: projected_seq as u64,
-        runs: runs as u64,
+        runs: count("runs")?,
+        workers: count("workers")?,
+        jobs: count("jobs")?,
+        allocations: count("allocations")?,
     }))
 }
 

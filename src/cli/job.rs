@@ -79,10 +79,7 @@ fn create(bucket: &Bucket, args: &CreateArgs) -> anyhow::Result<i32> {
         let _ = fs::remove_dir_all(&staged);
     }
     result?;
-    println!(
-        "created {}/ (manifest.json, Makefile); edit them, then run `maand build`",
-        target.display()
-    );
+    println!("created workspace/jobs/{job}/ (manifest.json, Makefile); edit them, then run `maand build`");
     Ok(0)
 }
 
