@@ -4,6 +4,7 @@
 pub mod bucket;
 pub mod build;
 pub mod catalog;
+pub mod deploy;
 pub mod certs;
 pub mod cli;
 pub mod events;
@@ -11,4 +12,5 @@ pub mod kv;
 pub mod logs;
 pub mod remote;
 pub mod run;
+pub mod templates;
 pub mod workspace;

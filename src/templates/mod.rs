@@ -1,0 +1,200 @@
+//! Rendering of job `.tpl` files for one allocation (a job on one worker) with tera 2.
+//!
+//! Owns the template language maand offers: the context variables of the allocation, the KV
+//! functions `get`, `get_optional`, `get_secret` and `keys` (limited to the namespaces the
+//! allocation may read, see [`crate::kv::access`]), and the `min`/`max` filters tera lacks.
+//! Everything else (`split`, `join`, `trim`, `upper`, `lower`, `int`, `+ - * // %`) is tera's
+//! own. The user-facing description is `docs/templates.md`.
+//!
+//! Pure: it never opens the database, never reads or writes files and never prints. Deploy
+//! staging passes the template text and a [`KvSource`] and writes the result itself. No error
+//! it returns ever contains a secret value.
+
+mod error;
+mod lookup;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tera::{Context, Error, ErrorKind, Kwargs, State, Tera, TeraResult};
+
+pub use crate::kv::access::ReadScope;
+pub use error::TemplateError;
+use lookup::{Lookups, Readable, Refusal};
+
+/// What a template knows about the allocation it is rendered for. Each field is a template
+/// variable of the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateContext {
+    /// The allocation's stable id.
+    pub allocation_id: String,
+    /// The job being deployed.
+    pub job: String,
+    /// The worker's address, as written in `workers.json`.
+    pub worker_ip: String,
+    /// The worker's stable id.
+    pub worker_id: String,
+    /// The worker's labels.
+    pub labels: Vec<String>,
+    /// The version running on this allocation before this deploy.
+    pub current_version: String,
+    /// The version this deploy installs.
+    pub new_version: String,
+    /// The bucket's directory on the worker.
+    pub bucket_path: String,
+    /// The job's directory on the worker.
+    pub job_path: String,
+}
+
+/// Read access to the KV store for one render.
+pub trait KvSource {
+    /// The latest value of `key` in `namespace`, `None` if it has none (or was deleted).
+    fn get(&self, namespace: &str, key: &str) -> Option<String>;
+    /// The keys that currently have a value in `namespace`.
+    fn keys(&self, namespace: &str) -> Vec<String>;
+    /// The decrypted value of `key` in `secrets/job/<job>`, `None` if there is none, or why it
+    /// cannot be decrypted. The error text must not contain the value.
+    fn secret(&self, job: &str, key: &str) -> Result<Option<String>, String>;
+}
+
+/// Renders `source`, the text of the job file `template_path` (relative to the job directory,
+/// used in errors), for the allocation described by `ctx`. KV reads are limited to `scope`,
+/// which must describe the same job and worker as `ctx`.
+pub fn render(
+    template_path: &str,
+    source: &str,
+    ctx: &TemplateContext,
+    scope: &ReadScope<'_>,
+    kv: &dyn KvSource,
+) -> Result<String, TemplateError> {
+    if ctx.job != scope.job || ctx.worker_ip != scope.worker_ip {
+        return Err(TemplateError::ScopeMismatch {
+            template: template_path.to_string(),
+            context_job: ctx.job.clone(),
+            context_worker_ip: ctx.worker_ip.clone(),
+            scope_job: scope.job.to_string(),
+            scope_worker_ip: scope.worker_ip.to_string(),
+        });
+    }
+    let readable = Arc::new(Readable::fetch(scope, kv));
+    let lookups = Arc::new(Mutex::new(Lookups::default()));
+
+    let mut tera = Tera::new();
+    // Templates produce configuration files, not HTML: never escape anything.
+    tera.autoescape_on(Vec::<&str>::new());
+    lookup::register(&mut tera, &readable, &lookups);
+    tera.register_filter("min", |values: Vec<i128>, _: Kwargs, _: &State| {
+        extreme("min", values.into_iter().min())
+    });
+    tera.register_filter("max", |values: Vec<i128>, _: Kwargs, _: &State| {
+        extreme("max", values.into_iter().max())
+    });
+
+    tera.add_raw_template(template_path, source)
+        .map_err(|error| TemplateError::Syntax {
+            template: template_path.to_string(),
+            line: line_of(&error),
+            detail: error.to_string(),
+        })?;
+    tera.render(template_path, &variables(ctx)).map_err(|error| {
+        let lookups = lookups.lock().unwrap_or_else(PoisonError::into_inner);
+        explain(template_path, &error, &readable, &lookups)
+    })
+}
+
+fn variables(ctx: &TemplateContext) -> Context {
+    let mut context = Context::new();
+    context.insert("allocation_id", &ctx.allocation_id);
+    context.insert("job", &ctx.job);
+    context.insert("worker_ip", &ctx.worker_ip);
+    context.insert("worker_id", &ctx.worker_id);
+    context.insert("labels", &ctx.labels);
+    context.insert("current_version", &ctx.current_version);
+    context.insert("new_version", &ctx.new_version);
+    context.insert("bucket_path", &ctx.bucket_path);
+    context.insert("job_path", &ctx.job_path);
+    context
+}
+
+fn extreme(filter: &str, found: Option<i128>) -> TeraResult<i128> {
+    found.ok_or_else(|| {
+        Error::message(format!(
+            "`{filter}` needs a list with at least one integer, e.g. [a, b] | {filter}"
+        ))
+    })
+}
+
+/// The 1-based template line tera located the error on, if it did.
+fn line_of(error: &Error) -> Option<usize> {
+    match error.kind() {
+        ErrorKind::SyntaxError(report) | ErrorKind::RenderingError(report) => {
+            Some(report.span().start_line)
+        }
+        _ => None,
+    }
+}
+
+/// Turns a failed render into the typed error: a refused KV read if a function recorded one,
+/// otherwise tera's own message with every secret the template saw redacted.
+fn explain(template: &str, error: &Error, readable: &Readable, lookups: &Lookups) -> TemplateError {
+    let template = template.to_string();
+    let line = line_of(error);
+    match lookups.refusal.clone() {
+        Some(Refusal::NamespaceDenied { namespace }) => TemplateError::NamespaceDenied {
+            template,
+            line,
+            namespace,
+            job: readable.job().to_string(),
+            worker_ip: readable.worker_ip().to_string(),
+            allowed: readable.allowed(),
+        },
+        Some(Refusal::MissingKey { namespace, key }) => TemplateError::MissingKey {
+            template,
+            line,
+            namespace,
+            key,
+        },
+        Some(Refusal::SecretUnreadable {
+            namespace,
+            key,
+            reason,
+        }) => TemplateError::SecretUnreadable {
+            template,
+            line,
+            namespace,
+            key,
+            reason: redact(&reason, &lookups.secrets_seen),
+        },
+        None => TemplateError::Render {
+            template,
+            line,
+            detail: redact(&error.to_string(), &lookups.secrets_seen),
+        },
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// `text` with every secret value (also trimmed, upper- and lower-cased, as tera's filters
+/// may have quoted it) replaced, longest first so a secret inside another is not half-shown.
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut forms: Vec<String> = secrets
+        .iter()
+        .flat_map(|secret| {
+            [
+                secret.clone(),
+                secret.trim().to_string(),
+                secret.to_uppercase(),
+                secret.to_lowercase(),
+            ]
+        })
+        .filter(|form| !form.is_empty())
+        .collect();
+    forms.sort();
+    forms.dedup();
+    forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+    forms
+        .iter()
+        .fold(text.to_string(), |text, form| text.replace(form, REDACTED))
+}
