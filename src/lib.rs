@@ -4,7 +4,6 @@
 pub mod bucket;
 pub mod build;
 pub mod catalog;
-pub mod deploy;
 pub mod certs;
 pub mod cli;
 pub mod events;
