@@ -252,6 +252,194 @@ pub struct CommandFinished {
     pub error: Option<String>,
 }
 
+/// A deploy with work to do took the next update sequence number (mirrored in `worker.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateSeqBumped {
+    pub update_seq: u64,
+}
+
+/// The flags a deploy was planned with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DeployFlags {
+    /// Empty: every job.
+    pub jobs: Vec<String>,
+    pub force: bool,
+    pub sync_only: bool,
+}
+
+/// What one deploy step does. Every step is idempotent: running it again after a crash
+/// leaves the same result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepKind {
+    /// Run the `stop` target of a removed or disabled allocation.
+    Stop { alloc_id: String },
+    /// Delete a removed allocation's job files on its worker, keeping `data/` and `logs/`.
+    RemoveJobFiles { alloc_id: String },
+    /// Delete the bucket's whole tree on a worker that left `workers.json`.
+    RemoveWorkerTree,
+    /// Copy the staged tree of an allocation to its worker (`transfer = false` for disabled
+    /// allocations: their new tree is recorded but not shipped).
+    Sync {
+        alloc_id: String,
+        tree_hash: String,
+        transfer: bool,
+    },
+    /// Run a lifecycle target (`start`, `restart`, `reload`) of an allocation.
+    Lifecycle { alloc_id: String, target: String },
+    /// Mark the staged trees and target versions of these allocations as running.
+    Promote { alloc_ids: Vec<String> },
+    /// Rewrite a worker's `jobs.json` with the versions now running.
+    Finalize,
+}
+
+/// One step of a deploy plan. Steps of one group (a job, or a worker for reconcile and
+/// finalize steps) run in `batch` order; steps of a batch run at the same time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub index: u32,
+    /// 0: reconcile; n + 1: jobs of deployment_seq n; last: finalize.
+    pub wave: u32,
+    pub job: Option<String>,
+    pub worker: Option<String>,
+    pub batch: u32,
+    pub kind: StepKind,
+}
+
+/// A deploy was planned: every step it will take, and the catalog it was planned from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployPlanned {
+    pub deploy_id: String,
+    /// Journal position of the last build event the plan saw; `--resume` refuses if it moved.
+    pub catalog_seq: u64,
+    pub update_seq: u64,
+    pub flags: DeployFlags,
+    pub steps: Vec<PlannedStep>,
+}
+
+/// Who a step concerns and what it does, repeated on every step event for the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepLabel {
+    pub job: Option<String>,
+    pub worker: Option<String>,
+    /// `stop`, `remove_files`, `remove_worker`, `sync`, `start`, `restart`, `reload`, `promote`, `finalize`.
+    pub action: String,
+}
+
+impl PlannedStep {
+    pub fn label(&self) -> StepLabel {
+        let action = match &self.kind {
+            StepKind::Stop { .. } => "stop",
+            StepKind::RemoveJobFiles { .. } => "remove_files",
+            StepKind::RemoveWorkerTree => "remove_worker",
+            StepKind::Sync { .. } => "sync",
+            StepKind::Lifecycle { target, .. } => target.as_str(),
+            StepKind::Promote { .. } => "promote",
+            StepKind::Finalize => "finalize",
+        };
+        StepLabel {
+            job: self.job.clone(),
+            worker: self.worker.clone(),
+            action: action.to_string(),
+        }
+    }
+
+    /// The phase a step belongs to in logs.
+    pub fn phase(&self) -> &'static str {
+        match &self.kind {
+            StepKind::Stop { .. }
+            | StepKind::RemoveJobFiles { .. }
+            | StepKind::RemoveWorkerTree => "reconcile",
+            StepKind::Sync { .. } | StepKind::Finalize => "rsync",
+            StepKind::Lifecycle { .. } | StepKind::Promote { .. } => "rollout",
+        }
+    }
+}
+
+/// A step is about to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStarted {
+    pub deploy_id: String,
+    pub index: u32,
+    /// Copied from the plan so the log of a step reads on its own.
+    pub step: StepLabel,
+}
+
+/// A step finished its work (`note` says when that meant tolerating something, like an
+/// unreachable removed worker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSucceeded {
+    pub deploy_id: String,
+    pub index: u32,
+    /// Copied from the plan so the log of a step reads on its own.
+    pub step: StepLabel,
+    pub note: Option<String>,
+}
+
+/// A step failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFailed {
+    pub deploy_id: String,
+    pub index: u32,
+    /// Copied from the plan so the log of a step reads on its own.
+    pub step: StepLabel,
+    pub error: String,
+}
+
+/// A step was not run because an earlier step of its group failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSkipped {
+    pub deploy_id: String,
+    pub index: u32,
+    /// Copied from the plan so the log of a step reads on its own.
+    pub step: StepLabel,
+    pub reason: String,
+}
+
+/// A deploy ended (absent when the process died: `--resume` continues it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployFinished {
+    pub deploy_id: String,
+    pub outcome: RunOutcome,
+    pub failed_jobs: Vec<String>,
+}
+
+/// A job needed no rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploySkipped {
+    pub job: String,
+    pub reason: String,
+}
+
+/// An allocation's staged tree reached its worker (or was recorded, for a disabled one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationStaged {
+    pub alloc_id: String,
+    pub job: String,
+    pub worker_ip: String,
+    pub tree_hash: String,
+    /// (path, sha256) of every staged file.
+    pub files: Vec<(String, String)>,
+}
+
+/// An allocation now runs its staged tree at `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationPromoted {
+    pub alloc_id: String,
+    pub version: String,
+}
+
+/// A removed or disabled allocation was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationStopped {
+    pub alloc_id: String,
+}
+
+/// A removed allocation's files are gone; its hash row is dropped so a return starts fresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationHashCleared {
+    pub alloc_id: String,
+}
+
 /// One fact recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -270,6 +458,18 @@ pub enum Event {
     CommandStarted(CommandStarted),
     CommandOutput(CommandOutput),
     CommandFinished(CommandFinished),
+    UpdateSeqBumped(UpdateSeqBumped),
+    DeployPlanned(Box<DeployPlanned>),
+    StepStarted(StepStarted),
+    StepSucceeded(StepSucceeded),
+    StepFailed(StepFailed),
+    StepSkipped(StepSkipped),
+    DeployFinished(DeployFinished),
+    DeploySkipped(DeploySkipped),
+    AllocationStaged(AllocationStaged),
+    AllocationPromoted(AllocationPromoted),
+    AllocationStopped(AllocationStopped),
+    AllocationHashCleared(AllocationHashCleared),
 }
 
 /// A payload could not be encoded or decoded.
@@ -354,6 +554,18 @@ event_kinds! {
     CommandStarted => "command_begin" v 1,
     CommandOutput => "command_output" v 1,
     CommandFinished => "command_end" v 1,
+    UpdateSeqBumped => "update_seq_bumped" v 1,
+    DeployPlanned => "deploy_planned" v 1,
+    StepStarted => "step_started" v 1,
+    StepSucceeded => "step_succeeded" v 1,
+    StepFailed => "step_failed" v 1,
+    StepSkipped => "step_skipped" v 1,
+    DeployFinished => "deploy_finished" v 1,
+    DeploySkipped => "deploy_skip" v 1,
+    AllocationStaged => "allocation_staged" v 1,
+    AllocationPromoted => "allocation_promoted" v 1,
+    AllocationStopped => "allocation_stopped" v 1,
+    AllocationHashCleared => "allocation_hash_cleared" v 1,
 }
 
 #[cfg(test)]

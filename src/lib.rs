@@ -1,9 +1,11 @@
 //! maand: an agentless workload orchestrator whose every action is an event in an
 //! append-only journal. The binary in `main.rs` only calls [`cli::main`].
 
+pub mod activity;
 pub mod bucket;
 pub mod build;
 pub mod catalog;
+pub mod deploy;
 pub mod certs;
 pub mod cli;
 pub mod events;

@@ -11,6 +11,7 @@ use std::path::Path;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_foundation.sql"),
     include_str!("../../migrations/0002_catalog.sql"),
+    include_str!("../../migrations/0003_deploy.sql"),
 ];
 
 /// The schema version this binary reads and writes.

@@ -7,6 +7,9 @@ use rusqlite::{params, Transaction};
 
 /// Every projection table, in an order safe for deleting rows (children first).
 pub const PROJECTION_TABLES: &[&str] = &[
+    "deploy_steps",
+    "deploys",
+    "deployments",
     "kv",
     "allocations",
     "job_ports",
@@ -23,6 +26,10 @@ pub const PROJECTION_TABLES: &[&str] = &[
 pub const KV_VERSIONS_KEPT: i64 = 7;
 
 pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result<(), CatalogError> {
+    if changes_catalog_structure(event) {
+        tx.prepare_cached("UPDATE bucket SET catalog_seq = ?1 WHERE id = 1")?
+            .execute([meta.seq as i64])?;
+    }
     match event {
         Event::RunStarted(e) => {
             tx.prepare_cached(
@@ -108,9 +115,111 @@ pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result
             .execute(params![a.alloc_id, a.job, a.worker_ip, a.disabled, a.removed, a.new_version, a.deployment_seq])?;
         }
         Event::KvChanged(e) => project_kv(tx, meta, e)?,
-        // Command activity lives in the journal only: `logs show` reads it from there.
-        Event::CommandStarted(_) | Event::CommandOutput(_) | Event::CommandFinished(_) => {}
+        // Command activity and skips live in the journal only: `logs show` reads them there.
+        Event::CommandStarted(_)
+        | Event::CommandOutput(_)
+        | Event::CommandFinished(_)
+        | Event::DeploySkipped(_) => {}
+        Event::UpdateSeqBumped(e) => {
+            tx.prepare_cached("UPDATE bucket SET update_seq = ?1 WHERE id = 1")?
+                .execute([e.update_seq as i64])?;
+        }
+        Event::DeployPlanned(plan) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO deploys (deploy_id, run_id, planned_seq, catalog_seq, flags, status, failed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'planned', '[]')",
+            )?
+            .execute(params![plan.deploy_id, meta.run_id, meta.seq as i64, plan.catalog_seq as i64, json(&plan.flags)])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO deploy_steps (deploy_id, idx, wave, job, worker, batch, kind, status, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', NULL)",
+            )?;
+            for step in &plan.steps {
+                insert.execute(params![
+                    plan.deploy_id,
+                    step.index,
+                    step.wave,
+                    step.job,
+                    step.worker,
+                    step.batch,
+                    json(&step.kind)
+                ])?;
+            }
+        }
+        Event::StepStarted(e) => step_status(tx, &e.deploy_id, e.index, "started", None)?,
+        Event::StepSucceeded(e) => {
+            step_status(tx, &e.deploy_id, e.index, "succeeded", e.note.as_deref())?
+        }
+        Event::StepFailed(e) => step_status(tx, &e.deploy_id, e.index, "failed", Some(&e.error))?,
+        Event::StepSkipped(e) => {
+            step_status(tx, &e.deploy_id, e.index, "skipped", Some(&e.reason))?
+        }
+        Event::DeployFinished(e) => {
+            tx.prepare_cached("UPDATE deploys SET status = ?2, failed = ?3 WHERE deploy_id = ?1")?
+                .execute(params![
+                    e.deploy_id,
+                    e.outcome.as_str(),
+                    json(&e.failed_jobs)
+                ])?;
+        }
+        Event::AllocationStaged(e) => {
+            let files: serde_json::Map<String, serde_json::Value> = e
+                .files
+                .iter()
+                .map(|(path, hash)| (path.clone(), hash.clone().into()))
+                .collect();
+            let files = serde_json::Value::Object(files).to_string();
+            tx.prepare_cached(
+                "INSERT INTO deployments (alloc_id, job, worker_ip, current_hash, previous_hash, current_version, current_files, previous_files)
+                 VALUES (?1, ?2, ?3, ?4, NULL, '0.0.0', ?5, NULL)
+                 ON CONFLICT (alloc_id) DO UPDATE SET current_hash = excluded.current_hash, current_files = excluded.current_files",
+            )?
+            .execute(params![e.alloc_id, e.job, e.worker_ip, e.tree_hash, files])?;
+        }
+        Event::AllocationPromoted(e) => {
+            tx.prepare_cached(
+                "UPDATE deployments SET previous_hash = current_hash, previous_files = current_files, current_version = ?2,
+                     stopped = 0, health_failed = 0 WHERE alloc_id = ?1",
+            )?
+            .execute(params![e.alloc_id, e.version])?;
+        }
+        Event::AllocationStopped(e) => {
+            tx.prepare_cached("UPDATE deployments SET stopped = 1 WHERE alloc_id = ?1")?
+                .execute([&e.alloc_id])?;
+        }
+        Event::AllocationHashCleared(e) => {
+            tx.prepare_cached("DELETE FROM deployments WHERE alloc_id = ?1")?
+                .execute([&e.alloc_id])?;
+        }
     }
+    Ok(())
+}
+
+/// Events of `maand build` that change what a deploy plan would contain.
+fn changes_catalog_structure(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::WorkerUpserted(_)
+            | Event::WorkerRemoved(_)
+            | Event::JobUpserted(_)
+            | Event::JobRemoved(_)
+            | Event::PortAssigned(_)
+            | Event::PortReleased(_)
+            | Event::AllocationUpserted(_)
+    )
+}
+
+fn step_status(
+    tx: &Transaction,
+    deploy_id: &str,
+    index: u32,
+    status: &str,
+    detail: Option<&str>,
+) -> Result<(), CatalogError> {
+    tx.prepare_cached(
+        "UPDATE deploy_steps SET status = ?3, detail = ?4 WHERE deploy_id = ?1 AND idx = ?2",
+    )?
+    .execute(params![deploy_id, index, status, detail])?;
     Ok(())
 }
 

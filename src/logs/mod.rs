@@ -145,6 +145,71 @@ pub fn record_of(meta: &EventMeta, event: &Event, maand: &str) -> LogRecord {
                 .collect();
             field("keys", keys.join(","));
         }
+        Event::UpdateSeqBumped(e) => field("update_seq", e.update_seq.to_string()),
+        Event::DeployPlanned(plan) => {
+            field("deploy_id", plan.deploy_id.clone());
+            field("steps", plan.steps.len().to_string());
+            field("update_seq", plan.update_seq.to_string());
+            if !plan.flags.jobs.is_empty() {
+                field("jobs", plan.flags.jobs.join(","));
+            }
+            if plan.flags.force {
+                field("force", "true".into());
+            }
+            if plan.flags.sync_only {
+                field("sync_only", "true".into());
+            }
+        }
+        Event::StepStarted(e) => step_fields(&mut record, &e.deploy_id, e.index, &e.step, None),
+        Event::StepSucceeded(e) => step_fields(
+            &mut record,
+            &e.deploy_id,
+            e.index,
+            &e.step,
+            e.note.as_deref().map(|n| ("note", n)),
+        ),
+        Event::StepFailed(e) => {
+            step_fields(
+                &mut record,
+                &e.deploy_id,
+                e.index,
+                &e.step,
+                Some(("error", &e.error)),
+            );
+            record.level = "ERROR";
+        }
+        Event::StepSkipped(e) => step_fields(
+            &mut record,
+            &e.deploy_id,
+            e.index,
+            &e.step,
+            Some(("reason", &e.reason)),
+        ),
+        Event::DeployFinished(e) => {
+            field("deploy_id", e.deploy_id.clone());
+            field("outcome", e.outcome.as_str().into());
+            if !e.failed_jobs.is_empty() {
+                field("failed_jobs", e.failed_jobs.join(","));
+                record.level = "ERROR";
+            }
+        }
+        Event::DeploySkipped(e) => {
+            field("reason", e.reason.clone());
+            record.job = Some(e.job.clone());
+            record.worker = Some("-".into());
+        }
+        Event::AllocationStaged(e) => {
+            field("alloc_id", e.alloc_id.clone());
+            field("tree_hash", e.tree_hash.clone());
+            record.job = Some(e.job.clone());
+            record.worker = Some(e.worker_ip.clone());
+        }
+        Event::AllocationPromoted(e) => {
+            field("alloc_id", e.alloc_id.clone());
+            field("version", e.version.clone());
+        }
+        Event::AllocationStopped(e) => field("alloc_id", e.alloc_id.clone()),
+        Event::AllocationHashCleared(e) => field("alloc_id", e.alloc_id.clone()),
         Event::CommandStarted(e) => {
             record.worker = Some(e.worker.clone());
             record.job = e.job.clone();
@@ -177,6 +242,25 @@ pub fn record_of(meta: &EventMeta, event: &Event, maand: &str) -> LogRecord {
         }
     }
     record
+}
+
+fn step_fields(
+    record: &mut LogRecord,
+    deploy_id: &str,
+    index: u32,
+    step: &crate::events::StepLabel,
+    extra: Option<(&str, &str)>,
+) {
+    record.job = step.job.clone();
+    record.worker = step.worker.clone();
+    record.action = Some(step.action.clone());
+    record
+        .fields
+        .push(("deploy_id".into(), deploy_id.to_string()));
+    record.fields.push(("step".into(), index.to_string()));
+    if let Some((key, value)) = extra {
+        record.fields.push((key.to_string(), value.to_string()));
+    }
 }
 
 /// Reads the journal from the start and returns the matching records; with `tail`, only the

@@ -1,0 +1,406 @@
+//! Executing a planned deploy step by step, recording `StepStarted` before and
+//! `StepSucceeded`/`StepFailed` after every step, each committed before the next begins.
+//!
+//! The executor decides nothing about *what* to do (that is the plan) and touches workers only
+//! through [`RemoteOps`], so a simulation can inject failures and crashes at any step. Groups
+//! (one job, or one worker's reconcile or finalize steps) of a wave run concurrently; within a
+//! group, batches run in order and the steps of a batch run concurrently. A failed step skips
+//! the rest of its group; other groups go on.
+
+use crate::events::{
+    AllocationHashCleared, AllocationPromoted, AllocationStaged, AllocationStopped, DeployFinished,
+    Event, PlannedStep, RunOutcome, StepFailed, StepKind, StepSkipped, StepStarted, StepSucceeded,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+/// Why a remote step failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepError {
+    /// The worker could not be reached at all.
+    Unreachable(String),
+    /// The work ran and failed.
+    Failed(String),
+    /// The executor must stop now, as if the process died (simulation only).
+    Crash,
+}
+
+/// The effects deploy needs on workers. Every operation must be idempotent.
+pub trait RemoteOps: Sync {
+    /// Copy the staged tree of `job` (and the worker's `worker.json`, `jobs.json`, `bin/`).
+    fn sync(&self, worker: &str, job: &str) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Run a Makefile target of `job` through the runner.
+    fn run_target(
+        &self,
+        worker: &str,
+        job: &str,
+        target: &str,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Delete `jobs/<job>` except `data/` and `logs/`.
+    fn remove_job_files(
+        &self,
+        worker: &str,
+        job: &str,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Delete the bucket's tree on the worker.
+    fn remove_worker_tree(
+        &self,
+        worker: &str,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Replace the worker's `jobs.json`.
+    fn write_jobs_json(
+        &self,
+        worker: &str,
+        content: &str,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+}
+
+/// Where the executor records events; each call is one committed transaction.
+pub trait StepJournal: Sync {
+    fn record(&self, events: Vec<Event>) -> Result<(), String>;
+    /// `jobs.json` content for a worker as the catalog stands now (for finalize steps).
+    fn jobs_json(&self, worker: &str) -> Result<String, String>;
+}
+
+/// What the executor knows about each allocation of the plan.
+#[derive(Debug, Clone)]
+pub struct AllocationFacts {
+    pub job: String,
+    pub worker: String,
+    pub new_version: String,
+    /// The staged files (path, hash) recorded when its tree is synced.
+    pub files: Vec<(String, String)>,
+    /// Whether the worker still is in the catalog (an unreachable departed worker is tolerated).
+    pub worker_present: bool,
+}
+
+/// A plan ready to run: its steps with what already happened to them.
+pub struct Execution<'a> {
+    pub deploy_id: String,
+    pub steps: Vec<PlannedStep>,
+    /// Indexes of steps that already succeeded (on resume).
+    pub done: BTreeSet<u32>,
+    pub facts: &'a BTreeMap<String, AllocationFacts>,
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionReport {
+    pub failed_jobs: Vec<String>,
+    /// `(step label, error)` of every failed step.
+    pub failures: Vec<(String, String)>,
+    /// Set when the executor stopped as if killed (simulation).
+    pub crashed: bool,
+}
+
+fn group_key(step: &PlannedStep) -> String {
+    match (&step.job, &step.kind) {
+        (
+            Some(job),
+            StepKind::Sync { .. } | StepKind::Lifecycle { .. } | StepKind::Promote { .. },
+        ) => format!("job:{job}"),
+        _ => format!("worker:{}", step.worker.as_deref().unwrap_or("-")),
+    }
+}
+
+fn describe(step: &PlannedStep) -> String {
+    let label = step.label();
+    match (&label.job, &label.worker) {
+        (Some(job), Some(worker)) => format!("{} {job}@{worker}", label.action),
+        (Some(job), None) => format!("{} {job}", label.action),
+        (None, Some(worker)) => format!("{} {worker}", label.action),
+        (None, None) => label.action,
+    }
+}
+
+enum Outcome {
+    Succeeded(Vec<Event>, Option<String>),
+    Failed(String),
+    Crash,
+}
+
+async fn run_step<O: RemoteOps, J: StepJournal>(
+    ops: &O,
+    journal: &J,
+    exec: &Execution<'_>,
+    step: &PlannedStep,
+) -> Outcome {
+    let fact = |alloc_id: &str| exec.facts.get(alloc_id);
+    let departed = |step: &PlannedStep| {
+        step.worker.as_deref().is_some_and(|w| {
+            exec.facts
+                .values()
+                .filter(|f| f.worker == w)
+                .all(|f| !f.worker_present)
+        })
+    };
+    let remote = |result: Result<(), StepError>, events: Vec<Event>, tolerate_unreachable: bool| {
+        match result {
+            Ok(()) => Outcome::Succeeded(events, None),
+            Err(StepError::Unreachable(message)) if tolerate_unreachable => Outcome::Succeeded(
+                events,
+                Some(format!("worker unreachable, assumed gone: {message}")),
+            ),
+            Err(StepError::Unreachable(message)) | Err(StepError::Failed(message)) => {
+                Outcome::Failed(message)
+            }
+            Err(StepError::Crash) => Outcome::Crash,
+        }
+    };
+    match &step.kind {
+        StepKind::Stop { alloc_id } => {
+            let Some(f) = fact(alloc_id) else {
+                return Outcome::Failed(format!("unknown allocation {alloc_id}"));
+            };
+            let result = ops.run_target(&f.worker, &f.job, "stop").await;
+            let events = vec![Event::AllocationStopped(AllocationStopped {
+                alloc_id: alloc_id.clone(),
+            })];
+            remote(result, events, !f.worker_present)
+        }
+        StepKind::RemoveJobFiles { alloc_id } => {
+            let Some(f) = fact(alloc_id) else {
+                return Outcome::Failed(format!("unknown allocation {alloc_id}"));
+            };
+            let result = ops.remove_job_files(&f.worker, &f.job).await;
+            let events = vec![Event::AllocationHashCleared(AllocationHashCleared {
+                alloc_id: alloc_id.clone(),
+            })];
+            remote(result, events, !f.worker_present)
+        }
+        StepKind::RemoveWorkerTree => {
+            let worker = step.worker.as_deref().unwrap_or_default();
+            remote(ops.remove_worker_tree(worker).await, vec![], departed(step))
+        }
+        StepKind::Sync {
+            alloc_id,
+            tree_hash,
+            transfer,
+        } => {
+            let Some(f) = fact(alloc_id) else {
+                return Outcome::Failed(format!("unknown allocation {alloc_id}"));
+            };
+            let staged = vec![Event::AllocationStaged(AllocationStaged {
+                alloc_id: alloc_id.clone(),
+                job: f.job.clone(),
+                worker_ip: f.worker.clone(),
+                tree_hash: tree_hash.clone(),
+                files: f.files.clone(),
+            })];
+            if !*transfer {
+                return Outcome::Succeeded(staged, Some("disabled: recorded, not shipped".into()));
+            }
+            remote(ops.sync(&f.worker, &f.job).await, staged, false)
+        }
+        StepKind::Lifecycle { alloc_id, target } => {
+            let Some(f) = fact(alloc_id) else {
+                return Outcome::Failed(format!("unknown allocation {alloc_id}"));
+            };
+            remote(
+                ops.run_target(&f.worker, &f.job, target).await,
+                vec![],
+                false,
+            )
+        }
+        StepKind::Promote { alloc_ids } => {
+            let events = alloc_ids
+                .iter()
+                .filter_map(|id| {
+                    fact(id).map(|f| {
+                        Event::AllocationPromoted(AllocationPromoted {
+                            alloc_id: id.clone(),
+                            version: f.new_version.clone(),
+                        })
+                    })
+                })
+                .collect();
+            Outcome::Succeeded(events, None)
+        }
+        StepKind::Finalize => {
+            let worker = step.worker.as_deref().unwrap_or_default();
+            match journal.jobs_json(worker) {
+                Ok(content) => remote(ops.write_jobs_json(worker, &content).await, vec![], false),
+                Err(message) => Outcome::Failed(message),
+            }
+        }
+    }
+}
+
+/// Runs one group's batches in order. Returns the failures, or `None` after a crash.
+async fn run_group<O: RemoteOps, J: StepJournal>(
+    ops: &O,
+    journal: &J,
+    exec: &Execution<'_>,
+    steps: Vec<&PlannedStep>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut batches: BTreeMap<u32, Vec<&PlannedStep>> = BTreeMap::new();
+    for step in steps {
+        batches.entry(step.batch).or_default().push(step);
+    }
+    let mut failures: Vec<(String, String)> = Vec::new();
+    for (_, batch) in batches {
+        let pending: Vec<&PlannedStep> = batch
+            .into_iter()
+            .filter(|s| !exec.done.contains(&s.index))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        if let Some((failed, _)) = failures.first() {
+            let reason = format!("not run: {failed} failed earlier in this deploy");
+            let skipped = pending
+                .iter()
+                .map(|s| {
+                    Event::StepSkipped(StepSkipped {
+                        deploy_id: exec.deploy_id.clone(),
+                        index: s.index,
+                        step: s.label(),
+                        reason: reason.clone(),
+                    })
+                })
+                .collect();
+            journal.record(skipped)?;
+            continue;
+        }
+        let started = pending
+            .iter()
+            .map(|s| {
+                Event::StepStarted(StepStarted {
+                    deploy_id: exec.deploy_id.clone(),
+                    index: s.index,
+                    step: s.label(),
+                })
+            })
+            .collect();
+        journal.record(started)?;
+        let results = futures_join(
+            pending
+                .iter()
+                .map(|step| async move { (*step, run_step(ops, journal, exec, step).await) }),
+        )
+        .await;
+        let mut crashed = false;
+        for (step, outcome) in results {
+            match outcome {
+                Outcome::Succeeded(mut events, note) => {
+                    events.insert(
+                        0,
+                        Event::StepSucceeded(StepSucceeded {
+                            deploy_id: exec.deploy_id.clone(),
+                            index: step.index,
+                            step: step.label(),
+                            note,
+                        }),
+                    );
+                    journal.record(events)?;
+                }
+                Outcome::Failed(error) => {
+                    journal.record(vec![Event::StepFailed(StepFailed {
+                        deploy_id: exec.deploy_id.clone(),
+                        index: step.index,
+                        step: step.label(),
+                        error: error.clone(),
+                    })])?;
+                    failures.push((describe(step), error));
+                }
+                Outcome::Crash => crashed = true,
+            }
+        }
+        if crashed {
+            return Err(CRASHED.into());
+        }
+    }
+    Ok(failures)
+}
+
+const CRASHED: &str = "executor crashed (simulated)";
+
+/// Awaits every future concurrently, keeping their order.
+async fn futures_join<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let futures: Vec<_> = futures.map(Box::pin).collect();
+    let mut results: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut pending: Vec<(usize, std::pin::Pin<Box<F>>)> =
+        futures.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, fut)| match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(value) => {
+                results[*i] = Some(value);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results
+        .into_iter()
+        .map(|r| r.expect("every future completed"))
+        .collect()
+}
+
+/// Runs every step not yet done, wave by wave, and records `DeployFinished`.
+pub async fn execute<O: RemoteOps, J: StepJournal>(
+    ops: &O,
+    journal: &J,
+    exec: &Execution<'_>,
+) -> Result<ExecutionReport, String> {
+    let mut waves: BTreeMap<u32, BTreeMap<String, Vec<&PlannedStep>>> = BTreeMap::new();
+    for step in &exec.steps {
+        waves
+            .entry(step.wave)
+            .or_default()
+            .entry(group_key(step))
+            .or_default()
+            .push(step);
+    }
+    let mut failures = Vec::new();
+    let mut failed_jobs = BTreeSet::new();
+    for (_, groups) in waves {
+        let results =
+            futures_join(groups.into_iter().map(|(key, steps)| async move {
+                (key, run_group(ops, journal, exec, steps).await)
+            }))
+            .await;
+        for (key, result) in results {
+            match result {
+                Ok(group_failures) => {
+                    if !group_failures.is_empty() {
+                        failed_jobs.insert(
+                            key.trim_start_matches("job:")
+                                .trim_start_matches("worker:")
+                                .to_string(),
+                        );
+                    }
+                    failures.extend(group_failures);
+                }
+                Err(error) if error == CRASHED => {
+                    return Ok(ExecutionReport {
+                        failed_jobs: failed_jobs.into_iter().collect(),
+                        failures,
+                        crashed: true,
+                    })
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    let failed_jobs: Vec<String> = failed_jobs.into_iter().collect();
+    journal.record(vec![Event::DeployFinished(DeployFinished {
+        deploy_id: exec.deploy_id.clone(),
+        outcome: if failures.is_empty() {
+            RunOutcome::Succeeded
+        } else {
+            RunOutcome::Failed
+        },
+        failed_jobs: failed_jobs.clone(),
+    })])?;
+    Ok(ExecutionReport {
+        failed_jobs,
+        failures,
+        crashed: false,
+    })
+}

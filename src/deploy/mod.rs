@@ -1,0 +1,10 @@
+//! `maand deploy`: plan (pure), stage, and execute journaled, resumable steps.
+//!
+//! A deploy is planned from the catalog and freshly staged trees into one `DeployPlanned`
+//! event; then every step is recorded as it starts and as it ends. `--resume` reloads the
+//! latest unfinished plan and runs every step without a success event again (a step that
+//! started but never ended is in doubt and simply runs again: steps are idempotent).
+
+pub mod execute;
+pub mod plan;
+pub mod stage;

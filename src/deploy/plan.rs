@@ -1,0 +1,468 @@
+//! Planning a deploy: a pure function from the catalog, the freshly staged trees and the flags
+//! to the ordered steps of the deploy (or the reason it cannot run).
+
+use crate::events::{DeployFlags, PlannedStep, StepKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the planner needs to know about a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanJob {
+    pub name: String,
+    pub deployment_seq: u32,
+    pub restart_policy: String,
+    pub restart_globs: Vec<String>,
+    pub max_concurrent_starts: u32,
+    pub max_concurrent_upgrades: u32,
+    /// Worker order for batches (`rollout_order` KV); workers not listed follow in catalog order.
+    pub rollout_order: Vec<String>,
+}
+
+/// What the planner needs to know about an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanAllocation {
+    pub alloc_id: String,
+    pub job: String,
+    pub worker: String,
+    pub disabled: bool,
+    pub removed: bool,
+    pub new_version: String,
+    /// The hash row, when the allocation was ever staged.
+    pub deployed: Option<Deployed>,
+    /// The tree staged now (`None` for removed allocations).
+    pub staged: Option<Staged>,
+}
+
+/// An allocation's hash row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub current_hash: String,
+    pub previous_hash: Option<String>,
+    pub current_version: String,
+    pub previous_files: BTreeMap<String, String>,
+    pub stopped: bool,
+}
+
+/// A tree staged for an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub tree_hash: String,
+    pub files: BTreeMap<String, String>,
+}
+
+/// Everything a plan is made from.
+#[derive(Debug, Clone, Default)]
+pub struct PlanInput {
+    /// Jobs in the catalog, by name.
+    pub jobs: BTreeMap<String, PlanJob>,
+    pub allocations: Vec<PlanAllocation>,
+    /// Workers still in the catalog (a worker with allocations but not listed here left
+    /// `workers.json`).
+    pub workers: BTreeSet<String>,
+    pub flags: DeployFlags,
+}
+
+/// Why an allocation gets the action it gets, for `--dry-run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationAction {
+    pub job: String,
+    pub worker: String,
+    /// `start`, `restart`, `reload`, `sync`, `skip`, `stop`, `remove`, `disabled`.
+    pub action: String,
+    pub previous_hash: Option<String>,
+    pub current_hash: Option<String>,
+    /// Changed paths that matched `restart_globs` and turned a reload into a restart.
+    pub matched: Vec<String>,
+}
+
+/// A plan: the steps, and the per-allocation reasoning behind them.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub steps: Vec<PlannedStep>,
+    pub actions: Vec<AllocationAction>,
+    /// Jobs considered that need no rollout.
+    pub skipped_jobs: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Why a deploy cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("--jobs names unknown job(s): {}; see `maand cat jobs`", .0.join(", "))]
+    UnknownJobs(Vec<String>),
+    #[error("--sync-only cannot start new allocations, and these need a first start: {}; deploy without --sync-only first", .0.join(", "))]
+    SyncOnlyNeedsStart(Vec<String>),
+    #[error("restart_globs of job {job} is not a valid glob set: {reason}")]
+    BadGlobs { job: String, reason: String },
+}
+
+fn changed_paths(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut paths: BTreeSet<&String> = BTreeSet::new();
+    for (path, hash) in after {
+        if before.get(path) != Some(hash) {
+            paths.insert(path);
+        }
+    }
+    for path in before.keys() {
+        if !after.contains_key(path) {
+            paths.insert(path);
+        }
+    }
+    paths.into_iter().cloned().collect()
+}
+
+/// The lifecycle an active allocation needs, or `None` when it is up to date.
+fn active_action(
+    job: &PlanJob,
+    alloc: &PlanAllocation,
+    flags: &DeployFlags,
+    globs: &globset::GlobSet,
+) -> (String, Vec<String>) {
+    let staged = alloc
+        .staged
+        .as_ref()
+        .expect("active allocations are staged");
+    let deployed = match &alloc.deployed {
+        Some(d) if d.previous_hash.is_some() && !d.stopped => d,
+        _ => return ("start".into(), vec![]),
+    };
+    let changed = deployed.previous_hash.as_deref() != Some(staged.tree_hash.as_str())
+        || deployed.current_version != alloc.new_version;
+    if !changed && !flags.force {
+        return ("skip".into(), vec![]);
+    }
+    if flags.sync_only {
+        return ("sync".into(), vec![]);
+    }
+    if flags.force && !changed {
+        return ("restart".into(), vec![]);
+    }
+    match job.restart_policy.as_str() {
+        "never" => ("sync".into(), vec![]),
+        "reload" => {
+            // Without a promoted file manifest there is nothing to compare: reload.
+            if deployed.previous_files.is_empty() {
+                return ("reload".into(), vec![]);
+            }
+            let matched: Vec<String> = changed_paths(&deployed.previous_files, &staged.files)
+                .into_iter()
+                .filter(|p| globs.is_match(p) || globs.is_match(p.trim_end_matches(".tpl")))
+                .collect();
+            if matched.is_empty() {
+                ("reload".into(), vec![])
+            } else {
+                ("restart".into(), matched)
+            }
+        }
+        _ => ("restart".into(), vec![]),
+    }
+}
+
+fn batches<'a>(
+    allocs: Vec<&'a PlanAllocation>,
+    size: u32,
+    order: &[String],
+) -> Vec<Vec<&'a PlanAllocation>> {
+    let mut allocs = allocs;
+    let rank = |worker: &str| order.iter().position(|w| w == worker).unwrap_or(usize::MAX);
+    allocs.sort_by(|a, b| {
+        rank(&a.worker)
+            .cmp(&rank(&b.worker))
+            .then(a.worker.cmp(&b.worker))
+    });
+    if allocs.is_empty() {
+        return vec![];
+    }
+    let size = if size == 0 {
+        allocs.len()
+    } else {
+        size as usize
+    };
+    allocs.chunks(size).map(<[_]>::to_vec).collect()
+}
+
+/// Plans a deploy. Pure: the same input always gives the same plan.
+pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
+    let flags = &input.flags;
+    let unknown: Vec<String> = flags
+        .jobs
+        .iter()
+        .filter(|j| !input.jobs.contains_key(*j))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(PlanError::UnknownJobs(unknown));
+    }
+    let selected = |job: &str| flags.jobs.is_empty() || flags.jobs.iter().any(|j| j == job);
+    let last_wave = input
+        .jobs
+        .values()
+        .map(|j| j.deployment_seq + 2)
+        .max()
+        .unwrap_or(1);
+    let mut plan = Plan::default();
+    let mut steps: Vec<PlannedStep> = Vec::new();
+    let mut push =
+        |wave: u32, job: Option<&str>, worker: Option<&str>, batch: u32, kind: StepKind| {
+            steps.push(PlannedStep {
+                index: 0,
+                wave,
+                job: job.map(str::to_string),
+                worker: worker.map(str::to_string),
+                batch,
+                kind,
+            });
+        };
+
+    // Wave 0: reconcile removed and disabled allocations, then workers that left.
+    let mut departed: BTreeSet<&str> = BTreeSet::new();
+    for alloc in input.allocations.iter().filter(|a| selected(&a.job)) {
+        let job = Some(alloc.job.as_str());
+        let worker = Some(alloc.worker.as_str());
+        if alloc.removed {
+            if alloc.deployed.is_some() {
+                let stopped = alloc.deployed.as_ref().is_some_and(|d| d.stopped);
+                if !stopped {
+                    push(
+                        0,
+                        job,
+                        worker,
+                        0,
+                        StepKind::Stop {
+                            alloc_id: alloc.alloc_id.clone(),
+                        },
+                    );
+                }
+                push(
+                    0,
+                    job,
+                    worker,
+                    1,
+                    StepKind::RemoveJobFiles {
+                        alloc_id: alloc.alloc_id.clone(),
+                    },
+                );
+                plan.actions.push(action(alloc, "remove", vec![]));
+            }
+            if !input.workers.contains(&alloc.worker) {
+                departed.insert(&alloc.worker);
+            }
+        } else if alloc.disabled {
+            if alloc
+                .deployed
+                .as_ref()
+                .is_some_and(|d| !d.stopped && d.previous_hash.is_some())
+            {
+                push(
+                    0,
+                    job,
+                    worker,
+                    0,
+                    StepKind::Stop {
+                        alloc_id: alloc.alloc_id.clone(),
+                    },
+                );
+            }
+        }
+    }
+    for worker in departed {
+        let all_removed = input
+            .allocations
+            .iter()
+            .filter(|a| a.worker == worker)
+            .all(|a| a.removed);
+        if all_removed && flags.jobs.is_empty() {
+            push(0, None, Some(worker), 2, StepKind::RemoveWorkerTree);
+        }
+    }
+
+    // Waves 1..: jobs in deployment_seq order.
+    let mut new_without_start = Vec::new();
+    let mut touched_workers: BTreeSet<String> = BTreeSet::new();
+    let mut jobs: Vec<&PlanJob> = input.jobs.values().filter(|j| selected(&j.name)).collect();
+    jobs.sort_by_key(|j| (j.deployment_seq, j.name.clone()));
+    for job in jobs {
+        let wave = job.deployment_seq + 1;
+        let globs = {
+            let mut builder = globset::GlobSetBuilder::new();
+            for glob in &job.restart_globs {
+                let glob = globset::Glob::new(glob).map_err(|e| PlanError::BadGlobs {
+                    job: job.name.clone(),
+                    reason: e.to_string(),
+                })?;
+                builder.add(glob);
+            }
+            builder.build().map_err(|e| PlanError::BadGlobs {
+                job: job.name.clone(),
+                reason: e.to_string(),
+            })?
+        };
+        let allocs: Vec<&PlanAllocation> = input
+            .allocations
+            .iter()
+            .filter(|a| a.job == job.name && !a.removed)
+            .collect();
+        let mut starts = Vec::new();
+        let mut updates: Vec<(&PlanAllocation, String)> = Vec::new();
+        let mut syncs = Vec::new();
+        let mut disabled_changes = Vec::new();
+        for alloc in &allocs {
+            let staged = alloc
+                .staged
+                .as_ref()
+                .expect("non-removed allocations are staged");
+            if alloc.disabled {
+                let changed = alloc.deployed.as_ref().is_none_or(|d| {
+                    d.previous_hash.as_deref() != Some(staged.tree_hash.as_str())
+                        || d.current_version != alloc.new_version
+                });
+                if changed {
+                    disabled_changes.push(*alloc);
+                    plan.actions.push(action(alloc, "disabled", vec![]));
+                }
+                continue;
+            }
+            let (what, matched) = active_action(job, alloc, flags, &globs);
+            plan.actions.push(action(alloc, &what, matched));
+            match what.as_str() {
+                "start" => {
+                    if flags.sync_only {
+                        new_without_start.push(format!("{}@{}", alloc.job, alloc.worker));
+                    }
+                    starts.push(*alloc);
+                }
+                "restart" | "reload" => updates.push((*alloc, what)),
+                "sync" => syncs.push(*alloc),
+                _ => {}
+            }
+        }
+        if starts.is_empty()
+            && updates.is_empty()
+            && syncs.is_empty()
+            && disabled_changes.is_empty()
+        {
+            plan.skipped_jobs.push(job.name.clone());
+            continue;
+        }
+        let name = Some(job.name.as_str());
+        let mut promoted = Vec::new();
+        let shipped = starts
+            .iter()
+            .copied()
+            .chain(updates.iter().map(|(a, _)| *a))
+            .chain(syncs.iter().copied());
+        for alloc in shipped {
+            let staged = alloc.staged.as_ref().expect("staged");
+            push(
+                wave,
+                name,
+                Some(&alloc.worker),
+                0,
+                StepKind::Sync {
+                    alloc_id: alloc.alloc_id.clone(),
+                    tree_hash: staged.tree_hash.clone(),
+                    transfer: true,
+                },
+            );
+            touched_workers.insert(alloc.worker.clone());
+            promoted.push(alloc.alloc_id.clone());
+        }
+        for alloc in &disabled_changes {
+            let staged = alloc.staged.as_ref().expect("staged");
+            push(
+                wave,
+                name,
+                Some(&alloc.worker),
+                0,
+                StepKind::Sync {
+                    alloc_id: alloc.alloc_id.clone(),
+                    tree_hash: staged.tree_hash.clone(),
+                    transfer: false,
+                },
+            );
+            promoted.push(alloc.alloc_id.clone());
+        }
+        let mut batch = 1;
+        for group in batches(starts, job.max_concurrent_starts, &job.rollout_order) {
+            for alloc in group {
+                push(
+                    wave,
+                    name,
+                    Some(&alloc.worker),
+                    batch,
+                    StepKind::Lifecycle {
+                        alloc_id: alloc.alloc_id.clone(),
+                        target: "start".into(),
+                    },
+                );
+            }
+            batch += 1;
+        }
+        let targets: BTreeMap<&str, &str> = updates
+            .iter()
+            .map(|(a, t)| (a.alloc_id.as_str(), t.as_str()))
+            .collect();
+        let upgrading: Vec<&PlanAllocation> = updates.iter().map(|(a, _)| *a).collect();
+        for group in batches(
+            upgrading,
+            job.max_concurrent_upgrades.max(1),
+            &job.rollout_order,
+        ) {
+            for alloc in group {
+                push(
+                    wave,
+                    name,
+                    Some(&alloc.worker),
+                    batch,
+                    StepKind::Lifecycle {
+                        alloc_id: alloc.alloc_id.clone(),
+                        target: targets[alloc.alloc_id.as_str()].to_string(),
+                    },
+                );
+            }
+            batch += 1;
+        }
+        promoted.sort();
+        push(
+            wave,
+            name,
+            None,
+            batch,
+            StepKind::Promote {
+                alloc_ids: promoted,
+            },
+        );
+    }
+    if !new_without_start.is_empty() {
+        return Err(PlanError::SyncOnlyNeedsStart(new_without_start));
+    }
+    for worker in &touched_workers {
+        push(last_wave, None, Some(worker), 0, StepKind::Finalize);
+    }
+    for (index, step) in steps.iter_mut().enumerate() {
+        step.index = index as u32;
+    }
+    plan.steps = steps;
+    Ok(plan)
+}
+
+fn action(alloc: &PlanAllocation, what: &str, matched: Vec<String>) -> AllocationAction {
+    AllocationAction {
+        job: alloc.job.clone(),
+        worker: alloc.worker.clone(),
+        action: what.to_string(),
+        previous_hash: alloc
+            .deployed
+            .as_ref()
+            .and_then(|d| d.previous_hash.clone()),
+        current_hash: alloc.staged.as_ref().map(|s| s.tree_hash.clone()),
+        matched,
+    }
+}

@@ -1,0 +1,250 @@
+//! Staging: the exact tree an allocation should have on its worker (job files, rendered
+//! templates, certificates), its content hash, and writing it under `tmp/workers/<ip>/`.
+//!
+//! Building a tree is pure (the template renderer is passed in); only [`StagedTree::write_to`]
+//! touches the disk.
+
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One file of a staged tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedFile {
+    /// Relative to the job directory, `/`-separated.
+    pub path: String,
+    pub content: Arc<Vec<u8>>,
+    /// Unix permission bits.
+    pub mode: u32,
+    /// SHA-256 of the content, hex.
+    pub hash: String,
+}
+
+/// The tree of one allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedTree {
+    /// Sorted by path.
+    pub files: Vec<StagedFile>,
+    /// SHA-256 over every (path, content hash, mode): equal trees have equal hashes.
+    pub tree_hash: String,
+}
+
+impl StagedTree {
+    fn new(mut files: Vec<StagedFile>) -> StagedTree {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut digest = Sha256::new();
+        for file in &files {
+            digest.update(format!("{}\0{}\0{:o}\n", file.path, file.hash, file.mode).as_bytes());
+        }
+        StagedTree {
+            files,
+            tree_hash: hex::encode(digest.finalize()),
+        }
+    }
+
+    /// path → content hash, as recorded for `restart_globs` comparisons.
+    pub fn file_hashes(&self) -> BTreeMap<String, String> {
+        self.files
+            .iter()
+            .map(|f| (f.path.clone(), f.hash.clone()))
+            .collect()
+    }
+
+    /// Replaces `dir` with exactly this tree. The directory gets mode 0755 (rsync copies the
+    /// mode of the source directory onto the worker's).
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        for file in &self.files {
+            let path = dir.join(&file.path);
+            if let Some(parent) = path.parent() {
+                if !parent.exists() {
+                    std::fs::create_dir_all(parent)?;
+                    let mut p = parent;
+                    while p != dir {
+                        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))?;
+                        p = p.parent().unwrap_or(dir);
+                    }
+                }
+            }
+            std::fs::write(&path, file.content.as_slice())?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))?;
+        }
+        Ok(())
+    }
+}
+
+/// A job file as the catalog stores it, with its content.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: String,
+    pub hash: String,
+    pub executable: bool,
+    pub content: Arc<Vec<u8>>,
+}
+
+/// A staging failure, naming the job and file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{job}: {path}: {message}")]
+pub struct StageError {
+    pub job: String,
+    pub path: String,
+    pub message: String,
+}
+
+fn file(path: &str, content: Vec<u8>, mode: u32) -> StagedFile {
+    let hash = hex::encode(Sha256::digest(&content));
+    StagedFile {
+        path: path.to_string(),
+        content: Arc::new(content),
+        mode,
+        hash,
+    }
+}
+
+/// Builds an allocation's tree: every job file (`.tpl` files rendered by `render` and stored
+/// without the suffix) plus `extra` files such as certificates.
+pub fn stage_tree(
+    job: &str,
+    sources: &[SourceFile],
+    extra: Vec<(String, Vec<u8>, u32)>,
+    render: &dyn Fn(&str, &str) -> Result<String, String>,
+) -> Result<StagedTree, StageError> {
+    let mut files = Vec::with_capacity(sources.len() + extra.len());
+    for source in sources {
+        let mode = if source.executable { 0o755 } else { 0o644 };
+        match source.path.strip_suffix(".tpl") {
+            Some(output) => {
+                let text = std::str::from_utf8(&source.content).map_err(|_| StageError {
+                    job: job.to_string(),
+                    path: source.path.clone(),
+                    message: "a .tpl file must be UTF-8 text".into(),
+                })?;
+                let rendered = render(&source.path, text).map_err(|message| StageError {
+                    job: job.to_string(),
+                    path: source.path.clone(),
+                    message,
+                })?;
+                files.push(file(output, rendered.into_bytes(), mode));
+            }
+            None => files.push(StagedFile {
+                path: source.path.clone(),
+                content: source.content.clone(),
+                mode,
+                hash: source.hash.clone(),
+            }),
+        }
+    }
+    for (path, content, mode) in extra {
+        files.push(file(&path, content, mode));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for f in &files {
+        if !seen.insert(f.path.as_str()) {
+            return Err(StageError {
+                job: job.to_string(),
+                path: f.path.clone(),
+                message: "two staged files have this path (a template renders onto a plain file, or a job file collides with certs/); rename one".into(),
+            });
+        }
+    }
+    Ok(StagedTree::new(files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(path: &str, text: &str) -> SourceFile {
+        let content = text.as_bytes().to_vec();
+        SourceFile {
+            path: path.into(),
+            hash: hex::encode(Sha256::digest(&content)),
+            executable: false,
+            content: Arc::new(content),
+        }
+    }
+
+    #[test]
+    fn templates_are_rendered_and_lose_their_suffix() {
+        let tree = stage_tree(
+            "api",
+            &[source("config.tpl", "x"), source("Makefile", "m")],
+            vec![],
+            &|_, t| Ok(format!("<{t}>")),
+        )
+        .unwrap();
+        let paths: Vec<&str> = tree.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["Makefile", "config"]);
+        assert_eq!(tree.files[1].content.as_slice(), b"<x>");
+    }
+
+    #[test]
+    fn the_tree_hash_changes_with_content_path_or_mode_only() {
+        let render = |_: &str, t: &str| Ok(t.to_string());
+        let a = stage_tree("j", &[source("a", "1")], vec![], &render).unwrap();
+        let same = stage_tree("j", &[source("a", "1")], vec![], &render).unwrap();
+        let content = stage_tree("j", &[source("a", "2")], vec![], &render).unwrap();
+        let path = stage_tree("j", &[source("b", "1")], vec![], &render).unwrap();
+        let mut exec = source("a", "1");
+        exec.executable = true;
+        let mode = stage_tree("j", &[exec], vec![], &render).unwrap();
+        assert_eq!(a.tree_hash, same.tree_hash);
+        for other in [content, path, mode] {
+            assert_ne!(a.tree_hash, other.tree_hash);
+        }
+    }
+
+    #[test]
+    fn a_render_error_names_job_and_template() {
+        let err = stage_tree("api", &[source("c.tpl", "x")], vec![], &|_, _| {
+            Err("missing key".into())
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "api: c.tpl: missing key");
+    }
+
+    #[test]
+    fn colliding_paths_are_refused() {
+        let err = stage_tree(
+            "api",
+            &[source("a.tpl", "x"), source("a", "y")],
+            vec![],
+            &|_, t| Ok(t.into()),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("two staged files"));
+    }
+
+    #[test]
+    fn written_trees_replace_what_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("jobs/api");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("stale"), "old").unwrap();
+        let tree = stage_tree(
+            "api",
+            &[source("sub/a", "1")],
+            vec![("certs/x.key".into(), b"k".to_vec(), 0o600)],
+            &|_, t| Ok(t.into()),
+        )
+        .unwrap();
+        tree.write_to(&target).unwrap();
+        assert!(!target.join("stale").exists());
+        assert_eq!(std::fs::read(target.join("sub/a")).unwrap(), b"1");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(target.join("certs/x.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+}
