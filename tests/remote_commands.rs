@@ -55,7 +55,7 @@ async fn the_same_path_holds_different_files_on_each_worker() {
         .await;
     for result in written {
         let output = result.result.unwrap();
-        assert_eq!(output.stdout, [result.worker.clone()]);
+        assert_eq!(output.stdout, std::slice::from_ref(&result.worker));
         assert_eq!(
             cluster.ssh_ok(&result.worker, "cat /var/tmp/who"),
             result.worker

@@ -1,6 +1,7 @@
 //! Checks that the tools maand relies on exist, on this host and on the workers, before any
 //! work starts. Workers are probed with one round trip each. Nothing is installed or changed.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -56,17 +57,21 @@ impl fmt::Display for WorkerProblem {
 
 /// Finds each of [`HOST_TOOLS`] on `PATH`.
 pub fn check_host_tools() -> Result<(), PrerequisiteError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let missing: Vec<String> = HOST_TOOLS
-        .iter()
-        .filter(|tool| !std::env::split_paths(&path).any(|dir| is_executable(&dir.join(tool))))
-        .map(|tool| tool.to_string())
-        .collect();
+    let missing = missing_on_path(&HOST_TOOLS, &std::env::var_os("PATH").unwrap_or_default());
     if missing.is_empty() {
         Ok(())
     } else {
         Err(PrerequisiteError::HostToolsMissing { missing })
     }
+}
+
+/// The `tools` that no directory of the `PATH`-style list `path` holds as an executable file.
+fn missing_on_path(tools: &[&str], path: &OsStr) -> Vec<String> {
+    tools
+        .iter()
+        .filter(|tool| !std::env::split_paths(path).any(|dir| is_executable(&dir.join(tool))))
+        .map(|tool| tool.to_string())
+        .collect()
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -124,4 +129,32 @@ fn probe_script(use_sudo: bool) -> String {
     }
     script.push_str("; exit 0");
     script
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn tools_missing_from_every_path_directory_are_listed_in_order() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        let install = |dir: &Path, name: &str, mode: u32| {
+            let path = dir.join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        install(first.path(), "bash", 0o755);
+        install(second.path(), "ssh", 0o755);
+        install(second.path(), "rsync", 0o644); // present but not executable
+        let path = std::env::join_paths([first.path(), second.path()]).unwrap();
+        assert_eq!(missing_on_path(&HOST_TOOLS, &path), ["rsync", "python3"]);
+    }
+
+    #[test]
+    fn the_worker_probe_reports_sudo_only_when_the_bucket_uses_it() {
+        assert!(!probe_script(false).contains("sudo"));
+        assert!(probe_script(true).contains("sudo -n rsync --version"));
+    }
 }
