@@ -529,7 +529,7 @@ fn the_scaffold_makefile_runs_the_lifecycle_like_a_worker_would() {
     )
     .unwrap();
 
-    assert_eq!(make(job, "status").0, false, "nothing runs before start");
+    assert!(!make(job, "status").0, "nothing runs before start");
     let _guard = Running(job);
     let (ok, out) = make(job, "start");
     assert!(ok && out.contains("svc: started"), "{out}");

@@ -26,8 +26,8 @@ pub enum TableError {
          or run `maand build` if you just added it to the workspace"
     )]
     UnknownNames {
-        /// `job(s)` or `worker(s)`.
-        what: &'static str,
+        /// `job`, `jobs`, `worker` or `workers`.
+        what: String,
         /// The rejected names, comma-separated.
         names: String,
         /// What the catalog has, comma-separated (`none` when empty).
@@ -116,11 +116,9 @@ fn check_known(
     }
     Err(TableError::UnknownNames {
         what: if unknown.len() == 1 {
-            what
-        } else if what == "job" {
-            "jobs"
+            what.to_string()
         } else {
-            "workers"
+            format!("{what}s")
         },
         names: unknown.join(", "),
         known: known_text,
