@@ -338,16 +338,28 @@ pub fn allocations(
         .collect()
 }
 
-/// Where an allocation stands in its rollout.
+/// Where an allocation stands in its rollout, from its allocation flags and its hash row (the
+/// `deployments` projection deploy maintains).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rollout {
     /// The allocation was removed from placement; deploy stops it, `gc` purges it.
     Removed,
-    /// The allocation is drained by `disabled.json`.
+    /// Drained by `disabled.json`, and what was last staged is what is promoted.
     Disabled,
-    /// Active and never promoted: the next deploy starts it.
+    /// Drained by `disabled.json`, with staged content or a version not yet promoted; deploy
+    /// promotes it without starting anything.
+    DisabledRestart,
+    /// Active and not running maand's content: never promoted, or stopped while disabled.
+    /// The next deploy starts it.
     New,
+    /// Active, and the staged tree or the catalog version differs from the promoted one. The
+    /// next deploy applies the job's restart policy.
+    Restart,
+    /// Active, and the promoted tree and version are the staged ones. Deploy skips it.
+    Promoted,
+    /// Active, and a health check marked the promoted content as failing.
+    HealthFailed,
 }
 
 impl Rollout {
@@ -355,34 +367,65 @@ impl Rollout {
         match self {
             Rollout::Removed => "removed",
             Rollout::Disabled => "disabled",
+            Rollout::DisabledRestart => "disabled_restart",
             Rollout::New => "new",
+            Rollout::Restart => "restart",
+            Rollout::Promoted => "promoted",
+            Rollout::HealthFailed => "health_failed",
         }
     }
 }
 
 /// One allocation's deploy state, for `maand cat deployments`.
 ///
-/// The promoted-hash side comes from deploy, which does not record anything yet: there is no
-/// hash projection, so `current_hash`, `previous_hash` and `current_version` are always
-/// `None` and an active allocation is always [`Rollout::New`]. When deploy adds its hash
-/// projection (keyed by `alloc_id`), [`deployments`] should `LEFT JOIN` it to fill these three
-/// fields, and [`Rollout`] gains the hash-derived states: `disabled_restart` (disabled with
-/// pending content or version), `restart` (staged hash or `new_version` differs from the
-/// promoted one), `promoted` (both equal) and `health_failed`.
+/// The hash side is what the last deploy (or dry run) staged and promoted: it changes when a
+/// deploy stages the catalog's content, not when a build records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeploymentRow {
     pub alloc_id: String,
     pub job: String,
     pub worker_ip: String,
-    /// Hash of the content promoted on the worker by the last successful deploy.
+    /// Hash of the tree last staged for the allocation (`None` before its first staging).
     pub current_hash: Option<String>,
-    /// The promoted hash before that.
+    /// Hash of the tree promoted on the worker (`None` before its first promotion).
     pub previous_hash: Option<String>,
-    /// Version promoted on the worker.
+    /// Version promoted on the worker (`None` before its first promotion).
     pub current_version: Option<String>,
     /// Version the catalog wants on the worker.
     pub new_version: String,
     pub rollout: Rollout,
+}
+
+/// An allocation's row in the `deployments` projection.
+struct HashRow {
+    current_hash: String,
+    previous_hash: Option<String>,
+    current_version: String,
+    health_failed: bool,
+    stopped: bool,
+}
+
+fn rollout(allocation: &AllocationRow, hashes: Option<&HashRow>) -> Rollout {
+    let pending = |h: &HashRow| {
+        h.previous_hash.as_deref() != Some(h.current_hash.as_str())
+            || h.current_version != allocation.new_version
+    };
+    if allocation.removed {
+        return Rollout::Removed;
+    }
+    if allocation.disabled {
+        return match hashes {
+            Some(h) if pending(h) => Rollout::DisabledRestart,
+            _ => Rollout::Disabled,
+        };
+    }
+    match hashes {
+        None => Rollout::New,
+        Some(h) if h.previous_hash.is_none() || h.stopped => Rollout::New,
+        Some(h) if h.health_failed => Rollout::HealthFailed,
+        Some(h) if pending(h) => Rollout::Restart,
+        Some(_) => Rollout::Promoted,
+    }
 }
 
 /// Rollout state of the selected allocations; with `active_only`, only allocations deploy
@@ -392,24 +435,41 @@ pub fn deployments(
     selection: &Selection,
     active_only: bool,
 ) -> Result<Vec<DeploymentRow>, TableError> {
-    Ok(allocations(conn, selection)?
+    let allocations = allocations(conn, selection)?;
+    let mut stmt = conn.prepare(
+        "SELECT alloc_id, current_hash, previous_hash, current_version, health_failed, stopped
+         FROM deployments",
+    )?;
+    let hashes: BTreeMap<String, HashRow> = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                HashRow {
+                    current_hash: r.get(1)?,
+                    previous_hash: r.get(2)?,
+                    current_version: r.get(3)?,
+                    health_failed: r.get(4)?,
+                    stopped: r.get(5)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(allocations
         .into_iter()
         .filter(|a| !active_only || (!a.removed && !a.disabled))
-        .map(|a| DeploymentRow {
-            rollout: if a.removed {
-                Rollout::Removed
-            } else if a.disabled {
-                Rollout::Disabled
-            } else {
-                Rollout::New
-            },
-            alloc_id: a.alloc_id,
-            job: a.job,
-            worker_ip: a.worker_ip,
-            current_hash: None,
-            previous_hash: None,
-            current_version: None,
-            new_version: a.new_version,
+        .map(|a| {
+            let row = hashes.get(&a.alloc_id);
+            let promoted = row.filter(|h| h.previous_hash.is_some());
+            DeploymentRow {
+                rollout: rollout(&a, row),
+                current_hash: row.map(|h| h.current_hash.clone()),
+                previous_hash: row.and_then(|h| h.previous_hash.clone()),
+                current_version: promoted.map(|h| h.current_version.clone()),
+                alloc_id: a.alloc_id,
+                job: a.job,
+                worker_ip: a.worker_ip,
+                new_version: a.new_version,
+            }
         })
         .collect())
 }
@@ -1007,7 +1067,7 @@ mod tests {
     }
 
     #[test]
-    fn deployments_take_rollout_from_allocation_flags_and_have_no_promoted_hash() {
+    fn before_any_deploy_rollout_comes_from_allocation_flags_alone() {
         let (_dir, mut conn) = catalog();
         cluster(&mut conn);
         let rows = deployments(&conn, &Selection::default(), false).unwrap();
@@ -1028,6 +1088,113 @@ mod tests {
         assert!(rows.iter().all(|d| d.current_hash.is_none()
             && d.previous_hash.is_none()
             && d.current_version.is_none()));
+    }
+
+    fn staged(alloc_id: &str, tree_hash: &str) -> Event {
+        let (job, worker_ip) = alloc_id.split_once('@').unwrap();
+        Event::AllocationStaged(AllocationStaged {
+            alloc_id: alloc_id.into(),
+            job: job.into(),
+            worker_ip: worker_ip.into(),
+            tree_hash: tree_hash.into(),
+            files: vec![("Makefile".into(), "m".into())],
+        })
+    }
+
+    fn promoted(alloc_id: &str, version: &str) -> Event {
+        Event::AllocationPromoted(AllocationPromoted {
+            alloc_id: alloc_id.into(),
+            version: version.into(),
+        })
+    }
+
+    fn rollouts(conn: &Connection) -> Vec<(String, Rollout)> {
+        deployments(conn, &Selection::default(), false)
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.alloc_id, d.rollout))
+            .collect()
+    }
+
+    fn rollout_of(conn: &Connection, alloc_id: &str) -> Rollout {
+        rollouts(conn)
+            .into_iter()
+            .find(|(id, _)| id == alloc_id)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn a_promoted_allocation_is_promoted_until_new_content_or_version_is_staged() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        record(&mut conn, vec![staged("db@10.0.0.1", "h1")]);
+        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::New);
+        record(&mut conn, vec![promoted("db@10.0.0.1", "1.0.0")]);
+        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::Promoted);
+        let row = deployments(&conn, &select(&["db"], &["10.0.0.1"]), false).unwrap();
+        assert_eq!(
+            (
+                row[0].current_hash.as_deref(),
+                row[0].previous_hash.as_deref(),
+                row[0].current_version.as_deref()
+            ),
+            (Some("h1"), Some("h1"), Some("1.0.0"))
+        );
+        record(&mut conn, vec![staged("db@10.0.0.1", "h2")]);
+        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::Restart);
+        record(&mut conn, vec![promoted("db@10.0.0.1", "1.0.0")]);
+        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::Promoted);
+        let mut bumped = alloc("db", "10.0.0.1", false, false);
+        if let Event::AllocationUpserted(a) = &mut bumped {
+            a.new_version = "1.1.0".into();
+        }
+        record(&mut conn, vec![bumped]);
+        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::Restart);
+    }
+
+    #[test]
+    fn a_stopped_allocation_is_new_again_once_active() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        record(
+            &mut conn,
+            vec![
+                staged("db@10.0.0.1", "h1"),
+                promoted("db@10.0.0.1", "1.0.0"),
+                Event::AllocationStopped(AllocationStopped {
+                    alloc_id: "db@10.0.0.1".into(),
+                }),
+            ],
+        );
+        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::New);
+    }
+
+    #[test]
+    fn a_disabled_allocation_with_unpromoted_content_is_disabled_restart() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        record(
+            &mut conn,
+            vec![
+                staged("cron@10.0.0.2", "h1"),
+                promoted("cron@10.0.0.2", "1.0.0"),
+            ],
+        );
+        assert_eq!(rollout_of(&conn, "cron@10.0.0.2"), Rollout::Disabled);
+        record(&mut conn, vec![staged("cron@10.0.0.2", "h2")]);
+        assert_eq!(rollout_of(&conn, "cron@10.0.0.2"), Rollout::DisabledRestart);
+    }
+
+    #[test]
+    fn an_allocation_never_promoted_shows_no_promoted_version() {
+        let (_dir, mut conn) = catalog();
+        cluster(&mut conn);
+        record(&mut conn, vec![staged("db@10.0.0.1", "h1")]);
+        let row = deployments(&conn, &select(&["db"], &["10.0.0.1"]), false).unwrap();
+        assert_eq!(row[0].current_hash.as_deref(), Some("h1"));
+        assert_eq!(row[0].previous_hash, None);
+        assert_eq!(row[0].current_version, None);
     }
 
     #[test]

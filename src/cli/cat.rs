@@ -30,9 +30,15 @@ pub enum CatCommand {
     /// Allocations (job × worker): alloc_id, job, worker_ip, zone (of the worker), disabled,
     /// removed, new_version, deployment_seq.
     Allocations(Filter),
-    /// Deploy state per allocation: current_hash and previous_hash (content promoted on the
-    /// worker), current_version, new_version, and rollout: `removed` or `disabled` from the
-    /// allocation flags, `new` for an active allocation never promoted.
+    /// Deploy state per allocation: current_hash (tree last staged), previous_hash (tree
+    /// promoted on the worker), current_version (promoted), new_version (wanted by the catalog)
+    /// and rollout.
+    ///
+    /// rollout is `removed`; `disabled`, or `disabled_restart` when staged content or version is
+    /// not promoted yet; for active allocations `new` (never promoted, or stopped while
+    /// disabled: the next deploy starts it), `restart` (staged tree or version differs from the
+    /// promoted one), `promoted` (in sync: deploy skips it) or `health_failed`. Hashes change
+    /// when a deploy stages content, not when a build records it.
     Deployments(DeploymentsArgs),
     /// Manifest commands, one row per (command, executed_on event), with their demands.
     #[command(name = "job_commands", alias = "job-commands")]
