@@ -216,6 +216,53 @@ fn every_table_after_init_build_and_job_command_writes() {
     }
 }
 
+/// The alloc_id of `job` on `worker_ip`, from `cat allocations --json`.
+fn alloc_id(bucket: &Path, job: &str, worker_ip: &str) -> String {
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&stdout(bucket, &["cat", "allocations", "--json"])).unwrap();
+    rows.iter()
+        .find(|r| r["job"] == job && r["worker_ip"] == worker_ip)
+        .unwrap()["alloc_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn deployments_show_what_a_deploy_staged_and_promoted() {
+    let dir = cluster();
+    let root = dir.path();
+    let staged = |job: &str, worker_ip: &str, hash: &str| {
+        Event::AllocationStaged(maand::events::AllocationStaged {
+            alloc_id: alloc_id(root, job, worker_ip),
+            job: job.into(),
+            worker_ip: worker_ip.into(),
+            tree_hash: hash.repeat(64),
+            files: vec![("Makefile".into(), "0".repeat(64))],
+        })
+    };
+    let promoted = |job: &str, worker_ip: &str, version: &str| {
+        Event::AllocationPromoted(maand::events::AllocationPromoted {
+            alloc_id: alloc_id(root, job, worker_ip),
+            version: version.into(),
+        })
+    };
+    // db on 10.0.0.2 is in sync; api on 10.0.0.1 got new content after its promotion; the
+    // disabled api on 10.0.0.2 was staged but never promoted.
+    record(
+        root,
+        vec![
+            staged("db", "10.0.0.2", "a"),
+            promoted("db", "10.0.0.2", "2.0.0"),
+            staged("api", "10.0.0.1", "b"),
+            promoted("api", "10.0.0.1", "1.0.0"),
+            staged("api", "10.0.0.1", "c"),
+            staged("api", "10.0.0.2", "d"),
+        ],
+    );
+    snapshot(root, "deployments_after_deploy", &["cat", "deployments"]);
+}
+
 #[test]
 fn a_fresh_bucket_lists_headers_and_the_ca() {
     let dir = init();
