@@ -15,7 +15,7 @@ pub struct BuildArgs {
 }
 
 /// What a successful build did, for the summary line.
-struct Summary {
+pub(crate) struct Summary {
     events: usize,
     workers: usize,
     jobs: usize,
@@ -26,21 +26,29 @@ pub fn run(bucket: &Bucket, args: &BuildArgs, argv: &[String]) -> anyhow::Result
     let result = build(bucket, args, &mut run);
     run.finish(&result)?;
     let summary = result?;
-    if summary.events == 0 {
-        println!(
-            "build: catalog already matches the workspace ({} workers, {} jobs)",
-            summary.workers, summary.jobs
-        );
-    } else {
-        println!(
-            "build: recorded {} catalog events ({} workers, {} jobs)",
-            summary.events, summary.workers, summary.jobs
-        );
-    }
+    summary.print();
     Ok(0)
 }
 
-fn build(bucket: &Bucket, args: &BuildArgs, run: &mut Run) -> anyhow::Result<Summary> {
+impl Summary {
+    pub(crate) fn print(&self) {
+        let summary = self;
+        if summary.events == 0 {
+            println!(
+                "build: catalog already matches the workspace ({} workers, {} jobs)",
+                summary.workers, summary.jobs
+            );
+        } else {
+            println!(
+                "build: recorded {} catalog events ({} workers, {} jobs)",
+                summary.events, summary.workers, summary.jobs
+            );
+        }
+    }
+}
+
+/// Builds inside an open run (also used by `maand deploy --build`).
+pub(crate) fn build(bucket: &Bucket, args: &BuildArgs, run: &mut Run) -> anyhow::Result<Summary> {
     let conf = bucket.conf()?;
     let ws =
         workspace::load(&bucket.workspace_dir(), &conf.job_config_selector).map_err(|errors| {

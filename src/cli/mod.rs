@@ -5,6 +5,7 @@
 
 mod build;
 mod cat;
+mod deploy;
 mod info;
 mod init;
 mod job;
@@ -56,6 +57,12 @@ pub enum Command {
     /// fix; a failed build changes nothing in the catalog. Building an unchanged workspace
     /// records no catalog events.
     Build(build::BuildArgs),
+    /// Push jobs to workers and roll them out, wave by wave, recording every step.
+    ///
+    /// Jobs whose allocations already run the staged content and version are skipped. Every
+    /// step (copy, start/restart/reload, promote, stop, cleanup) is recorded before and after
+    /// it runs, so a deploy that failed or was killed continues with `--resume`.
+    Deploy(deploy::DeployArgs),
     /// Show the bucket id, update sequence, catalog counts and journal position.
     Info(info::InfoArgs),
     /// Print a catalog table (workers, jobs, allocations, deployments, job_commands,
@@ -100,6 +107,7 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Init => "init",
         Command::Build(_) => "build",
+        Command::Deploy(_) => "deploy",
         Command::Info(_) => "info",
         Command::Cat(_) => "cat",
         Command::Job(job::JobCommand::Create(_)) => "job create",
@@ -145,6 +153,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Init => init::run(&cli.bucket()?, &argv),
         Command::Build(args) => build::run(&cli.bucket()?, args, &argv),
+        Command::Deploy(args) => deploy::run(&cli.bucket()?, args, &argv),
         Command::Info(args) => info::run(&cli.bucket()?, args),
         Command::Cat(command) => cat::run(&cli.bucket()?, command),
         Command::Job(command) => job::run(&cli.bucket()?, command),

@@ -1,0 +1,372 @@
+//! One `maand deploy` (or `--resume`) from start to end: prepare, plan, record the plan, stage
+//! to disk, open the fleet, execute.
+
+use super::execute::{execute, Execution, ExecutionReport};
+use super::ops::FleetOps;
+use super::plan::{plan, Plan, PlanError};
+use super::prepare::{prepare, worker_jobs, PrepareError, Prepared};
+use crate::activity::SharedRun;
+use crate::bucket::Bucket;
+use crate::events::{
+    DeployFlags, DeployPlanned, DeploySkipped, Event, PlannedStep, StepKind, UpdateSeqBumped,
+};
+use crate::kv::secret::SecretKey;
+use crate::remote::{self, stage_worker_files, Fleet, RemoteConfig, WorkerFiles, WorkerIdentity};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// What the operator asked for.
+#[derive(Debug, Clone, Default)]
+pub struct DeployRequest {
+    pub flags: DeployFlags,
+    pub dry_run: bool,
+    pub resume: bool,
+    /// Echo worker output to the terminal.
+    pub echo: bool,
+}
+
+/// How a deploy ended.
+pub enum DeployOutcome {
+    /// `--dry-run`: the plan, nothing recorded but the run.
+    DryRun { plan: Plan, prepared: Box<Prepared> },
+    /// Every selected job is already promoted.
+    NothingToDo { skipped: Vec<String> },
+    Executed {
+        deploy_id: String,
+        skipped: Vec<String>,
+        report: ExecutionReport,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Bucket(#[from] crate::bucket::BucketError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("catalog database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
+    #[error(transparent)]
+    Prerequisites(#[from] remote::PrerequisiteError),
+    #[error("{0}")]
+    Resume(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn remote_config(bucket: &Bucket) -> Result<RemoteConfig, DeployError> {
+    let conf = bucket.conf()?;
+    Ok(RemoteConfig {
+        user: conf.ssh_user.clone(),
+        port: conf.ssh_port,
+        key_path: bucket.secrets_dir().join(&conf.ssh_key),
+        known_hosts_path: bucket.known_hosts_path(),
+        use_sudo: conf.use_sudo,
+        connect_timeout: Duration::from_secs(10),
+    })
+}
+
+/// The unfinished deploy `--resume` continues: its id, steps and what already succeeded.
+struct Unfinished {
+    deploy_id: String,
+    catalog_seq: u64,
+    update_seq: u64,
+    steps: Vec<PlannedStep>,
+    done: BTreeSet<u32>,
+}
+
+fn load_unfinished(run: &SharedRun) -> Result<Unfinished, DeployError> {
+    run.with(|run| -> Result<Unfinished, DeployError> {
+        let conn = run.conn();
+        let latest: Option<(String, String, i64)> = conn
+            .query_row(
+                "SELECT deploy_id, status, catalog_seq FROM deploys ORDER BY planned_seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .ok();
+        let Some((deploy_id, status, catalog_seq)) = latest else {
+            return Err(DeployError::Resume("there is no deploy to resume: run `maand deploy`".into()));
+        };
+        if status == "succeeded" {
+            return Err(DeployError::Resume(format!(
+                "the last deploy ({deploy_id}) finished successfully; nothing to resume: run `maand deploy`"
+            )));
+        }
+        let current_catalog: i64 = conn.query_row("SELECT catalog_seq FROM bucket WHERE id = 1", [], |r| r.get(0))?;
+        if current_catalog != catalog_seq {
+            return Err(DeployError::Resume(format!(
+                "`maand build` changed the catalog after deploy {deploy_id} was planned; its plan no longer matches: run `maand deploy` to plan afresh"
+            )));
+        }
+        let bucket_update_seq: i64 = conn.query_row("SELECT update_seq FROM bucket WHERE id = 1", [], |r| r.get(0))?;
+        let mut stmt = conn.prepare("SELECT idx, wave, job, worker, batch, kind, status FROM deploy_steps WHERE deploy_id = ?1 ORDER BY idx")?;
+        let mut steps = Vec::new();
+        let mut done = BTreeSet::new();
+        let rows = stmt.query_map([&deploy_id], |r| {
+            Ok((r.get::<_, u32>(0)?, r.get::<_, u32>(1)?, r.get::<_, Option<String>>(2)?, r.get::<_, Option<String>>(3)?, r.get::<_, u32>(4)?, r.get::<_, String>(5)?, r.get::<_, String>(6)?))
+        })?;
+        for row in rows {
+            let (index, wave, job, worker, batch, kind, status) = row?;
+            let kind: StepKind = serde_json::from_str(&kind).map_err(|e| DeployError::Other(format!("deploy step {index}: {e}")))?;
+            if status == "succeeded" {
+                done.insert(index);
+            }
+            steps.push(PlannedStep { index, wave, job, worker, batch, kind });
+        }
+        Ok(Unfinished { deploy_id, catalog_seq: catalog_seq as u64, update_seq: bucket_update_seq as u64, steps, done })
+    })
+}
+
+/// Writes `worker.json`, `jobs.json`, `bin/` and the trees the pending sync steps ship.
+fn stage_to_disk(
+    bucket: &Bucket,
+    prepared: &Prepared,
+    steps: &[PlannedStep],
+    done: &BTreeSet<u32>,
+    update_seq: u64,
+    run: &SharedRun,
+) -> Result<(), DeployError> {
+    let root = bucket.tmp_dir().join("workers");
+    let mut workers: BTreeSet<&str> = BTreeSet::new();
+    for step in steps.iter().filter(|s| !done.contains(&s.index)) {
+        if let StepKind::Sync {
+            alloc_id,
+            transfer: true,
+            ..
+        } = &step.kind
+        {
+            let fact = &prepared.facts[alloc_id];
+            workers.insert(&fact.worker);
+            let tree = prepared
+                .trees
+                .get(alloc_id)
+                .ok_or_else(|| DeployError::Other(format!("no staged tree for {}", fact.job)))?;
+            let dir = root.join(&fact.worker).join("jobs").join(&fact.job);
+            tree.write_to(&dir)
+                .map_err(|e| DeployError::Other(format!("writing {}: {e}", dir.display())))?;
+        }
+    }
+    for worker in workers {
+        let (worker_id, labels) = prepared.workers.get(worker).cloned().unwrap_or_default();
+        let jobs = run.with(|r| worker_jobs(r.conn(), worker))?;
+        let files = WorkerFiles {
+            identity: WorkerIdentity {
+                bucket_id: prepared.bucket_id.clone(),
+                worker_id,
+                update_seq,
+                labels,
+            },
+            jobs,
+        };
+        stage_worker_files(&root.join(worker), &files)
+            .map_err(|e| DeployError::Other(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Runs a deploy inside `run`.
+pub fn deploy(
+    bucket: &Bucket,
+    run: &SharedRun,
+    request: &DeployRequest,
+) -> Result<DeployOutcome, DeployError> {
+    let kv_key = SecretKey::load(&bucket.kv_key_path()).ok();
+    let unfinished = if request.resume {
+        Some(load_unfinished(run)?)
+    } else {
+        None
+    };
+    let flags = match &unfinished {
+        Some(u) => run
+            .with(|r| {
+                r.conn().query_row(
+                    "SELECT flags FROM deploys WHERE deploy_id = ?1",
+                    [&u.deploy_id],
+                    |row| row.get::<_, String>(0),
+                )
+            })
+            .ok()
+            .and_then(|f| serde_json::from_str(&f).ok())
+            .unwrap_or_default(),
+        None => request.flags.clone(),
+    };
+    let prepared = run.with(|r| prepare(r.conn(), kv_key, &flags))?;
+
+    let (deploy_id, steps, done, update_seq, skipped) = match unfinished {
+        Some(u) => {
+            if u.catalog_seq != prepared.catalog_seq {
+                return Err(DeployError::Resume(
+                    "the catalog changed since the plan: run `maand deploy`".into(),
+                ));
+            }
+            for step in u.steps.iter().filter(|s| !u.done.contains(&s.index)) {
+                if let StepKind::Sync {
+                    alloc_id,
+                    tree_hash,
+                    ..
+                } = &step.kind
+                {
+                    let staged = prepared.trees.get(alloc_id).map(|t| t.tree_hash.as_str());
+                    if staged != Some(tree_hash.as_str()) {
+                        return Err(DeployError::Resume(format!(
+                            "the staged files of {} changed since deploy {} was planned (KV or templates changed); run `maand deploy` to plan afresh",
+                            step.job.as_deref().unwrap_or("?"),
+                            u.deploy_id
+                        )));
+                    }
+                }
+            }
+            (u.deploy_id, u.steps, u.done, u.update_seq, vec![])
+        }
+        None => {
+            let plan = plan(&prepared.input)?;
+            if request.dry_run {
+                return Ok(DeployOutcome::DryRun {
+                    plan,
+                    prepared: Box::new(prepared),
+                });
+            }
+            let skipped_events: Vec<Event> = plan
+                .skipped_jobs
+                .iter()
+                .map(|job| {
+                    Event::DeploySkipped(DeploySkipped {
+                        job: job.clone(),
+                        reason: "already_promoted".into(),
+                    })
+                })
+                .collect();
+            if plan.is_empty() {
+                run.record(&skipped_events)?;
+                return Ok(DeployOutcome::NothingToDo {
+                    skipped: plan.skipped_jobs,
+                });
+            }
+            let deploy_id = uuid::Uuid::new_v4().to_string();
+            let update_seq = prepared.update_seq + 1;
+            let mut events = skipped_events;
+            events.push(Event::UpdateSeqBumped(UpdateSeqBumped { update_seq }));
+            events.push(Event::DeployPlanned(Box::new(DeployPlanned {
+                deploy_id: deploy_id.clone(),
+                catalog_seq: prepared.catalog_seq,
+                update_seq,
+                flags: flags.clone(),
+                steps: plan.steps.clone(),
+            })));
+            run.record(&events)?;
+            (
+                deploy_id,
+                plan.steps,
+                BTreeSet::new(),
+                update_seq,
+                plan.skipped_jobs,
+            )
+        }
+    };
+
+    stage_to_disk(bucket, &prepared, &steps, &done, update_seq, run)?;
+    remote::check_host_tools()?;
+    let fleet = Fleet::new(remote_config(bucket)?, 32)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| DeployError::Other(e.to_string()))?;
+    let report = runtime.block_on(async {
+        let active_workers: Vec<String> = steps
+            .iter()
+            .filter(|s| {
+                !done.contains(&s.index)
+                    && matches!(
+                        s.kind,
+                        StepKind::Sync { transfer: true, .. } | StepKind::Lifecycle { .. }
+                    )
+            })
+            .filter_map(|s| s.worker.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !active_workers.is_empty() {
+            let observer =
+                std::sync::Arc::new(run.observer(None, "validate", "prerequisites", false));
+            if let Err(remote::PrerequisiteError::WorkersNotReady { problems }) =
+                remote::check_worker_tools(&fleet, &active_workers, observer).await
+            {
+                let missing: Vec<String> = problems
+                    .iter()
+                    .filter(|p| matches!(p, remote::WorkerProblem::Missing { .. }))
+                    .map(|p| p.to_string())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(DeployError::Other(format!(
+                        "workers are missing tools:\n  {}",
+                        missing.join("\n  ")
+                    )));
+                }
+            }
+        }
+        let ops = FleetOps {
+            fleet: fleet.clone(),
+            run: run.clone(),
+            bucket_id: prepared.bucket_id.clone(),
+            staging_root: bucket.tmp_dir().join("workers"),
+            echo: request.echo,
+        };
+        let execution = Execution {
+            deploy_id: deploy_id.clone(),
+            steps,
+            done,
+            facts: &prepared.facts,
+        };
+        execute(&ops, run, &execution)
+            .await
+            .map_err(DeployError::Other)
+    })?;
+    Ok(DeployOutcome::Executed {
+        deploy_id,
+        skipped,
+        report,
+    })
+}
+
+/// Per wave and job, the dry-run view of a plan.
+pub fn dry_run_waves(
+    plan: &Plan,
+    prepared: &Prepared,
+) -> BTreeMap<u32, BTreeMap<String, Vec<super::plan::AllocationAction>>> {
+    let mut waves: BTreeMap<u32, BTreeMap<String, Vec<super::plan::AllocationAction>>> =
+        BTreeMap::new();
+    for (name, job) in &prepared.input.jobs {
+        let selected =
+            prepared.input.flags.jobs.is_empty() || prepared.input.flags.jobs.contains(name);
+        if selected {
+            waves
+                .entry(job.deployment_seq)
+                .or_default()
+                .entry(name.clone())
+                .or_default();
+        }
+    }
+    for action in &plan.actions {
+        let seq = prepared
+            .input
+            .jobs
+            .get(&action.job)
+            .map(|j| j.deployment_seq)
+            .unwrap_or(0);
+        waves
+            .entry(seq)
+            .or_default()
+            .entry(action.job.clone())
+            .or_default()
+            .push(action.clone());
+    }
+    waves
+}

@@ -1,0 +1,161 @@
+//! The deploy's effects on real workers: rsync of staged trees, runner targets, removals and
+//! `jobs.json` rewrites through the remote layer, with every command journaled.
+
+use super::execute::{RemoteOps, StepError, StepJournal};
+use crate::activity::SharedRun;
+use crate::events::Event;
+use crate::remote::{
+    bucket_dir_on_worker, runner_command, shell_quote, FilterRule, Fleet, RemoteCommand,
+    RemoteError, Transfer,
+};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long one lifecycle target may run before the step fails.
+pub const TARGET_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one transfer or housekeeping command may run.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Remote operations over an open fleet, recording into the run.
+pub struct FleetOps {
+    pub fleet: Fleet,
+    pub run: SharedRun,
+    pub bucket_id: String,
+    /// `tmp/workers/`: one staged image of `/opt/worker/<bucket_id>/` per worker.
+    pub staging_root: PathBuf,
+    /// Echo output lines to the terminal.
+    pub echo: bool,
+}
+
+fn classify(error: RemoteError) -> StepError {
+    match error {
+        RemoteError::Refused { .. }
+        | RemoteError::ConnectTimeout { .. }
+        | RemoteError::ConnectFailed { .. } => StepError::Unreachable(error.to_string()),
+        other => StepError::Failed(other.to_string()),
+    }
+}
+
+impl FleetOps {
+    async fn run_command(
+        &self,
+        worker: &str,
+        job: Option<&str>,
+        phase: &str,
+        action: &str,
+        command: RemoteCommand,
+    ) -> Result<(), StepError> {
+        let session = self.fleet.session(worker).await.map_err(classify)?;
+        let observer = self.run.observer(job, phase, action, self.echo);
+        let outcome = session.run(&command, &observer).await.map_err(classify)?;
+        if let Some(error) = observer.journal_error() {
+            return Err(StepError::Failed(format!(
+                "recording output failed: {error}"
+            )));
+        }
+        if outcome.success() {
+            Ok(())
+        } else {
+            Err(StepError::Failed(format!("`{action}` exited with code {} (see `maand logs show --worker {worker} --format human`)", outcome.exit_code)))
+        }
+    }
+
+    fn script(&self, script: &str, timeout: Duration) -> Result<RemoteCommand, StepError> {
+        RemoteCommand::bash(script, timeout)
+            .map(RemoteCommand::privileged)
+            .map_err(|e| StepError::Failed(e.to_string()))
+    }
+}
+
+impl RemoteOps for FleetOps {
+    async fn sync(&self, worker: &str, job: &str) -> Result<(), StepError> {
+        let session = self.fleet.session(worker).await.map_err(classify)?;
+        let transfer = Transfer {
+            source: self.staging_root.join(worker),
+            destination: bucket_dir_on_worker(&self.bucket_id),
+            filters: vec![
+                FilterRule::Include("/worker.json".into()),
+                FilterRule::Include("/jobs.json".into()),
+                FilterRule::Include("/bin/".into()),
+                FilterRule::Include("/bin/runner.py".into()),
+                FilterRule::Include("/jobs/".into()),
+                FilterRule::Exclude(format!("/jobs/{job}/data/")),
+                FilterRule::Exclude(format!("/jobs/{job}/logs/")),
+                FilterRule::Exclude(format!("/jobs/{job}/bin/")),
+                FilterRule::Include(format!("/jobs/{job}/***")),
+                FilterRule::Exclude("*".into()),
+            ],
+            delete: true,
+            timeout: TRANSFER_TIMEOUT,
+        };
+        // rsync's itemized changes are journaled, not echoed: the terminal shows lifecycle output.
+        let observer = self.run.observer(Some(job), "rsync", "sync", false);
+        session.sync(&transfer, &observer).await.map_err(classify)?;
+        match observer.journal_error() {
+            Some(error) => Err(StepError::Failed(format!(
+                "recording the transfer failed: {error}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    async fn run_target(&self, worker: &str, job: &str, target: &str) -> Result<(), StepError> {
+        let command = runner_command(&self.bucket_id, target, &[job.to_string()], TARGET_TIMEOUT)
+            .map_err(|e| StepError::Failed(e.to_string()))?;
+        let phase = if target == "stop" {
+            "reconcile"
+        } else {
+            "rollout"
+        };
+        self.run_command(worker, Some(job), phase, target, command)
+            .await
+    }
+
+    async fn remove_job_files(&self, worker: &str, job: &str) -> Result<(), StepError> {
+        let dir = format!("{}/jobs/{job}", bucket_dir_on_worker(&self.bucket_id));
+        let script = format!(
+            "cd {} 2>/dev/null || exit 0; find . -mindepth 1 -maxdepth 1 ! -name data ! -name logs -exec rm -rf {{}} +",
+            shell_quote(&dir)
+        );
+        let command = self.script(&script, TRANSFER_TIMEOUT)?;
+        self.run_command(worker, Some(job), "reconcile", "remove_files", command)
+            .await
+    }
+
+    async fn remove_worker_tree(&self, worker: &str) -> Result<(), StepError> {
+        let script = format!(
+            "rm -rf -- {}",
+            shell_quote(&bucket_dir_on_worker(&self.bucket_id))
+        );
+        let command = self.script(&script, TRANSFER_TIMEOUT)?;
+        self.run_command(worker, None, "reconcile", "remove_worker", command)
+            .await
+    }
+
+    async fn write_jobs_json(&self, worker: &str, content: &str) -> Result<(), StepError> {
+        let dir = bucket_dir_on_worker(&self.bucket_id);
+        let script = format!(
+            "printf '%s' {} > {dir}/jobs.json.tmp && mv {dir}/jobs.json.tmp {dir}/jobs.json",
+            shell_quote(content),
+            dir = shell_quote(&dir)
+        );
+        let command = self.script(&script, TRANSFER_TIMEOUT)?;
+        self.run_command(worker, None, "rsync", "finalize", command)
+            .await
+    }
+}
+
+impl StepJournal for SharedRun {
+    fn record(&self, events: Vec<Event>) -> Result<(), String> {
+        SharedRun::record(self, &events).map_err(|e| e.to_string())
+    }
+
+    fn jobs_json(&self, worker: &str) -> Result<String, String> {
+        let jobs = self
+            .with(|run| super::prepare::worker_jobs(run.conn(), worker))
+            .map_err(|e| e.to_string())?;
+        let mut text = serde_json::to_string_pretty(&jobs).map_err(|e| e.to_string())?;
+        text.push('\n');
+        Ok(text)
+    }
+}

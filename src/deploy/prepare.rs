@@ -1,0 +1,421 @@
+//! Reading what a deploy needs from the catalog and staging every allocation's tree in
+//! memory, so the planner can compare hashes without touching a worker.
+
+use super::execute::AllocationFacts;
+use super::plan::{Deployed, PlanAllocation, PlanInput, PlanJob, Staged};
+use super::stage::{stage_tree, SourceFile, StagedTree};
+use crate::events::DeployFlags;
+use crate::kv::access::ReadScope;
+use crate::kv::secret::{self, SealedSecret, SecretKey};
+use crate::remote::{bucket_dir_on_worker, JobEntry};
+use crate::templates::{self, KvSource, TemplateContext};
+use rusqlite::Connection;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Why a deploy could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("catalog database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("no catalog yet: run `maand build` first (or `maand deploy --build`)")]
+    NotBuilt,
+    #[error("job {job} declares `{event}` commands ({commands}), which this maand cannot run yet; remove them from executed_on or deploy other jobs with --jobs")]
+    UnsupportedHook {
+        job: String,
+        event: String,
+        commands: String,
+    },
+    #[error("staging failed:\n{}", .0.join("\n"))]
+    Staging(Vec<String>),
+}
+
+/// The catalog's current KV values, as templates and certificate staging read them.
+pub struct KvSnapshot {
+    plain: HashMap<String, BTreeMap<String, String>>,
+    sealed: HashMap<(String, String), String>,
+    key: Option<SecretKey>,
+}
+
+impl KvSnapshot {
+    pub fn load(conn: &Connection, key: Option<SecretKey>) -> Result<KvSnapshot, rusqlite::Error> {
+        let mut stmt = conn.prepare("SELECT namespace, key, value, sealed, deleted FROM kv ORDER BY namespace, key, version")?;
+        let mut rows = stmt.query([])?;
+        let mut latest: BTreeMap<(String, String), (String, bool, bool)> = BTreeMap::new();
+        while let Some(row) = rows.next()? {
+            latest.insert(
+                (row.get(0)?, row.get(1)?),
+                (row.get(2)?, row.get(3)?, row.get(4)?),
+            );
+        }
+        let mut plain: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+        let mut sealed = HashMap::new();
+        for ((namespace, key_name), (value, is_sealed, deleted)) in latest {
+            if deleted {
+                continue;
+            }
+            if is_sealed {
+                sealed.insert((namespace, key_name), value);
+            } else {
+                plain.entry(namespace).or_default().insert(key_name, value);
+            }
+        }
+        Ok(KvSnapshot { plain, sealed, key })
+    }
+
+    /// Opens a sealed value; the error never contains the value.
+    pub fn open_sealed(&self, namespace: &str, key_name: &str) -> Result<Option<String>, String> {
+        let Some(text) = self
+            .sealed
+            .get(&(namespace.to_string(), key_name.to_string()))
+        else {
+            return Ok(None);
+        };
+        let key = self
+            .key
+            .as_ref()
+            .ok_or("secrets/kv.key is not available to decrypt it")?;
+        let sealed = SealedSecret::decode(text).map_err(|e| e.to_string())?;
+        secret::open(key, namespace, key_name, &sealed)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl KvSource for KvSnapshot {
+    fn get(&self, namespace: &str, key: &str) -> Option<String> {
+        self.plain
+            .get(namespace)
+            .and_then(|keys| keys.get(key))
+            .cloned()
+    }
+    fn keys(&self, namespace: &str) -> Vec<String> {
+        let mut keys: BTreeSet<String> = self
+            .plain
+            .get(namespace)
+            .map(|k| k.keys().cloned().collect())
+            .unwrap_or_default();
+        keys.extend(
+            self.sealed
+                .keys()
+                .filter(|(ns, _)| ns == namespace)
+                .map(|(_, k)| k.clone()),
+        );
+        keys.into_iter().collect()
+    }
+    fn secret(&self, job: &str, key: &str) -> Result<Option<String>, String> {
+        self.open_sealed(&format!("secrets/job/{job}"), key)
+    }
+}
+
+/// Everything the planner and the executor need.
+pub struct Prepared {
+    pub bucket_id: String,
+    pub update_seq: u64,
+    pub catalog_seq: u64,
+    pub input: PlanInput,
+    /// Staged tree of every non-removed allocation of the selected jobs.
+    pub trees: BTreeMap<String, StagedTree>,
+    pub facts: BTreeMap<String, AllocationFacts>,
+    /// Per worker: labels and worker id, for `worker.json`.
+    pub workers: BTreeMap<String, (String, Vec<String>)>,
+}
+
+/// Hook events deploy cannot run yet: a job that declares them is refused, never half-deployed.
+const UNSUPPORTED_EVENTS: &[&str] = &[
+    "pre_deploy",
+    "post_deploy",
+    "job_control",
+    "after_allocation_started",
+    "after_allocation_stopped",
+];
+
+/// `jobs.json` entries of one worker, from the catalog as it stands.
+pub fn worker_jobs(conn: &Connection, worker: &str) -> Result<Vec<JobEntry>, rusqlite::Error> {
+    let mut stmt = conn.prepare(
+        "SELECT a.job, a.disabled, COALESCE(d.current_version, '0.0.0'), a.new_version
+         FROM allocations a LEFT JOIN deployments d ON d.alloc_id = a.alloc_id
+         WHERE a.worker_ip = ?1 AND a.removed = 0 ORDER BY a.job",
+    )?;
+    let rows = stmt.query_map([worker], |r| {
+        Ok(JobEntry {
+            name: r.get(0)?,
+            disabled: r.get(1)?,
+            current_version: r.get(2)?,
+            new_version: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn prepare(
+    conn: &Connection,
+    kv_key: Option<SecretKey>,
+    flags: &DeployFlags,
+) -> Result<Prepared, PrepareError> {
+    let (bucket_id, update_seq, catalog_seq): (String, i64, i64) = conn.query_row(
+        "SELECT bucket_id, update_seq, catalog_seq FROM bucket WHERE id = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let kv = KvSnapshot::load(conn, kv_key)?;
+    let selected = |job: &str| flags.jobs.is_empty() || flags.jobs.iter().any(|j| j == job);
+
+    let mut jobs = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT name, deployment_seq, restart_policy, restart_globs, max_concurrent_starts, max_concurrent_upgrades FROM jobs",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let globs: String = r.get(3)?;
+        Ok(PlanJob {
+            name: r.get(0)?,
+            deployment_seq: r.get(1)?,
+            restart_policy: r.get(2)?,
+            restart_globs: serde_json::from_str(&globs).unwrap_or_default(),
+            max_concurrent_starts: r.get(4)?,
+            max_concurrent_upgrades: r.get(5)?,
+            rollout_order: vec![],
+        })
+    })?;
+    for job in rows {
+        let mut job = job?;
+        job.rollout_order = kv
+            .get(&format!("maand/job/{}", job.name), "rollout_order")
+            .map(|o| {
+                o.split(',')
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        jobs.insert(job.name.clone(), job);
+    }
+    if jobs.is_empty() && catalog_seq == 0 {
+        return Err(PrepareError::NotBuilt);
+    }
+
+    let mut upstream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut unsupported: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut stmt =
+        conn.prepare("SELECT job, name, event, demand_job FROM job_commands ORDER BY job, name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (job, name, event, demand_job) = row?;
+        if !demand_job.is_empty() {
+            upstream.entry(job.clone()).or_default().push(demand_job);
+        }
+        if selected(&job) && UNSUPPORTED_EVENTS.contains(&event.as_str()) {
+            unsupported.entry((job, event)).or_default().push(name);
+        }
+    }
+    if let Some(((job, event), commands)) = unsupported.into_iter().next() {
+        return Err(PrepareError::UnsupportedHook {
+            job,
+            event,
+            commands: commands.join(", "),
+        });
+    }
+
+    let mut sources: BTreeMap<String, Vec<SourceFile>> = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT f.job, f.path, f.hash, f.executable, b.content FROM job_files f JOIN blobs b ON b.hash = f.hash ORDER BY f.job, f.path",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let job: String = row.get(0)?;
+        if !selected(&job) {
+            continue;
+        }
+        sources.entry(job).or_default().push(SourceFile {
+            path: row.get(1)?,
+            hash: row.get(2)?,
+            executable: row.get(3)?,
+            content: Arc::new(row.get(4)?),
+        });
+    }
+    let mut cert_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut stmt = conn.prepare("SELECT job, name FROM job_certs ORDER BY job, name")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (job, name) = row?;
+        cert_names.entry(job).or_default().push(name);
+    }
+
+    let mut workers = BTreeMap::new();
+    let mut stmt = conn.prepare("SELECT host, worker_id, labels FROM workers")?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })? {
+        let (host, id, labels) = row?;
+        workers.insert(
+            host,
+            (
+                id,
+                serde_json::from_str::<Vec<String>>(&labels).unwrap_or_default(),
+            ),
+        );
+    }
+
+    let mut allocations = Vec::new();
+    let mut trees = BTreeMap::new();
+    let mut facts = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT a.alloc_id, a.job, a.worker_ip, a.disabled, a.removed, a.new_version,
+                d.current_hash, d.previous_hash, d.current_version, d.previous_files, d.stopped
+         FROM allocations a LEFT JOIN deployments d ON d.alloc_id = a.alloc_id ORDER BY a.job, a.worker_ip",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let deployed = match r.get::<_, Option<String>>(6)? {
+            Some(current_hash) => Some(Deployed {
+                current_hash,
+                previous_hash: r.get(7)?,
+                current_version: r.get(8)?,
+                previous_files: r
+                    .get::<_, Option<String>>(9)?
+                    .and_then(|f| serde_json::from_str(&f).ok())
+                    .unwrap_or_default(),
+                stopped: r.get(10)?,
+            }),
+            None => None,
+        };
+        Ok(PlanAllocation {
+            alloc_id: r.get(0)?,
+            job: r.get(1)?,
+            worker: r.get(2)?,
+            disabled: r.get(3)?,
+            removed: r.get(4)?,
+            new_version: r.get(5)?,
+            deployed,
+            staged: None,
+        })
+    })?;
+    let no_sources = Vec::new();
+    for alloc in rows {
+        let mut alloc = alloc?;
+        if !selected(&alloc.job) {
+            continue;
+        }
+        let mut files = Vec::new();
+        if !alloc.removed {
+            let job_upstream = upstream.get(&alloc.job).cloned().unwrap_or_default();
+            match stage_allocation(
+                &alloc,
+                &bucket_id,
+                &workers,
+                &kv,
+                &job_upstream,
+                sources.get(&alloc.job).unwrap_or(&no_sources),
+                cert_names.get(&alloc.job),
+            ) {
+                Ok(tree) => {
+                    alloc.staged = Some(Staged {
+                        tree_hash: tree.tree_hash.clone(),
+                        files: tree.file_hashes(),
+                    });
+                    files = tree.file_hashes().into_iter().collect();
+                    trees.insert(alloc.alloc_id.clone(), tree);
+                }
+                Err(message) => failures.push(format!("{}@{}: {message}", alloc.job, alloc.worker)),
+            }
+        }
+        facts.insert(
+            alloc.alloc_id.clone(),
+            AllocationFacts {
+                job: alloc.job.clone(),
+                worker: alloc.worker.clone(),
+                new_version: alloc.new_version.clone(),
+                files,
+                worker_present: workers.contains_key(&alloc.worker),
+            },
+        );
+        allocations.push(alloc);
+    }
+    if !failures.is_empty() {
+        return Err(PrepareError::Staging(failures));
+    }
+    let input = PlanInput {
+        jobs,
+        allocations,
+        workers: workers.keys().cloned().collect(),
+        flags: flags.clone(),
+    };
+    Ok(Prepared {
+        bucket_id,
+        update_seq: update_seq as u64,
+        catalog_seq: catalog_seq as u64,
+        input,
+        trees,
+        facts,
+        workers,
+    })
+}
+
+fn stage_allocation(
+    alloc: &PlanAllocation,
+    bucket_id: &str,
+    workers: &BTreeMap<String, (String, Vec<String>)>,
+    kv: &KvSnapshot,
+    upstream: &[String],
+    sources: &[SourceFile],
+    cert_names: Option<&Vec<String>>,
+) -> Result<StagedTree, String> {
+    let (worker_id, labels) = workers.get(&alloc.worker).cloned().unwrap_or_default();
+    let bucket_path = bucket_dir_on_worker(bucket_id);
+    let ctx = TemplateContext {
+        allocation_id: alloc.alloc_id.clone(),
+        job: alloc.job.clone(),
+        worker_ip: alloc.worker.clone(),
+        worker_id,
+        labels,
+        current_version: alloc
+            .deployed
+            .as_ref()
+            .map(|d| d.current_version.clone())
+            .unwrap_or_else(|| "0.0.0".into()),
+        new_version: alloc.new_version.clone(),
+        job_path: format!("{bucket_path}/jobs/{}", alloc.job),
+        bucket_path,
+    };
+    let scope = ReadScope {
+        job: &alloc.job,
+        worker_ip: &alloc.worker,
+        upstream_jobs: upstream,
+    };
+    let mut extra = Vec::new();
+    if let Some(names) = cert_names {
+        let namespace = crate::kv::access::allocation(&alloc.job, &alloc.worker);
+        for name in names {
+            let cert = kv.get(&namespace, &format!("certs/{name}.crt"));
+            let key = kv.open_sealed(&namespace, &format!("certs/{name}.key"))?;
+            match (cert, key) {
+                (Some(cert), Some(key)) => {
+                    extra.push((format!("certs/{name}.crt"), cert.into_bytes(), 0o644));
+                    extra.push((format!("certs/{name}.key"), key.into_bytes(), 0o600));
+                }
+                _ => {
+                    return Err(format!(
+                        "certificate {name} is missing from the catalog: run `maand build`"
+                    ))
+                }
+            }
+        }
+        if let Some(ca) = kv.get(crate::certs::CA_KV_NAMESPACE, crate::certs::CA_KV_KEY) {
+            extra.push(("certs/ca.crt".into(), ca.into_bytes(), 0o644));
+        }
+    }
+    let render = |path: &str, text: &str| {
+        templates::render(path, text, &ctx, &scope, kv).map_err(|e| e.to_string())
+    };
+    stage_tree(&alloc.job, sources, extra, &render).map_err(|e| e.message)
+}
