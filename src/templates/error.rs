@@ -8,14 +8,14 @@
 pub enum TemplateError {
     /// The file is not valid tera syntax, or calls a function or filter that does not exist.
     #[error(
-        "template {template} cannot be parsed{}: {detail}\n\
+        "template {template}{}: syntax error: {detail}\n\
          templates use tera syntax, e.g. {{{{ get(ns=\"vars/job/<job>\", key=\"<key>\") }}}}; \
          see docs/templates.md",
         at_line(*line)
     )]
     Syntax {
         template: String,
-        line: Option<usize>,
+        line: Option<u32>,
         detail: String,
     },
 
@@ -30,11 +30,11 @@ pub enum TemplateError {
     )]
     NamespaceDenied {
         template: String,
-        line: Option<usize>,
+        line: Option<u32>,
         namespace: String,
         job: String,
         worker_ip: String,
-        allowed: Vec<String>,
+        allowed: Box<[String]>,
     },
 
     /// `get` or `get_secret` asked for a key that the namespace does not hold.
@@ -46,7 +46,7 @@ pub enum TemplateError {
     )]
     MissingKey {
         template: String,
-        line: Option<usize>,
+        line: Option<u32>,
         namespace: String,
         key: String,
     },
@@ -59,7 +59,7 @@ pub enum TemplateError {
     )]
     SecretUnreadable {
         template: String,
-        line: Option<usize>,
+        line: Option<u32>,
         namespace: String,
         key: String,
         reason: String,
@@ -67,10 +67,10 @@ pub enum TemplateError {
 
     /// Anything else tera refused while rendering (undefined variable, bad filter argument,
     /// division by zero, ...). Secret values read by the template are redacted from `detail`.
-    #[error("template {template} failed to render{}: {detail}", at_line(*line))]
+    #[error("template {template}{}: rendering failed: {detail}", at_line(*line))]
     Render {
         template: String,
-        line: Option<usize>,
+        line: Option<u32>,
         detail: String,
     },
 
@@ -103,7 +103,7 @@ impl TemplateError {
     }
 }
 
-fn at_line(line: Option<usize>) -> String {
+fn at_line(line: Option<u32>) -> String {
     line.map(|line| format!(" line {line}")).unwrap_or_default()
 }
 

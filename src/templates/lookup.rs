@@ -34,8 +34,13 @@ pub(super) struct Readable {
 /// A read the template was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Refusal {
-    NamespaceDenied { namespace: String },
-    MissingKey { namespace: String, key: String },
+    NamespaceDenied {
+        namespace: String,
+    },
+    MissingKey {
+        namespace: String,
+        key: String,
+    },
     SecretUnreadable {
         namespace: String,
         key: String,
@@ -86,7 +91,7 @@ impl Readable {
     }
 
     /// The namespaces the template may read, sorted.
-    pub(super) fn allowed(&self) -> Vec<String> {
+    pub(super) fn allowed(&self) -> Box<[String]> {
         self.namespaces.keys().cloned().collect()
     }
 

@@ -97,10 +97,11 @@ pub fn render(
             line: line_of(&error),
             detail: error.to_string(),
         })?;
-    tera.render(template_path, &variables(ctx)).map_err(|error| {
-        let lookups = lookups.lock().unwrap_or_else(PoisonError::into_inner);
-        explain(template_path, &error, &readable, &lookups)
-    })
+    tera.render(template_path, &variables(ctx))
+        .map_err(|error| {
+            let lookups = lookups.lock().unwrap_or_else(PoisonError::into_inner);
+            explain(template_path, &error, &readable, &lookups)
+        })
 }
 
 fn variables(ctx: &TemplateContext) -> Context {
@@ -126,25 +127,27 @@ fn extreme(filter: &str, found: Option<i128>) -> TeraResult<i128> {
 }
 
 /// The 1-based template line tera located the error on, if it did.
-fn line_of(error: &Error) -> Option<usize> {
+fn line_of(error: &Error) -> Option<u32> {
     match error.kind() {
         ErrorKind::SyntaxError(report) | ErrorKind::RenderingError(report) => {
-            Some(report.span().start_line)
+            u32::try_from(report.span().start_line).ok()
         }
         _ => None,
     }
 }
 
 /// Turns a failed render into the typed error: a refused KV read if a function recorded one,
-/// otherwise tera's own message with every secret the template saw redacted.
+/// otherwise tera's own message. Every secret the template saw is redacted from all text, even
+/// from namespace and key names (a template could compute a key from a secret).
 fn explain(template: &str, error: &Error, readable: &Readable, lookups: &Lookups) -> TemplateError {
     let template = template.to_string();
     let line = line_of(error);
-    match lookups.refusal.clone() {
+    let clean = |text: &str| redact(text, &lookups.secrets_seen);
+    match &lookups.refusal {
         Some(Refusal::NamespaceDenied { namespace }) => TemplateError::NamespaceDenied {
             template,
             line,
-            namespace,
+            namespace: clean(namespace),
             job: readable.job().to_string(),
             worker_ip: readable.worker_ip().to_string(),
             allowed: readable.allowed(),
@@ -152,8 +155,8 @@ fn explain(template: &str, error: &Error, readable: &Readable, lookups: &Lookups
         Some(Refusal::MissingKey { namespace, key }) => TemplateError::MissingKey {
             template,
             line,
-            namespace,
-            key,
+            namespace: clean(namespace),
+            key: clean(key),
         },
         Some(Refusal::SecretUnreadable {
             namespace,
@@ -162,39 +165,77 @@ fn explain(template: &str, error: &Error, readable: &Readable, lookups: &Lookups
         }) => TemplateError::SecretUnreadable {
             template,
             line,
-            namespace,
-            key,
-            reason: redact(&reason, &lookups.secrets_seen),
+            namespace: clean(namespace),
+            key: clean(key),
+            reason: clean(reason),
         },
         None => TemplateError::Render {
             template,
             line,
-            detail: redact(&error.to_string(), &lookups.secrets_seen),
+            detail: clean(&tera_detail(error, !lookups.secrets_seen.is_empty())),
         },
+    }
+}
+
+const WITHHELD: &str = "(message withheld: this template read a secret and the message could \
+                        quote it; replace get_secret/secrets reads with placeholder text to see it)";
+
+/// Tera's report of `error`: message, file:line:column and the offending template line. Once
+/// the template has read a secret, the message itself is withheld: tera quotes values in its
+/// messages, and a secret may have been transformed (sliced, replaced, ...) beyond what
+/// redaction can recognise. The location and the template's own text are kept.
+fn tera_detail(error: &Error, read_secrets: bool) -> String {
+    let report = error.to_string();
+    if !read_secrets {
+        return report;
+    }
+    match error.kind() {
+        ErrorKind::SyntaxError(located) | ErrorKind::RenderingError(located) => {
+            report.replacen(located.message(), WITHHELD, 1)
+        }
+        _ => WITHHELD.to_string(),
     }
 }
 
 const REDACTED: &str = "<redacted>";
 
-/// `text` with every secret value (also trimmed, upper- and lower-cased, as tera's filters
-/// may have quoted it) replaced, longest first so a secret inside another is not half-shown.
+/// `text` with every secret replaced. Tera's filters may have trimmed or re-cased a secret
+/// before quoting it in an error, so each secret is matched trimmed and untrimmed, ignoring
+/// ASCII case and also in its Unicode upper- and lower-case forms; longest forms go first so
+/// no part of a longer secret survives.
 fn redact(text: &str, secrets: &[String]) -> String {
     let mut forms: Vec<String> = secrets
         .iter()
-        .flat_map(|secret| {
-            [
-                secret.clone(),
-                secret.trim().to_string(),
-                secret.to_uppercase(),
-                secret.to_lowercase(),
-            ]
-        })
+        .flat_map(|secret| [secret.clone(), secret.to_uppercase(), secret.to_lowercase()])
+        .flat_map(|form| [form.trim().to_string(), form])
         .filter(|form| !form.is_empty())
         .collect();
     forms.sort();
     forms.dedup();
     forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
-    forms
-        .iter()
-        .fold(text.to_string(), |text, form| text.replace(form, REDACTED))
+    forms.iter().fold(text.to_string(), |text, form| {
+        replace_ignoring_ascii_case(&text, form)
+    })
+}
+
+fn replace_ignoring_ascii_case(text: &str, needle: &str) -> String {
+    let (haystack, needle) = (text.as_bytes(), needle.as_bytes());
+    let mut out = String::with_capacity(text.len());
+    let (mut copied, mut at) = (0, 0);
+    while at + needle.len() <= haystack.len() {
+        let end = at + needle.len();
+        if text.is_char_boundary(at)
+            && text.is_char_boundary(end)
+            && haystack[at..end].eq_ignore_ascii_case(needle)
+        {
+            out.push_str(&text[copied..at]);
+            out.push_str(REDACTED);
+            copied = end;
+            at = end;
+        } else {
+            at += 1;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
 }
