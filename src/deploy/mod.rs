@@ -11,3 +11,6 @@ pub mod ops;
 pub mod plan;
 pub mod prepare;
 pub mod stage;
+
+#[cfg(test)]
+mod simulation_tests;

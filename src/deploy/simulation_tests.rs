@@ -1,0 +1,315 @@
+//! Simulation of the deploy executor against a fake remote: failures and crashes injected at
+//! any step, then `--resume` until done. The real-cluster tests live in `tests/cli_deploy.rs`.
+
+use super::execute::{execute, Execution, RemoteOps, StepError, StepJournal};
+use super::plan::plan;
+use super::prepare::{prepare, worker_jobs};
+use crate::build::{decide_build, BuildContext, CatalogSnapshot};
+use crate::catalog;
+use crate::events::{DeployFlags, DeployPlanned, Event, PlannedStep, StepKind};
+use crate::kv::secret::SecretKey;
+use proptest::prelude::*;
+use rusqlite::Connection;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// What the fake workers did, and the fault to inject.
+#[derive(Default)]
+struct FakeWorkers {
+    /// (worker, job, action) of every operation that ran to completion, in order.
+    ran: Mutex<Vec<(String, String, String)>>,
+    /// Operation counter and the 1-based call at which to fail (once) or crash.
+    calls: Mutex<u32>,
+    fail_at: Option<u32>,
+    crash_at: Option<u32>,
+}
+
+impl FakeWorkers {
+    fn op(&self, worker: &str, job: &str, action: &str) -> Result<(), StepError> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            *calls
+        };
+        if Some(call) == self.crash_at {
+            return Err(StepError::Crash);
+        }
+        if Some(call) == self.fail_at {
+            return Err(StepError::Failed(format!(
+                "injected failure at call {call}"
+            )));
+        }
+        self.ran
+            .lock()
+            .unwrap()
+            .push((worker.into(), job.into(), action.into()));
+        Ok(())
+    }
+}
+
+impl RemoteOps for FakeWorkers {
+    async fn sync(&self, worker: &str, job: &str) -> Result<(), StepError> {
+        self.op(worker, job, "sync")
+    }
+    async fn run_target(&self, worker: &str, job: &str, target: &str) -> Result<(), StepError> {
+        self.op(worker, job, target)
+    }
+    async fn remove_job_files(&self, worker: &str, job: &str) -> Result<(), StepError> {
+        self.op(worker, job, "remove_files")
+    }
+    async fn remove_worker_tree(&self, worker: &str) -> Result<(), StepError> {
+        self.op(worker, "-", "remove_worker")
+    }
+    async fn write_jobs_json(&self, worker: &str, _content: &str) -> Result<(), StepError> {
+        self.op(worker, "-", "finalize")
+    }
+}
+
+struct DbJournal(Mutex<Connection>);
+
+impl StepJournal for DbJournal {
+    fn record(&self, events: Vec<Event>) -> Result<(), String> {
+        let mut conn = self.0.lock().unwrap();
+        catalog::commit(&mut conn, "sim", 1, &events, &[])
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+    fn jobs_json(&self, worker: &str) -> Result<String, String> {
+        let conn = self.0.lock().unwrap();
+        worker_jobs(&conn, worker)
+            .map(|j| serde_json::to_string(&j).unwrap())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A catalog with two waves: `db` (2 workers, batches of 1) and `web` (3 workers, demands db).
+fn built_catalog(dir: &Path) -> Connection {
+    let ws = dir.join("workspace");
+    write(
+        &ws,
+        "workers.json",
+        r#"[{"host": "10.0.0.1", "labels": ["db", "web"]}, {"host": "10.0.0.2", "labels": ["db", "web"]}, {"host": "10.0.0.3", "labels": ["web"]}]"#,
+    );
+    write(
+        &ws,
+        "jobs/db/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["db"], "max_concurrent_starts": 1, "commands": {"command_x": {"executed_on": ["cli"]}}}"#,
+    );
+    write(&ws, "jobs/db/Makefile", "start:\n");
+    write(&ws, "jobs/db/_modules/command_x.py", "");
+    write(
+        &ws,
+        "jobs/web/manifest.json",
+        r#"{"version": "2.0.0", "selectors": ["web"], "commands": {"command_y": {"executed_on": ["cli"], "demands": {"job": "db", "command": "command_x"}}}}"#,
+    );
+    write(&ws, "jobs/web/Makefile", "start:\n");
+    write(&ws, "jobs/web/_modules/command_y.py", "");
+    let path = dir.join("maand.db");
+    let mut conn = crate::bucket::open(&path).unwrap();
+    crate::bucket::migrate(&mut conn, &path).unwrap();
+    let init = Event::BucketInitialized(crate::events::BucketInitialized {
+        bucket_id: "b".into(),
+        schema_version: 3,
+        ca_fingerprint: "f".into(),
+    });
+    catalog::commit(&mut conn, "init", 1, &[init], &[]).unwrap();
+    let workspace = crate::workspace::load(&ws, "").unwrap();
+    let ca = crate::certs::BucketCa::generate(
+        "b",
+        crate::certs::MIN_KEY_BITS,
+        time::OffsetDateTime::now_utc(),
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let key = SecretKey::generate(&mut rand::rng());
+    let mut rng = rand::rng();
+    let mut ctx = BuildContext {
+        ca: &ca,
+        kv_key: &key,
+        now: time::OffsetDateTime::now_utc(),
+        certs_ttl_days: 60,
+        certs_renewal_buffer_days: 10,
+        purge_job_kv: false,
+        reservations_file: "bucket.jobs.conf".into(),
+        rng: &mut rng,
+    };
+    let decision =
+        decide_build(&workspace, &CatalogSnapshot::load(&conn).unwrap(), &mut ctx).unwrap();
+    catalog::commit(&mut conn, "build", 2, &decision.events, &decision.blobs).unwrap();
+    conn
+}
+
+fn steps_and_done(conn: &Connection, deploy_id: &str) -> (Vec<PlannedStep>, BTreeSet<u32>) {
+    let mut stmt = conn.prepare("SELECT idx, wave, job, worker, batch, kind, status FROM deploy_steps WHERE deploy_id = ?1 ORDER BY idx").unwrap();
+    let mut done = BTreeSet::new();
+    let steps = stmt
+        .query_map([deploy_id], |r| {
+            let index: u32 = r.get(0)?;
+            if r.get::<_, String>(6)? == "succeeded" {
+                done.insert(index);
+            }
+            let kind: String = r.get(5)?;
+            Ok(PlannedStep {
+                index,
+                wave: r.get(1)?,
+                job: r.get(2)?,
+                worker: r.get(3)?,
+                batch: r.get(4)?,
+                kind: serde_json::from_str::<StepKind>(&kind).unwrap(),
+            })
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    (steps, done)
+}
+
+/// The final state that matters: hash rows and the deploy's status.
+fn outcome(conn: &Connection) -> Vec<String> {
+    let mut stmt = conn
+        .prepare("SELECT job || '@' || worker_ip || ' ' || current_hash || ' ' || COALESCE(previous_hash, '-') || ' ' || current_version || ' ' || stopped FROM deployments ORDER BY 1")
+        .unwrap();
+    let mut rows: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows.push(
+        conn.query_row("SELECT status FROM deploys", [], |r| r.get(0))
+            .unwrap(),
+    );
+    rows
+}
+
+/// Plans and records a deploy; returns its id.
+fn plan_deploy(journal: &DbJournal) -> String {
+    let conn = journal.0.lock().unwrap();
+    let prepared = prepare(&conn, None, &DeployFlags::default()).unwrap();
+    let plan = plan(&prepared.input).unwrap();
+    drop(conn);
+    let deploy_id = "d1".to_string();
+    journal
+        .record(vec![Event::DeployPlanned(Box::new(DeployPlanned {
+            deploy_id: deploy_id.clone(),
+            catalog_seq: prepared.catalog_seq,
+            update_seq: 1,
+            flags: DeployFlags::default(),
+            steps: plan.steps,
+        }))])
+        .unwrap();
+    deploy_id
+}
+
+fn run_once(journal: &DbJournal, deploy_id: &str, workers: &FakeWorkers) -> bool {
+    let (steps, done) = steps_and_done(&journal.0.lock().unwrap(), deploy_id);
+    let prepared = prepare(&journal.0.lock().unwrap(), None, &DeployFlags::default()).unwrap();
+    let execution = Execution {
+        deploy_id: deploy_id.to_string(),
+        steps,
+        done,
+        facts: &prepared.facts,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let report = runtime
+        .block_on(execute(workers, journal, &execution))
+        .unwrap();
+    !report.crashed && report.failures.is_empty()
+}
+
+fn uninterrupted() -> (Vec<String>, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
+    let id = plan_deploy(&journal);
+    let workers = FakeWorkers::default();
+    assert!(run_once(&journal, &id, &workers));
+    let calls = workers.ran.lock().unwrap().len();
+    let state = outcome(&journal.0.lock().unwrap());
+    (state, calls)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn faults_at_any_step_then_resume_reach_the_uninterrupted_state(fault in 1u32..20, crash in any::<bool>(), second_fault in proptest::option::of(1u32..20)) {
+        let (expected, total_calls) = uninterrupted();
+        let fault = 1 + (fault - 1) % total_calls as u32;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
+        let id = plan_deploy(&journal);
+        let mut faults = vec![(fault, crash)];
+        if let Some(second) = second_fault {
+            faults.push((second, !crash));
+        }
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            prop_assert!(attempts < 10, "resume did not converge");
+            let (fail_at, crash_at) = match faults.first() {
+                Some((at, true)) => (None, Some(*at)),
+                Some((at, false)) => (Some(*at), None),
+                None => (None, None),
+            };
+            if !faults.is_empty() {
+                faults.remove(0);
+            }
+            let before: BTreeSet<u32> = steps_and_done(&journal.0.lock().unwrap(), &id).1;
+            let workers = FakeWorkers { fail_at, crash_at, ..FakeWorkers::default() };
+            let finished = run_once(&journal, &id, &workers);
+            // No step that had succeeded before this attempt ran again.
+            let (steps, _) = steps_and_done(&journal.0.lock().unwrap(), &id);
+            for (worker, job, action) in workers.ran.lock().unwrap().iter() {
+                let rerun = steps.iter().filter(|s| before.contains(&s.index)).any(|s| {
+                    let label = s.label();
+                    label.worker.as_deref() == Some(worker.as_str())
+                        && label.job.as_deref().unwrap_or("-") == job
+                        && label.action == *action
+                });
+                prop_assert!(!rerun, "{action} {job}@{worker} ran again after succeeding");
+            }
+            if finished {
+                break;
+            }
+        }
+        prop_assert_eq!(outcome(&journal.0.lock().unwrap()), expected);
+        prop_assert_eq!(catalog::diff_with_replay(&journal.0.lock().unwrap()).unwrap(), vec![]);
+    }
+}
+
+#[test]
+fn waves_respect_demands_and_batches_of_one_never_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
+    let id = plan_deploy(&journal);
+    let workers = FakeWorkers::default();
+    assert!(run_once(&journal, &id, &workers));
+    let ran = workers.ran.lock().unwrap().clone();
+    let first_web = ran.iter().position(|(_, job, _)| job == "web").unwrap();
+    let last_db = ran.iter().rposition(|(_, job, _)| job == "db").unwrap();
+    assert!(
+        last_db < first_web,
+        "web started before db finished: {ran:?}"
+    );
+    // db has max_concurrent_starts = 1: two separate batches of one start each.
+    let (steps, _) = steps_and_done(&journal.0.lock().unwrap(), &id);
+    let db_start_batches: BTreeMap<u32, usize> = steps
+        .iter()
+        .filter(|s| s.job.as_deref() == Some("db") && matches!(s.kind, StepKind::Lifecycle { .. }))
+        .fold(BTreeMap::new(), |mut m, s| {
+            *m.entry(s.batch).or_default() += 1;
+            m
+        });
+    assert_eq!(
+        db_start_batches.values().copied().collect::<Vec<_>>(),
+        vec![1, 1]
+    );
+}
