@@ -745,3 +745,65 @@ fn go_template_calls_are_syntax_errors_naming_the_file() {
         assert!(error.to_string().contains("config.tpl"), "{error}");
     }
 }
+
+// --- the examples of docs/templates.md -----------------------------------------------------
+
+/// The ```jinja blocks of docs/templates.md, in order.
+fn documented_examples() -> Vec<String> {
+    let docs = include_str!("../../docs/templates.md");
+    docs.split("```jinja\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_documented_examples_render_as_documented() {
+    let examples = documented_examples();
+    assert_eq!(examples.len(), 3, "docs/templates.md examples changed");
+    let kv = MemoryKv::default()
+        .with("vars/job/api", "cluster_name", "prod-east")
+        .with("vars/job/api", "db_host", "db.internal")
+        .with("maand/bucket", "api_http_port", "30042")
+        .with(
+            "maand/job/api/worker/10.0.0.1",
+            "peer_workers",
+            "10.0.0.2,10.0.0.3",
+        )
+        .with("secrets/job/api", "db_password", "pw");
+
+    assert_eq!(
+        render_ok(&examples[0], &kv),
+        "{\n  \"cluster\": \"prod-east\",\n  \"listen_port\": 30042,\n  \"worker\": \"10.0.0.1\",\n  \
+         \"version\": \"1.2.0\",\n  \"log_level\": \"info\"\n}\n"
+    );
+
+    let kv_without_peers = MemoryKv::default()
+        .with("maand/bucket", "api_http_port", "30042")
+        .with("maand/job/api/worker/10.0.0.1", "peer_workers", "")
+        .with("secrets/job/api", "db_password", "pw");
+    assert_eq!(
+        render_ok(&examples[1], &kv),
+        "server 10.0.0.2:30042\nserver 10.0.0.3:30042\n\n\
+         cluster_name = prod-east\ndb_host = db.internal\n\npassword = pw\n"
+    );
+    assert_eq!(
+        render_ok(&examples[1], &kv_without_peers),
+        "\n\npassword = pw\n"
+    );
+
+    let postgres = TemplateContext {
+        job: "postgres".to_string(),
+        ..context()
+    };
+    let scope = ReadScope {
+        job: "postgres",
+        ..scope()
+    };
+    let kv = MemoryKv::default().with("vars/job/postgres", "memory", "16384");
+    assert_eq!(
+        render("postgresql.conf.tpl", &examples[2], &postgres, &scope, &kv).unwrap(),
+        "shared_buffers = 4GB\neffective_cache_size = 12GB\nmaintenance_work_mem = 1024MB\n\
+         work_mem = 128MB\n"
+    );
+}
