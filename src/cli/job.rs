@@ -1,16 +1,27 @@
-//! `maand job`: job subcommands. So far only `job create`, which scaffolds a job directory
-//! in the workspace.
+//! `maand job`: job subcommands. `job create` scaffolds a job directory in the workspace;
+//! `job start|stop|restart|status|run` run a Makefile target of a job on its workers.
 //!
 //! `job create` writes workspace files and nothing else: it records no journal event, never
 //! touches the catalog and contacts no worker. It never overwrites an existing directory.
+//!
+//! The target commands run inside a run (they take the bucket lock), check every worker's
+//! deployed `worker.json` against the catalog first, and journal the runner's output with
+//! phase `job_control` and the target as action (`job_control` owns the logic).
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::activity::SharedRun;
 use crate::bucket::Bucket;
+use crate::job_control;
+use crate::run::Run;
 use crate::workspace;
+
+use super::run_command::{finish, runtime, SshArgs, NO_HEALTH_CHECKS};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
@@ -26,6 +37,78 @@ pub enum JobCommand {
     /// `maand build` to add the job to the catalog. Refuses an invalid job name and an
     /// existing directory.
     Create(CreateArgs),
+    /// Run `make start` for the job on its workers (through the worker's runner).
+    ///
+    /// Every command below first reads /opt/worker/<bucket_id>/worker.json on each worker and
+    /// refuses a worker whose file is missing (not deployed yet) or names another bucket,
+    /// worker or update_seq than the catalog: run `maand deploy` first. Runs on the job's
+    /// active allocations (not disabled, not removed), at most 32 workers at once, prints a
+    /// summary per worker and fails when any worker failed or was refused.
+    Start(TargetArgs),
+    /// Run `make stop` for the job on its workers (see `job start`).
+    Stop(TargetArgs),
+    /// Run `make restart` for the job on its workers (see `job start`).
+    Restart(TargetArgs),
+    /// Run `make status` for the job on its workers (see `job start`); a non-zero status
+    /// (the scaffold exits 3 when the job is not running) counts as a failure.
+    Status(StatusArgs),
+    /// Run any Makefile target of the job on its workers, e.g. `--target reload` or
+    /// `--target migrate` (see `job start`).
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// The job, as in the catalog.
+    pub job: String,
+    /// Only the job's allocations on these workers (hosts), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "IP,...")]
+    pub allocations: Vec<String>,
+    /// Stop the target on a worker after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Run the job's health checks afterwards (not available yet: fails).
+    #[arg(long = "health_check")]
+    pub health_check: bool,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The job, as in the catalog.
+    pub job: String,
+    /// Only the job's allocations on these workers (hosts), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "IP,...")]
+    pub allocations: Vec<String>,
+    /// Stop the target on a worker after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The Makefile target: letters, digits, '.', '_' and '-'.
+    #[arg(long, value_name = "TARGET")]
+    pub target: String,
+    #[command(flatten)]
+    pub common: TargetArgs,
+}
+
+impl JobCommand {
+    /// The command name recorded in the journal.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobCommand::Create(_) => "job create",
+            JobCommand::Start(_) => "job start",
+            JobCommand::Stop(_) => "job stop",
+            JobCommand::Restart(_) => "job restart",
+            JobCommand::Status(_) => "job status",
+            JobCommand::Run(_) => "job run",
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,10 +121,83 @@ pub struct CreateArgs {
     pub selectors: Vec<String>,
 }
 
-pub fn run(bucket: &Bucket, command: &JobCommand) -> anyhow::Result<i32> {
-    match command {
-        JobCommand::Create(args) => create(bucket, args),
+pub fn run(bucket: &Bucket, command: &JobCommand, argv: &[String]) -> anyhow::Result<i32> {
+    let (target, args) = match command {
+        JobCommand::Create(args) => return create(bucket, args),
+        JobCommand::Start(args) => ("start", args),
+        JobCommand::Stop(args) => ("stop", args),
+        JobCommand::Restart(args) => ("restart", args),
+        JobCommand::Run(args) => (args.target.as_str(), &args.common),
+        JobCommand::Status(args) => {
+            let target = Target {
+                job: &args.job,
+                allocations: &args.allocations,
+                timeout: args.timeout,
+                ssh: &args.ssh,
+            };
+            return run_target(bucket, command.name(), "status", &target, argv);
+        }
+    };
+    if args.health_check {
+        bail!(NO_HEALTH_CHECKS);
     }
+    let common = Target {
+        job: &args.job,
+        allocations: &args.allocations,
+        timeout: args.timeout,
+        ssh: &args.ssh,
+    };
+    run_target(bucket, command.name(), target, &common, argv)
+}
+
+/// What every target command needs.
+struct Target<'a> {
+    job: &'a str,
+    allocations: &'a [String],
+    timeout: u64,
+    ssh: &'a SshArgs,
+}
+
+fn run_target(
+    bucket: &Bucket,
+    name: &str,
+    target: &str,
+    args: &Target<'_>,
+    argv: &[String],
+) -> anyhow::Result<i32> {
+    job_control::check_target(target)?;
+    let run = Run::begin(bucket, name, argv)?;
+    let shared = SharedRun::new(run);
+    let result = (|| {
+        crate::remote::check_host_tools()?;
+        let plan = shared.with(|run| {
+            job_control::plan_job_targets(run.conn(), args.job, target, args.allocations)
+        })?;
+        let hosts = plan.workers.len();
+        let fleet = args
+            .ssh
+            .fleet(bucket, hosts.min(job_control::JOB_TARGET_CONCURRENCY))?;
+        let check = Arc::new(shared.observer(Some(args.job), "job_control", "sync_check", false));
+        let runner = Arc::new(shared.observer(Some(args.job), "job_control", target, true));
+        let outcomes = runtime()?.block_on(job_control::run_job_target(
+            &fleet,
+            &plan,
+            Duration::from_secs(args.timeout),
+            check.clone(),
+            runner.clone(),
+        ))?;
+        if let Some(error) = check.journal_error().or_else(|| runner.journal_error()) {
+            bail!("recording the job's activity failed: {error}");
+        }
+        shared.record(&job_control::unrun_events(
+            &outcomes,
+            Some(args.job),
+            "job_control",
+            target,
+        ))?;
+        Ok(outcomes)
+    })();
+    finish(shared, result)
 }
 
 fn create(bucket: &Bucket, args: &CreateArgs) -> anyhow::Result<i32> {

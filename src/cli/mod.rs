@@ -11,6 +11,8 @@ mod init;
 mod job;
 mod journal_cmd;
 mod logs_cmd;
+mod run_command;
+mod worker_facts;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -70,7 +72,8 @@ pub enum Command {
     /// nothing and never waits for the bucket lock.
     #[command(subcommand)]
     Cat(cat::CatCommand),
-    /// Work with jobs. `job create` scaffolds a job directory in the workspace.
+    /// Work with jobs: `job create` scaffolds a job directory in the workspace; `job start`,
+    /// `stop`, `restart`, `status` and `run --target T` run Makefile targets on its workers.
     #[command(subcommand)]
     Job(job::JobCommand),
     /// Check or rebuild the journal and the projections folded from it.
@@ -79,6 +82,31 @@ pub enum Command {
     /// Read the journal: runs, commands and their output.
     #[command(subcommand)]
     Logs(logs_cmd::LogsCommand),
+    /// Run a shell command on workers of the catalog (after `maand build`) over SSH.
+    ///
+    /// Output streams live as `worker | line` (`!` for stderr) and is journaled; a summary per
+    /// worker (exit code or error, duration) follows. Fails when the command failed on any
+    /// worker or a worker could not be reached; the others still run. Takes the bucket lock.
+    ///
+    /// Examples:
+    ///   maand run_command uptime
+    ///   maand run_command "df -h /opt/worker" -w 10.0.0.1,10.0.0.2
+    ///   maand run_command hostname -l web -c 4
+    #[command(name = "run_command", alias = "run-command", verbatim_doc_comment)]
+    RunCommand(run_command::RunCommandArgs),
+    /// Probe workers for memory (MB) and CPU (MHz) and write the figures into workers.json.
+    ///
+    /// Workers come from workspace/workers.json, so this works before the first build. Only
+    /// the `memory` and `cpu` values of probed workers change; every other field, the key
+    /// order and the formatting stay as they are. When any probe fails nothing is written.
+    /// CPU is the sum over online logical CPUs of their top speed (see docs/operations.md).
+    ///
+    /// Examples:
+    ///   maand worker_facts --dry-run
+    ///   maand worker_facts -w 10.0.0.1,10.0.0.2 -c 2
+    ///   maand worker_facts --build
+    #[command(name = "worker_facts", alias = "worker-facts", verbatim_doc_comment)]
+    WorkerFacts(worker_facts::WorkerFactsArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell to generate completions for.
@@ -110,10 +138,12 @@ fn command_name(command: &Command) -> &'static str {
         Command::Deploy(_) => "deploy",
         Command::Info(_) => "info",
         Command::Cat(_) => "cat",
-        Command::Job(job::JobCommand::Create(_)) => "job create",
+        Command::Job(command) => command.name(),
         Command::Journal(journal_cmd::JournalCommand::Verify) => "journal verify",
         Command::Journal(journal_cmd::JournalCommand::Rebuild) => "journal rebuild",
         Command::Logs(_) => "logs show",
+        Command::RunCommand(_) => "run_command",
+        Command::WorkerFacts(_) => "worker_facts",
         Command::Completions { .. } => "completions",
         Command::Man { .. } => "man",
     }
@@ -156,9 +186,11 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Deploy(args) => deploy::run(&cli.bucket()?, args, &argv),
         Command::Info(args) => info::run(&cli.bucket()?, args),
         Command::Cat(command) => cat::run(&cli.bucket()?, command),
-        Command::Job(command) => job::run(&cli.bucket()?, command),
+        Command::Job(command) => job::run(&cli.bucket()?, command, &argv),
         Command::Journal(command) => journal_cmd::run(&cli.bucket()?, command, name, &argv),
         Command::Logs(command) => logs_cmd::run(&cli.bucket()?, command),
+        Command::RunCommand(args) => run_command::run(&cli.bucket()?, args, &argv),
+        Command::WorkerFacts(args) => worker_facts::run(&cli.bucket()?, args, &argv),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "maand", &mut std::io::stdout());
             Ok(0)
