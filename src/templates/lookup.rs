@@ -9,7 +9,7 @@
 //!
 //! It never writes to the source and never returns a value from a namespace outside the scope.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tera::{Error, Kwargs, State, Tera, TeraResult, Value};
@@ -54,7 +54,7 @@ pub(super) struct Lookups {
     /// The first refused read; tera stops at the first function error.
     pub(super) refusal: Option<Refusal>,
     /// Every secret value handed to the template.
-    pub(super) secrets_seen: Vec<String>,
+    pub(super) secrets_seen: BTreeSet<String>,
 }
 
 impl Readable {
@@ -130,7 +130,7 @@ impl Readable {
             None => Ok(None),
             Some(Entry::Plain(value)) => Ok(Some(value.clone())),
             Some(Entry::Secret(Ok(value))) => {
-                lock(lookups).secrets_seen.push(value.clone());
+                lock(lookups).secrets_seen.insert(value.clone());
                 Ok(Some(value.clone()))
             }
             Some(Entry::Secret(Err(reason))) => Err(refuse(

@@ -203,9 +203,9 @@ const REDACTED: &str = "<redacted>";
 /// before quoting it in an error, so each secret is matched trimmed and untrimmed, ignoring
 /// ASCII case and also in its Unicode upper- and lower-case forms; longest forms go first so
 /// no part of a longer secret survives.
-fn redact(text: &str, secrets: &[String]) -> String {
+fn redact<'s>(text: &str, secrets: impl IntoIterator<Item = &'s String>) -> String {
     let mut forms: Vec<String> = secrets
-        .iter()
+        .into_iter()
         .flat_map(|secret| [secret.clone(), secret.to_uppercase(), secret.to_lowercase()])
         .flat_map(|form| [form.trim().to_string(), form])
         .filter(|form| !form.is_empty())
