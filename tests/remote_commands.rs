@@ -350,6 +350,7 @@ async fn the_runner_runs_make_targets_with_versions_and_skips_disabled_jobs() {
         destination: "/opt/worker/bucket-1".into(),
         filters: vec![],
         delete: true,
+        checksum: false,
         timeout: LIMIT,
     };
     session.sync(&transfer, &recorder).await.unwrap();

@@ -99,6 +99,7 @@ async fn an_open_session_keeps_working_when_new_connections_are_refused() {
         destination: "/var/tmp/copy".into(),
         filters: vec![],
         delete: false,
+        checksum: false,
         timeout: limit,
     };
     assert_eq!(

@@ -34,6 +34,7 @@ fn transfer(source: &Path, destination: &str) -> Transfer {
         destination: destination.into(),
         filters: vec![],
         delete: false,
+        checksum: false,
         timeout: LIMIT,
     }
 }

@@ -86,6 +86,7 @@ impl RemoteOps for FleetOps {
                 FilterRule::Exclude("*".into()),
             ],
             delete: true,
+            checksum: true,
             timeout: TRANSFER_TIMEOUT,
         };
         // rsync's itemized changes are journaled, not echoed: the terminal shows lifecycle output.

@@ -32,6 +32,10 @@ pub struct Transfer {
     pub filters: Vec<FilterRule>,
     /// Delete files on the worker that the source does not have (excluded ones are kept).
     pub delete: bool,
+    /// Compare file contents (rsync `--checksum`) instead of size and modification time.
+    /// Needed when a file can change within the same second without changing size, as staged
+    /// trees do; costs one read of same-size files on both sides.
+    pub checksum: bool,
     pub timeout: Duration,
 }
 
@@ -59,6 +63,9 @@ impl Session {
         check_remote_path(&transfer.destination)?;
         let mut arguments: Vec<String> =
             vec!["-a".into(), "--mkpath".into(), "--itemize-changes".into()];
+        if transfer.checksum {
+            arguments.push("--checksum".into());
+        }
         if transfer.delete {
             arguments.push("--delete".into());
         }

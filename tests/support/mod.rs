@@ -4,5 +4,6 @@
 //! nothing here is part of maand itself.
 #![allow(dead_code)]
 
+pub mod bucket;
 pub mod cluster;
 pub mod remote;

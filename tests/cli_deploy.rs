@@ -1,0 +1,575 @@
+//! `maand deploy` against real sshd workers: rollout, skips, policies, flags, waves, rolling
+//! batches, disable/remove reconciliation, templates, failure + `--resume`, and `kill -9`.
+
+mod support;
+
+use support::bucket::TestBucket;
+use support::cluster::Cluster;
+
+/// A Makefile that appends `<epoch> <target> <CURRENT_VERSION>-><NEW_VERSION>` to data/events
+/// and sleeps `SLEEP` seconds inside restart (for overlap checks).
+const RECORDING_MAKEFILE: &str = "\
+SLEEP ?= 0
+.PHONY: start stop restart reload status
+start:
+\t@mkdir -p data && echo \"$$(date +%s.%N) start $(CURRENT_VERSION)->$(NEW_VERSION)\" >> data/events
+\t@echo started $(NEW_VERSION)
+stop:
+\t@mkdir -p data && echo \"$$(date +%s.%N) stop\" >> data/events
+restart:
+\t@mkdir -p data && echo \"$$(date +%s.%N) restart-begin $(CURRENT_VERSION)->$(NEW_VERSION)\" >> data/events
+\t@sleep $(SLEEP)
+\t@echo \"$$(date +%s.%N) restart-end\" >> data/events
+reload:
+\t@mkdir -p data && echo \"$$(date +%s.%N) reload $(CURRENT_VERSION)->$(NEW_VERSION)\" >> data/events
+status:
+\t@cat data/events
+";
+
+fn job(bucket: &TestBucket, name: &str, manifest: &str) {
+    bucket.write(&format!("workspace/jobs/{name}/manifest.json"), manifest);
+    bucket.write(
+        &format!("workspace/jobs/{name}/Makefile"),
+        RECORDING_MAKEFILE,
+    );
+}
+
+/// The lifecycle lines a worker recorded for a job (without timestamps).
+fn events(cluster: &Cluster, bucket: &TestBucket, host: &str, job: &str) -> Vec<String> {
+    let out = cluster.ssh(
+        host,
+        &format!(
+            "cat {}/jobs/{job}/data/events 2>/dev/null",
+            bucket.remote_dir()
+        ),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            l.split_once(' ')
+                .map(|(_, rest)| rest.to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn timed_events(
+    cluster: &Cluster,
+    bucket: &TestBucket,
+    host: &str,
+    job: &str,
+) -> Vec<(f64, String)> {
+    let out = cluster.ssh_ok(
+        host,
+        &format!("cat {}/jobs/{job}/data/events", bucket.remote_dir()),
+    );
+    out.lines()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(t, rest)| (t.parse().unwrap(), rest.to_string()))
+        })
+        .collect()
+}
+
+fn deploy(bucket: &TestBucket, args: &[&str]) -> String {
+    let mut all = vec!["deploy"];
+    all.extend_from_slice(args);
+    bucket.maand_ok(&all)
+}
+
+#[test]
+fn first_deploy_starts_everywhere_and_an_unchanged_redeploy_touches_nothing() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["web"], &["web"], &["web"]]);
+    job(
+        &bucket,
+        "web",
+        r#"{"version": "1.2.0", "selectors": ["web"]}"#,
+    );
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    for host in cluster.hosts() {
+        assert_eq!(
+            events(&cluster, &bucket, host, "web"),
+            ["start 0.0.0->1.2.0"]
+        );
+        let worker_json = cluster.ssh_ok(host, &format!("cat {}/worker.json", bucket.remote_dir()));
+        assert!(worker_json.contains("\"update_seq\": 1"), "{worker_json}");
+    }
+    assert_eq!(
+        bucket.sql("SELECT DISTINCT current_version FROM deployments"),
+        "1.2.0"
+    );
+    let out = deploy(&bucket, &[]);
+    assert!(out.contains("skip job \"web\""), "{out}");
+    for host in cluster.hosts() {
+        assert_eq!(events(&cluster, &bucket, host, "web").len(), 1);
+    }
+    // A no-op deploy does not bump update_seq, so workers stay in step with the catalog.
+    assert_eq!(bucket.sql("SELECT update_seq FROM bucket"), "1");
+    bucket.maand_ok(&["journal", "verify"]);
+}
+
+#[test]
+fn restart_policies_decide_the_lifecycle_of_an_update() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    job(
+        &bucket,
+        "always",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    job(
+        &bucket,
+        "soft",
+        r#"{"version": "1.0.0", "selectors": ["a"], "restart_policy": "reload", "restart_globs": ["bin.conf"]}"#,
+    );
+    job(
+        &bucket,
+        "files",
+        r#"{"version": "1.0.0", "selectors": ["a"], "restart_policy": "never"}"#,
+    );
+    for name in ["always", "soft", "files"] {
+        bucket.write(&format!("workspace/jobs/{name}/app.conf"), "v1");
+    }
+    bucket.write("workspace/jobs/soft/bin.conf", "v1");
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    // Content change everywhere.
+    for name in ["always", "soft", "files"] {
+        bucket.write(&format!("workspace/jobs/{name}/app.conf"), "v2");
+    }
+    bucket.maand_ok(&["build"]);
+    let dry = deploy(&bucket, &["--dry-run"]);
+    assert!(dry.contains("deployment required"), "{dry}");
+    deploy(&bucket, &[]);
+    let host = &cluster.hosts()[0];
+    assert_eq!(
+        events(&cluster, &bucket, host, "always")[1..],
+        ["restart-begin 1.0.0->1.0.0", "restart-end"]
+    );
+    assert_eq!(
+        events(&cluster, &bucket, host, "soft")[1..],
+        ["reload 1.0.0->1.0.0"]
+    );
+    assert_eq!(events(&cluster, &bucket, host, "files").len(), 1);
+    assert_eq!(
+        cluster.ssh_ok(
+            host,
+            &format!("cat {}/jobs/files/app.conf", bucket.remote_dir())
+        ),
+        "v2"
+    );
+    // A change that matches restart_globs turns the reload into a restart.
+    bucket.write("workspace/jobs/soft/bin.conf", "v2");
+    bucket.maand_ok(&["build"]);
+    let dry = deploy(&bucket, &["--dry-run"]);
+    assert!(
+        dry.contains("restart") && dry.contains("matched=bin.conf"),
+        "{dry}"
+    );
+    deploy(&bucket, &[]);
+    assert_eq!(
+        events(&cluster, &bucket, host, "soft")[2..],
+        ["restart-begin 1.0.0->1.0.0", "restart-end"]
+    );
+}
+
+#[test]
+fn a_version_bump_alone_runs_the_lifecycle_with_both_versions() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    job(
+        &bucket,
+        "svc",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    job(
+        &bucket,
+        "svc",
+        r#"{"version": "1.1.0", "selectors": ["a"]}"#,
+    );
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    for host in cluster.hosts() {
+        assert_eq!(
+            events(&cluster, &bucket, host, "svc"),
+            [
+                "start 0.0.0->1.0.0",
+                "restart-begin 1.0.0->1.1.0",
+                "restart-end"
+            ]
+        );
+    }
+    assert_eq!(
+        bucket.sql("SELECT DISTINCT current_version FROM deployments"),
+        "1.1.0"
+    );
+}
+
+#[test]
+fn sync_only_promotes_without_lifecycle_and_refuses_new_allocations() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &[]]);
+    job(
+        &bucket,
+        "svc",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    bucket.maand_ok(&["build"]);
+    let refused = bucket.maand(&["deploy", "--sync-only"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains("--sync-only cannot start new allocations"));
+    deploy(&bucket, &[]);
+    bucket.write("workspace/jobs/svc/app.conf", "v2");
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &["--sync-only"]);
+    let host = &cluster.hosts()[0];
+    assert_eq!(
+        events(&cluster, &bucket, host, "svc"),
+        ["start 0.0.0->1.0.0"]
+    );
+    assert_eq!(
+        cluster.ssh_ok(
+            host,
+            &format!("cat {}/jobs/svc/app.conf", bucket.remote_dir())
+        ),
+        "v2"
+    );
+    assert!(deploy(&bucket, &[]).contains("nothing to do"));
+}
+
+#[test]
+fn force_restarts_promoted_jobs_and_jobs_limits_the_deploy() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    job(
+        &bucket,
+        "one",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    job(
+        &bucket,
+        "two",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &["--jobs", "one"]);
+    let host = &cluster.hosts()[1];
+    assert_eq!(events(&cluster, &bucket, host, "one").len(), 1);
+    assert!(events(&cluster, &bucket, host, "two").is_empty());
+    deploy(&bucket, &[]);
+    assert_eq!(events(&cluster, &bucket, host, "two").len(), 1);
+    assert_eq!(
+        events(&cluster, &bucket, host, "one").len(),
+        1,
+        "promoted job one must be skipped"
+    );
+    deploy(&bucket, &["--force", "--jobs", "one"]);
+    assert_eq!(
+        events(&cluster, &bucket, host, "one")[1..],
+        ["restart-begin 1.0.0->1.0.0", "restart-end"]
+    );
+    assert_eq!(events(&cluster, &bucket, host, "two").len(), 1);
+    let unknown = bucket.maand(&["deploy", "--jobs", "nope"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown job(s): nope"));
+}
+
+#[test]
+fn waves_follow_demands_and_rolling_batches_of_one_never_overlap() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    bucket.write("workspace/jobs/base/manifest.json", r#"{"version": "1.0.0", "selectors": ["a"], "commands": {"command_x": {"executed_on": ["cli"]}}}"#);
+    bucket.write("workspace/jobs/base/Makefile", RECORDING_MAKEFILE);
+    bucket.write("workspace/jobs/base/_modules/command_x.py", "");
+    bucket.write(
+        "workspace/jobs/app/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["a"], "max_concurrent_upgrades": 1,
+            "commands": {"command_y": {"executed_on": ["cli"], "demands": {"job": "base", "command": "command_x"}}}}"#,
+    );
+    bucket.write(
+        "workspace/jobs/app/Makefile",
+        &RECORDING_MAKEFILE.replace("SLEEP ?= 0", "SLEEP ?= 0.4"),
+    );
+    bucket.write("workspace/jobs/app/_modules/command_y.py", "");
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    let latest_base = cluster
+        .hosts()
+        .iter()
+        .map(|h| timed_events(&cluster, &bucket, h, "base")[0].0)
+        .fold(0.0, f64::max);
+    let first_app = cluster
+        .hosts()
+        .iter()
+        .map(|h| timed_events(&cluster, &bucket, h, "app")[0].0)
+        .fold(f64::MAX, f64::min);
+    assert!(latest_base < first_app, "app started before base finished");
+
+    bucket.write("workspace/jobs/app/app.conf", "v2");
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    let mut windows: Vec<(f64, f64)> = cluster
+        .hosts()
+        .iter()
+        .map(|h| {
+            let ev = timed_events(&cluster, &bucket, h, "app");
+            let begin = ev
+                .iter()
+                .find(|(_, e)| e.starts_with("restart-begin"))
+                .unwrap()
+                .0;
+            let end = ev.iter().find(|(_, e)| e == "restart-end").unwrap().0;
+            (begin, end)
+        })
+        .collect();
+    windows.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    for pair in windows.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "two restarts overlapped: {windows:?}"
+        );
+    }
+}
+
+#[test]
+fn disable_stops_and_reenable_starts_and_removing_a_worker_cleans_it_but_keeps_data() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    job(
+        &bucket,
+        "svc",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    let [first, second, third] = [
+        &cluster.hosts()[0],
+        &cluster.hosts()[1],
+        &cluster.hosts()[2],
+    ];
+    bucket.write(
+        "workspace/disabled.json",
+        &format!(r#"{{"jobs": {{"svc": {{"allocations": ["{second}"]}}}}}}"#),
+    );
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    assert_eq!(
+        events(&cluster, &bucket, second, "svc"),
+        ["start 0.0.0->1.0.0", "stop"]
+    );
+    assert_eq!(events(&cluster, &bucket, first, "svc").len(), 1);
+    bucket.remove("workspace/disabled.json");
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    assert_eq!(
+        events(&cluster, &bucket, second, "svc"),
+        ["start 0.0.0->1.0.0", "stop", "start 1.0.0->1.0.0"]
+    );
+
+    // Drop the third worker from workers.json.
+    let workers = format!(
+        r#"[{{"host": "{first}", "labels": ["a"]}}, {{"host": "{second}", "labels": ["a"]}}]"#
+    );
+    bucket.write("workspace/workers.json", &workers);
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    let listing = cluster.as_root(
+        third,
+        &format!("ls -A {} 2>/dev/null; echo end", bucket.remote_dir()),
+    );
+    assert_eq!(
+        listing.trim(),
+        "end",
+        "the bucket tree must be gone from the removed worker"
+    );
+    assert_eq!(
+        bucket.sql(&format!(
+            "SELECT count(*) FROM deployments WHERE worker_ip = '{third}'"
+        )),
+        "0"
+    );
+    bucket.maand_ok(&["journal", "verify"]);
+}
+
+#[test]
+fn removing_a_job_stops_it_and_keeps_its_data_and_logs() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    job(
+        &bucket,
+        "keep",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    job(
+        &bucket,
+        "gone",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    bucket.remove("workspace/jobs/gone");
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    let host = &cluster.hosts()[0];
+    let listing = cluster.ssh_ok(host, &format!("ls -A {}/jobs/gone", bucket.remote_dir()));
+    assert_eq!(listing.trim(), "data");
+    assert_eq!(
+        events(&cluster, &bucket, host, "gone"),
+        ["start 0.0.0->1.0.0", "stop"]
+    );
+    assert_eq!(events(&cluster, &bucket, host, "keep").len(), 1);
+}
+
+#[test]
+fn templates_render_per_worker_with_catalog_kv() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    job(
+        &bucket,
+        "tpl",
+        r#"{"version": "2.0.0", "selectors": ["a"], "resources": {"ports": {"tpl_port": {}}}}"#,
+    );
+    bucket.write("workspace/jobs/tpl/vars.toml", "greeting = \"hi\"\n");
+    bucket.write(
+        "workspace/jobs/tpl/app.conf.tpl",
+        "worker={{ worker_ip }} version={{ new_version }} port={{ get(ns=\"maand/bucket\", key=\"tpl_port\") }} greeting={{ get(ns=\"vars/job/tpl\", key=\"greeting\") }} peers={{ get(ns=\"maand/job/tpl/worker/\" ~ worker_ip, key=\"peer_workers\") }}",
+    );
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    for host in cluster.hosts() {
+        let text = cluster.ssh_ok(
+            host,
+            &format!("cat {}/jobs/tpl/app.conf", bucket.remote_dir()),
+        );
+        assert!(
+            text.starts_with(&format!(
+                "worker={host} version=2.0.0 port=30000 greeting=hi peers="
+            )),
+            "{text}"
+        );
+        assert!(!text.contains(&format!("peers={host}")));
+    }
+    // A template reading a namespace it may not read fails that job with a clear message.
+    bucket.write(
+        "workspace/jobs/tpl/bad.tpl",
+        "{{ get(ns=\"vars/job/other\", key=\"x\") }}",
+    );
+    bucket.maand_ok(&["build"]);
+    let out = bucket.maand(&["deploy"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.tpl") && stderr.contains("vars/job/other"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_start_that_fails_on_one_worker_resumes_only_there_after_the_fix() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    // start fails while /tmp/broken exists on the worker (each worker has its own /tmp).
+    let makefile = RECORDING_MAKEFILE.replace("start:\n", "start:\n\t@test ! -e /tmp/broken\n");
+    bucket.write(
+        "workspace/jobs/svc/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    bucket.write("workspace/jobs/svc/Makefile", &makefile);
+    bucket.maand_ok(&["build"]);
+    let bad = &cluster.hosts()[1];
+    cluster.ssh_ok(bad, "touch /tmp/broken");
+    let out = bucket.maand(&["deploy"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+    cluster.ssh_ok(bad, "rm /tmp/broken");
+    bucket.maand_ok(&["deploy", "--resume"]);
+    for host in cluster.hosts() {
+        assert_eq!(
+            events(&cluster, &bucket, host, "svc"),
+            ["start 0.0.0->1.0.0"],
+            "{host}"
+        );
+    }
+    assert_eq!(bucket.sql("SELECT status FROM deploys"), "succeeded");
+    assert!(bucket.maand(&["deploy", "--resume"]).status.code() == Some(1));
+    bucket.maand_ok(&["journal", "verify"]);
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_rolling_deploy_then_resume_starts_every_worker_once() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    let makefile = RECORDING_MAKEFILE.replace("start:\n", "start:\n\t@sleep 1\n");
+    bucket.write(
+        "workspace/jobs/slow/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["a"], "max_concurrent_starts": 1}"#,
+    );
+    bucket.write("workspace/jobs/slow/Makefile", &makefile);
+    bucket.maand_ok(&["build"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
+        .arg("deploy")
+        .current_dir(bucket.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first start has been recorded as started, then kill.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let started = bucket.sql("SELECT count(*) FROM deploy_steps WHERE kind LIKE '%Lifecycle%' AND status != 'pending'");
+        if started.parse::<u32>().unwrap_or(0) >= 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(bucket.sql("SELECT status FROM deploys"), "planned");
+    bucket.maand_ok(&["deploy", "--resume"]);
+    for host in cluster.hosts() {
+        let starts = events(&cluster, &bucket, host, "slow")
+            .iter()
+            .filter(|e| e.starts_with("start"))
+            .count();
+        // One in-doubt start (begun, never recorded as done) may run twice.
+        assert!((1..=2).contains(&starts), "{host} started {starts} times");
+    }
+    let total: usize = cluster
+        .hosts()
+        .iter()
+        .map(|h| events(&cluster, &bucket, h, "slow").len())
+        .sum();
+    assert!(total <= 4, "at most one start repeats, got {total} events");
+    assert_eq!(bucket.sql("SELECT status FROM deploys"), "succeeded");
+    bucket.maand_ok(&["journal", "verify"]);
+}
+
+#[test]
+fn jobs_with_deploy_hooks_are_refused_before_anything_is_touched() {
+    let cluster = Cluster::start(1);
+    let bucket = TestBucket::new(&cluster, &[&["a"]]);
+    job(
+        &bucket,
+        "hooked",
+        r#"{"version": "1.0.0", "selectors": ["a"], "commands": {"command_pre": {"executed_on": ["pre_deploy"]}}}"#,
+    );
+    bucket.write("workspace/jobs/hooked/_modules/command_pre.py", "");
+    bucket.maand_ok(&["build"]);
+    let out = bucket.maand(&["deploy"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pre_deploy") && stderr.contains("cannot run yet"),
+        "{stderr}"
+    );
+    assert_eq!(bucket.sql("SELECT count(*) FROM deploys"), "0");
+    let listing = cluster.as_root(
+        &cluster.hosts()[0],
+        &format!("ls {} 2>/dev/null; echo end", bucket.remote_dir()),
+    );
+    assert_eq!(listing.trim(), "end");
+}
