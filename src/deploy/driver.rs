@@ -280,45 +280,13 @@ pub fn deploy(
         .build()
         .map_err(|e| DeployError::Other(e.to_string()))?;
     let report = runtime.block_on(async {
-        let active_workers: Vec<String> = steps
-            .iter()
-            .filter(|s| {
-                !done.contains(&s.index)
-                    && matches!(
-                        s.kind,
-                        StepKind::Sync { transfer: true, .. } | StepKind::Lifecycle { .. }
-                    )
-            })
-            .filter_map(|s| s.worker.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if !active_workers.is_empty() {
-            let observer =
-                std::sync::Arc::new(run.observer(None, "validate", "prerequisites", false));
-            if let Err(remote::PrerequisiteError::WorkersNotReady { problems }) =
-                remote::check_worker_tools(&fleet, &active_workers, observer).await
-            {
-                let missing: Vec<String> = problems
-                    .iter()
-                    .filter(|p| matches!(p, remote::WorkerProblem::Missing { .. }))
-                    .map(|p| p.to_string())
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(DeployError::Other(format!(
-                        "workers are missing tools:\n  {}",
-                        missing.join("\n  ")
-                    )));
-                }
-            }
-        }
-        let ops = FleetOps {
-            fleet: fleet.clone(),
-            run: run.clone(),
-            bucket_id: prepared.bucket_id.clone(),
-            staging_root: bucket.tmp_dir().join("workers"),
-            echo: request.echo,
-        };
+        let ops = FleetOps::new(
+            fleet.clone(),
+            run.clone(),
+            prepared.bucket_id.clone(),
+            bucket.tmp_dir().join("workers"),
+            request.echo,
+        );
         let execution = Execution {
             deploy_id: deploy_id.clone(),
             steps,

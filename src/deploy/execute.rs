@@ -29,12 +29,13 @@ pub enum StepError {
 pub trait RemoteOps: Sync {
     /// Copy the staged tree of `job` (and the worker's `worker.json`, `jobs.json`, `bin/`).
     fn sync(&self, worker: &str, job: &str) -> impl Future<Output = Result<(), StepError>> + Send;
-    /// Run a Makefile target of `job` through the runner.
+    /// Run a Makefile target of `job` with `CURRENT_VERSION` and `NEW_VERSION` set to `versions`.
     fn run_target(
         &self,
         worker: &str,
         job: &str,
         target: &str,
+        versions: (&str, &str),
     ) -> impl Future<Output = Result<(), StepError>> + Send;
     /// Delete `jobs/<job>` except `data/` and `logs/`.
     fn remove_job_files(
@@ -68,6 +69,8 @@ pub struct AllocationFacts {
     pub job: String,
     pub worker: String,
     pub new_version: String,
+    /// The version running before this deploy (handed to make as `CURRENT_VERSION`).
+    pub current_version: String,
     /// The staged files (path, hash) recorded when its tree is synced.
     pub files: Vec<(String, String)>,
     /// Whether the worker still is in the catalog (an unreachable departed worker is tolerated).
@@ -152,7 +155,14 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
             let Some(f) = fact(alloc_id) else {
                 return Outcome::Failed(format!("unknown allocation {alloc_id}"));
             };
-            let result = ops.run_target(&f.worker, &f.job, "stop").await;
+            let result = ops
+                .run_target(
+                    &f.worker,
+                    &f.job,
+                    "stop",
+                    (&f.current_version, &f.current_version),
+                )
+                .await;
             let events = vec![Event::AllocationStopped(AllocationStopped {
                 alloc_id: alloc_id.clone(),
             })];
@@ -197,7 +207,13 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
                 return Outcome::Failed(format!("unknown allocation {alloc_id}"));
             };
             remote(
-                ops.run_target(&f.worker, &f.job, target).await,
+                ops.run_target(
+                    &f.worker,
+                    &f.job,
+                    target,
+                    (&f.current_version, &f.new_version),
+                )
+                .await,
                 vec![],
                 false,
             )
@@ -226,7 +242,109 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
     }
 }
 
-/// Runs one group's batches in order. Returns the failures, or `None` after a crash.
+/// How one chain of steps ended.
+enum ChainEnd {
+    Done,
+    Failed(String, String),
+    Crashed,
+}
+
+/// Runs steps one after the other (one worker's lane), recording each; after a failure the
+/// rest of the chain is recorded as skipped.
+async fn run_chain<O: RemoteOps, J: StepJournal>(
+    ops: &O,
+    journal: &J,
+    exec: &Execution<'_>,
+    chain: Vec<&PlannedStep>,
+) -> Result<ChainEnd, String> {
+    for (position, step) in chain.iter().enumerate() {
+        journal.record(vec![Event::StepStarted(StepStarted {
+            deploy_id: exec.deploy_id.clone(),
+            index: step.index,
+            step: step.label(),
+        })])?;
+        match run_step(ops, journal, exec, step).await {
+            Outcome::Succeeded(mut events, note) => {
+                events.insert(
+                    0,
+                    Event::StepSucceeded(StepSucceeded {
+                        deploy_id: exec.deploy_id.clone(),
+                        index: step.index,
+                        step: step.label(),
+                        note,
+                    }),
+                );
+                journal.record(events)?;
+            }
+            Outcome::Failed(error) => {
+                let mut events = vec![Event::StepFailed(StepFailed {
+                    deploy_id: exec.deploy_id.clone(),
+                    index: step.index,
+                    step: step.label(),
+                    error: error.clone(),
+                })];
+                let reason = format!("not run: {} failed", describe(step));
+                events.extend(chain[position + 1..].iter().map(|s| {
+                    Event::StepSkipped(StepSkipped {
+                        deploy_id: exec.deploy_id.clone(),
+                        index: s.index,
+                        step: s.label(),
+                        reason: reason.clone(),
+                    })
+                }));
+                journal.record(events)?;
+                return Ok(ChainEnd::Failed(describe(step), error));
+            }
+            Outcome::Crash => return Ok(ChainEnd::Crashed),
+        }
+    }
+    Ok(ChainEnd::Done)
+}
+
+/// Splits a group's pending steps into stages of concurrent chains. A batch is normally a
+/// stage of one-step chains. When a copy batch is followed by a lifecycle batch over exactly
+/// the same workers (a job started or restarted everywhere at once), each worker runs its copy
+/// and then its lifecycle without waiting for the other workers' copies: the order on every
+/// worker is the same, and no worker waits for the slowest transfer.
+fn stages<'s>(batches: Vec<Vec<&'s PlannedStep>>) -> Vec<Vec<Vec<&'s PlannedStep>>> {
+    let workers = |batch: &[&PlannedStep]| -> Option<BTreeSet<String>> {
+        let set: BTreeSet<String> = batch.iter().filter_map(|s| s.worker.clone()).collect();
+        (set.len() == batch.len()).then_some(set)
+    };
+    let mut stages = Vec::new();
+    let mut batches = batches.into_iter().peekable();
+    while let Some(batch) = batches.next() {
+        let copies = batch
+            .iter()
+            .all(|s| matches!(s.kind, StepKind::Sync { .. }));
+        let chained = copies
+            && batches.peek().is_some_and(|next| {
+                next.iter()
+                    .all(|s| matches!(s.kind, StepKind::Lifecycle { .. }))
+                    && workers(next).is_some()
+                    && workers(next) == workers(&batch)
+            });
+        if chained {
+            let lifecycle = batches.next().expect("peeked");
+            let chains = batch
+                .into_iter()
+                .map(|copy| {
+                    let then = lifecycle
+                        .iter()
+                        .find(|l| l.worker == copy.worker)
+                        .expect("same workers");
+                    vec![copy, *then]
+                })
+                .collect();
+            stages.push(chains);
+        } else {
+            stages.push(batch.into_iter().map(|s| vec![s]).collect());
+        }
+    }
+    stages
+}
+
+/// Runs one group's batches in order. Returns the failures, or an error after a crash.
 async fn run_group<O: RemoteOps, J: StepJournal>(
     ops: &O,
     journal: &J,
@@ -234,22 +352,16 @@ async fn run_group<O: RemoteOps, J: StepJournal>(
     steps: Vec<&PlannedStep>,
 ) -> Result<Vec<(String, String)>, String> {
     let mut batches: BTreeMap<u32, Vec<&PlannedStep>> = BTreeMap::new();
-    for step in steps {
+    for step in steps.into_iter().filter(|s| !exec.done.contains(&s.index)) {
         batches.entry(step.batch).or_default().push(step);
     }
     let mut failures: Vec<(String, String)> = Vec::new();
-    for (_, batch) in batches {
-        let pending: Vec<&PlannedStep> = batch
-            .into_iter()
-            .filter(|s| !exec.done.contains(&s.index))
-            .collect();
-        if pending.is_empty() {
-            continue;
-        }
+    for stage in stages(batches.into_values().collect()) {
         if let Some((failed, _)) = failures.first() {
             let reason = format!("not run: {failed} failed earlier in this deploy");
-            let skipped = pending
+            let skipped = stage
                 .iter()
+                .flatten()
                 .map(|s| {
                     Event::StepSkipped(StepSkipped {
                         deploy_id: exec.deploy_id.clone(),
@@ -262,48 +374,18 @@ async fn run_group<O: RemoteOps, J: StepJournal>(
             journal.record(skipped)?;
             continue;
         }
-        let started = pending
-            .iter()
-            .map(|s| {
-                Event::StepStarted(StepStarted {
-                    deploy_id: exec.deploy_id.clone(),
-                    index: s.index,
-                    step: s.label(),
-                })
-            })
-            .collect();
-        journal.record(started)?;
-        let results = futures_join(
-            pending
-                .iter()
-                .map(|step| async move { (*step, run_step(ops, journal, exec, step).await) }),
+        let ends = futures_join(
+            stage
+                .into_iter()
+                .map(|chain| run_chain(ops, journal, exec, chain)),
         )
         .await;
         let mut crashed = false;
-        for (step, outcome) in results {
-            match outcome {
-                Outcome::Succeeded(mut events, note) => {
-                    events.insert(
-                        0,
-                        Event::StepSucceeded(StepSucceeded {
-                            deploy_id: exec.deploy_id.clone(),
-                            index: step.index,
-                            step: step.label(),
-                            note,
-                        }),
-                    );
-                    journal.record(events)?;
-                }
-                Outcome::Failed(error) => {
-                    journal.record(vec![Event::StepFailed(StepFailed {
-                        deploy_id: exec.deploy_id.clone(),
-                        index: step.index,
-                        step: step.label(),
-                        error: error.clone(),
-                    })])?;
-                    failures.push((describe(step), error));
-                }
-                Outcome::Crash => crashed = true,
+        for end in ends {
+            match end? {
+                ChainEnd::Done => {}
+                ChainEnd::Failed(step, error) => failures.push((step, error)),
+                ChainEnd::Crashed => crashed = true,
             }
         }
         if crashed {

@@ -5,8 +5,7 @@ use super::execute::{RemoteOps, StepError, StepJournal};
 use crate::activity::SharedRun;
 use crate::events::Event;
 use crate::remote::{
-    bucket_dir_on_worker, runner_command, shell_quote, FilterRule, Fleet, RemoteCommand,
-    RemoteError, Transfer,
+    bucket_dir_on_worker, shell_quote, FilterRule, Fleet, RemoteCommand, RemoteError, Transfer,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,9 +15,16 @@ pub const TARGET_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long one transfer or housekeeping command may run.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Per worker: whether its tools were checked (once per run, on first use).
+type Readiness = std::sync::Mutex<
+    std::collections::HashMap<String, std::sync::Arc<tokio::sync::OnceCell<Result<(), StepError>>>>,
+>;
+
 /// Remote operations over an open fleet, recording into the run.
 pub struct FleetOps {
     pub fleet: Fleet,
+    /// Filled on first contact with each worker.
+    pub ready: Readiness,
     pub run: SharedRun,
     pub bucket_id: String,
     /// `tmp/workers/`: one staged image of `/opt/worker/<bucket_id>/` per worker.
@@ -37,6 +43,54 @@ fn classify(error: RemoteError) -> StepError {
 }
 
 impl FleetOps {
+    pub fn new(
+        fleet: Fleet,
+        run: SharedRun,
+        bucket_id: String,
+        staging_root: PathBuf,
+        echo: bool,
+    ) -> FleetOps {
+        FleetOps {
+            fleet,
+            ready: Readiness::default(),
+            run,
+            bucket_id,
+            staging_root,
+            echo,
+        }
+    }
+
+    /// Checks the worker's tools the first time this run touches it (one round trip, which also
+    /// opens its master); later calls return the remembered answer. Each worker goes on as soon
+    /// as it is ready, without waiting for the others.
+    async fn ready(&self, worker: &str) -> Result<(), StepError> {
+        let cell = {
+            let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+            ready.entry(worker.to_string()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            let observer =
+                std::sync::Arc::new(self.run.observer(None, "validate", "prerequisites", false));
+            match crate::remote::check_worker_tools(&self.fleet, &[worker.to_string()], observer)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(crate::remote::PrerequisiteError::WorkersNotReady { problems }) => {
+                    Err(match problems.into_iter().next() {
+                        Some(crate::remote::WorkerProblem::Unreachable(error)) => classify(error),
+                        Some(problem) => {
+                            StepError::Failed(format!("worker is not ready: {problem}"))
+                        }
+                        None => StepError::Failed("worker is not ready".into()),
+                    })
+                }
+                Err(other) => Err(StepError::Failed(other.to_string())),
+            }
+        })
+        .await
+        .clone()
+    }
+
     async fn run_command(
         &self,
         worker: &str,
@@ -69,6 +123,7 @@ impl FleetOps {
 
 impl RemoteOps for FleetOps {
     async fn sync(&self, worker: &str, job: &str) -> Result<(), StepError> {
+        self.ready(worker).await?;
         let session = self.fleet.session(worker).await.map_err(classify)?;
         let transfer = Transfer {
             source: self.staging_root.join(worker),
@@ -100,9 +155,29 @@ impl RemoteOps for FleetOps {
         }
     }
 
-    async fn run_target(&self, worker: &str, job: &str, target: &str) -> Result<(), StepError> {
-        let command = runner_command(&self.bucket_id, target, &[job.to_string()], TARGET_TIMEOUT)
-            .map_err(|e| StepError::Failed(e.to_string()))?;
+    async fn run_target(
+        &self,
+        worker: &str,
+        job: &str,
+        target: &str,
+        versions: (&str, &str),
+    ) -> Result<(), StepError> {
+        // Deploy knows both versions from its plan, so it runs make directly (one process less
+        // than going through bin/runner.py, which serves `maand job` and people at the worker).
+        let dir = format!("{}/jobs/{job}", bucket_dir_on_worker(&self.bucket_id));
+        let argv = [
+            "env".to_string(),
+            format!("CURRENT_VERSION={}", versions.0),
+            format!("NEW_VERSION={}", versions.1),
+            "make".into(),
+            "-s".into(),
+            "-C".into(),
+            dir,
+            target.to_string(),
+        ];
+        let command = RemoteCommand::new(argv, TARGET_TIMEOUT)
+            .map_err(|e| StepError::Failed(e.to_string()))?
+            .privileged();
         let phase = if target == "stop" {
             "reconcile"
         } else {

@@ -254,22 +254,21 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
             if !input.workers.contains(&alloc.worker) {
                 departed.insert(&alloc.worker);
             }
-        } else if alloc.disabled {
-            if alloc
+        } else if alloc.disabled
+            && alloc
                 .deployed
                 .as_ref()
                 .is_some_and(|d| !d.stopped && d.previous_hash.is_some())
-            {
-                push(
-                    0,
-                    job,
-                    worker,
-                    0,
-                    StepKind::Stop {
-                        alloc_id: alloc.alloc_id.clone(),
-                    },
-                );
-            }
+        {
+            push(
+                0,
+                job,
+                worker,
+                0,
+                StepKind::Stop {
+                    alloc_id: alloc.alloc_id.clone(),
+                },
+            );
         }
     }
     for worker in departed {

@@ -335,6 +335,11 @@ pub fn prepare(
                 job: alloc.job.clone(),
                 worker: alloc.worker.clone(),
                 new_version: alloc.new_version.clone(),
+                current_version: alloc
+                    .deployed
+                    .as_ref()
+                    .map(|d| d.current_version.clone())
+                    .unwrap_or_else(|| "0.0.0".into()),
                 files,
                 worker_present: workers.contains_key(&alloc.worker),
             },

@@ -52,7 +52,13 @@ impl RemoteOps for FakeWorkers {
     async fn sync(&self, worker: &str, job: &str) -> Result<(), StepError> {
         self.op(worker, job, "sync")
     }
-    async fn run_target(&self, worker: &str, job: &str, target: &str) -> Result<(), StepError> {
+    async fn run_target(
+        &self,
+        worker: &str,
+        job: &str,
+        target: &str,
+        _versions: (&str, &str),
+    ) -> Result<(), StepError> {
         self.op(worker, job, target)
     }
     async fn remove_job_files(&self, worker: &str, job: &str) -> Result<(), StepError> {

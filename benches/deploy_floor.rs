@@ -1,0 +1,120 @@
+//! `maand deploy` against the physical floor, measured in the same run on 8 real workers.
+//!
+//! The job: 50 files, 1 MiB in all, and a Makefile whose `start` writes a state file.
+//! - floor: for every worker in parallel, open one ssh master, rsync the tree through it (as
+//!   root via `sudo rsync`), run `make -s start` through it, close it — the least any push tool
+//!   must do;
+//! - maand first deploy: `maand deploy` of a freshly built bucket (new bucket id, so nothing is on
+//!   the workers yet);
+//! - maand no-op deploy: `maand deploy` again with nothing changed.
+//!
+//! Each is repeated (`MAAND_BENCH_ROUNDS`, default 5) and the medians are compared. Targets:
+//! first deploy ≤ 1.3 × floor, no-op deploy ≤ 0.1 s. Run with `cargo bench --bench deploy_floor`
+//! (as root, like the integration tests).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::bucket::TestBucket;
+use support::cluster::Cluster;
+
+const WORKERS: usize = 8;
+const MAKEFILE: &str = "start:\n\t@mkdir -p data && echo running > data/state\n";
+
+fn write_tree(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..49 {
+        let content: Vec<u8> = (0..21_000u32)
+            .map(|b| (b.wrapping_mul(2_654_435_761).wrapping_add(i) >> 13) as u8)
+            .collect();
+        std::fs::write(dir.join(format!("file{i:02}.bin")), content).unwrap();
+    }
+    std::fs::write(dir.join("Makefile"), MAKEFILE).unwrap();
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn floor_round(cluster: &Cluster, tree: &Path, round: usize) -> Duration {
+    let options = format!(
+        "-o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -i {} -l {}",
+        cluster.known_hosts_path().display(),
+        cluster.key_path().display(),
+        cluster.user()
+    );
+    let mut script = String::from("set -e\n");
+    for (i, host) in cluster.hosts().iter().enumerate() {
+        let socket = format!("/tmp/maand-floor-{}-{round}-{i}.sock", std::process::id());
+        script.push_str(&format!(
+            "( ssh {options} -o ControlMaster=yes -o ControlPath={socket} -f -N {host} && \
+               rsync -a --mkpath -e 'ssh {options} -o ControlPath={socket}' --rsync-path='sudo rsync' {tree}/ {host}:/opt/floor-{round}/ && \
+               ssh {options} -o ControlPath={socket} {host} sudo make -s -C /opt/floor-{round} start && \
+               ssh {options} -o ControlPath={socket} -O exit {host} 2>/dev/null ) &\n",
+            tree = tree.display()
+        ));
+    }
+    script.push_str("wait\n");
+    let started = Instant::now();
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(status.success(), "the floor script failed");
+    elapsed
+}
+
+fn timed(bucket: &TestBucket, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    bucket.maand_ok(args);
+    started.elapsed()
+}
+
+fn main() {
+    let rounds: usize = std::env::var("MAAND_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let cluster = Cluster::start(WORKERS);
+    let scratch = tempfile::tempdir().unwrap();
+    let tree = scratch.path().join("tree");
+    write_tree(&tree);
+    let labels: Vec<&[&str]> = (0..WORKERS).map(|_| &["app"][..]).collect();
+
+    let (mut floor, mut first, mut noop) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        floor.push(floor_round(&cluster, &tree, round));
+        let bucket = TestBucket::new(&cluster, &labels);
+        let job = bucket.path().join("workspace/jobs/app");
+        write_tree(&job);
+        std::fs::write(
+            job.join("manifest.json"),
+            r#"{"version": "1.0.0", "selectors": ["app"]}"#,
+        )
+        .unwrap();
+        bucket.maand_ok(&["build"]);
+        first.push(timed(&bucket, &["deploy"]));
+        noop.push(timed(&bucket, &["deploy"]));
+    }
+    let (floor, first, noop) = (median(floor), median(first), median(noop));
+    println!("workers: {WORKERS}, job: 50 files / 1 MiB, rounds: {rounds} (medians)");
+    println!(
+        "floor (ssh master + rsync + make start, parallel)  {:>7.3} s",
+        floor.as_secs_f64()
+    );
+    println!(
+        "maand deploy, first                               {:>7.3} s   {:.2} x floor (target <= 1.30)",
+        first.as_secs_f64(),
+        first.as_secs_f64() / floor.as_secs_f64()
+    );
+    println!(
+        "maand deploy, nothing changed                     {:>7.3} s   (target <= 0.100 s)",
+        noop.as_secs_f64()
+    );
+}
