@@ -138,11 +138,17 @@ pub(super) fn finish(
 ) -> anyhow::Result<i32> {
     let result = result.and_then(|outcomes| {
         println!("{}", summary_table(&outcomes));
-        let failed = outcomes.iter().filter(|o| !o.outcome.succeeded()).count();
-        if failed > 0 {
+        let failed: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| !o.outcome.succeeded())
+            .map(|o| o.worker.as_str())
+            .collect();
+        if !failed.is_empty() {
             bail!(
-                "failed on {failed} of {} workers (see the summary above; `maand logs show --format human` has every line)",
-                outcomes.len()
+                "failed on {} of {} workers: {} (the summary says why; `maand logs show --format human` has every line)",
+                failed.len(),
+                outcomes.len(),
+                failed.join(", ")
             );
         }
         Ok(outcomes.len())
