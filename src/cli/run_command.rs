@@ -2,7 +2,8 @@
 //! as `worker | line` and journaling it, then print a per-worker summary.
 //!
 //! Also holds what the other hand-run commands (`worker_facts`, `job start|stop|...`) share
-//! at the CLI edge: the SSH flags, the async runtime, the summary table.
+//! at the CLI edge: the SSH flags, the async runtime, the summary table. Which workers take
+//! part and what runs there is decided in `job_control`, never here.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! `maand worker_facts`: probe the workers listed in `workspace/workers.json` for memory and
-//! CPU, and write the figures back into that file (only `memory` and `cpu` change).
+//! CPU, and write the figures back into that file (only `memory` and `cpu` change). The probe,
+//! the arithmetic and the file edit belong to `crate::worker_facts`; this file only wires them
+//! to the fleet, the run and the disk, and never edits the JSON itself.
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
