@@ -153,9 +153,26 @@ fn stage_to_disk(
                 .map_err(|e| DeployError::Other(format!("writing {}: {e}", dir.display())))?;
         }
     }
+    // jobs.json says what will run once this deploy succeeds, so a successful deploy needs no
+    // second write; the finalize step rewrites it when the outcome differs.
+    let promoted: BTreeSet<(&str, &str)> = steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StepKind::Promote { alloc_ids } => Some(alloc_ids),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|id| prepared.facts.get(id))
+        .map(|f| (f.job.as_str(), f.worker.as_str()))
+        .collect();
     for worker in workers {
         let (worker_id, labels) = prepared.workers.get(worker).cloned().unwrap_or_default();
-        let jobs = run.with(|r| worker_jobs(r.conn(), worker))?;
+        let mut jobs = run.with(|r| worker_jobs(r.conn(), worker))?;
+        for entry in &mut jobs {
+            if promoted.contains(&(entry.name.as_str(), worker)) {
+                entry.current_version = entry.new_version.clone();
+            }
+        }
         let files = WorkerFiles {
             identity: WorkerIdentity {
                 bucket_id: prepared.bucket_id.clone(),

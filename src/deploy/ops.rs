@@ -25,6 +25,8 @@ pub struct FleetOps {
     pub fleet: Fleet,
     /// Filled on first contact with each worker.
     pub ready: Readiness,
+    /// Workers whose staged `jobs.json` this run has already shipped with a copy.
+    pub shipped: std::sync::Mutex<std::collections::BTreeSet<String>>,
     pub run: SharedRun,
     pub bucket_id: String,
     /// `tmp/workers/`: one staged image of `/opt/worker/<bucket_id>/` per worker.
@@ -53,6 +55,7 @@ impl FleetOps {
         FleetOps {
             fleet,
             ready: Readiness::default(),
+            shipped: Default::default(),
             run,
             bucket_id,
             staging_root,
@@ -119,11 +122,9 @@ impl FleetOps {
             .map(RemoteCommand::privileged)
             .map_err(|e| StepError::Failed(e.to_string()))
     }
-}
 
-impl RemoteOps for FleetOps {
-    async fn sync(&self, worker: &str, job: &str) -> Result<(), StepError> {
-        self.ready(worker).await?;
+    /// Copies the staged tree of `job` and the worker's own files.
+    async fn copy(&self, worker: &str, job: &str) -> Result<(), StepError> {
         let session = self.fleet.session(worker).await.map_err(classify)?;
         let transfer = Transfer {
             source: self.staging_root.join(worker),
@@ -153,6 +154,21 @@ impl RemoteOps for FleetOps {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+impl RemoteOps for FleetOps {
+    async fn sync(&self, worker: &str, job: &str) -> Result<(), StepError> {
+        // The tool check and the copy share the worker's master and run side by side; a
+        // failed check fails the step even when the copy went through.
+        let (ready, copied) = tokio::join!(self.ready(worker), self.copy(worker, job));
+        ready?;
+        copied?;
+        self.shipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(worker.to_string());
+        Ok(())
     }
 
     async fn run_target(
@@ -209,6 +225,17 @@ impl RemoteOps for FleetOps {
     }
 
     async fn write_jobs_json(&self, worker: &str, content: &str) -> Result<(), StepError> {
+        // The copy already shipped the expected jobs.json; write only when the outcome differs
+        // (a job failed, or this run shipped nothing to the worker).
+        let staged = std::fs::read_to_string(self.staging_root.join(worker).join("jobs.json")).ok();
+        let shipped = self
+            .shipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(worker);
+        if shipped && staged.as_deref() == Some(content) {
+            return Ok(());
+        }
         let dir = bucket_dir_on_worker(&self.bucket_id);
         let script = format!(
             "printf '%s' {} > {dir}/jobs.json.tmp && mv {dir}/jobs.json.tmp {dir}/jobs.json",

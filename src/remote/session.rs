@@ -54,6 +54,8 @@ pub struct CapturedOutput {
 #[derive(Debug)]
 pub(crate) struct ControlDir {
     path: PathBuf,
+    /// `ssh -O exit` processes started by dropped sessions, reaped when the directory goes.
+    pending_exits: std::sync::Mutex<Vec<std::process::Child>>,
 }
 
 impl ControlDir {
@@ -62,7 +64,7 @@ impl ControlDir {
         loop {
             let path = base.join(format!("maand-ssh-{:016x}", rand::random::<u64>()));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(ControlDir { path }),
+                Ok(()) => return Ok(ControlDir { path, pending_exits: std::sync::Mutex::default() }),
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(error) => {
                     return Err(RemoteError::LocalProcess {
@@ -80,6 +82,10 @@ impl ControlDir {
 
 impl Drop for ControlDir {
     fn drop(&mut self) {
+        let exits = std::mem::take(&mut *self.pending_exits.lock().unwrap_or_else(|p| p.into_inner()));
+        for mut exit in exits {
+            let _ = exit.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
@@ -434,9 +440,12 @@ impl Session {
 }
 
 impl Drop for Session {
+    /// Asks the master to exit without waiting: the control directory, dropped after the last
+    /// session, waits for every `ssh -O exit` at once, so closing a fleet costs one round trip
+    /// rather than one per worker.
     fn drop(&mut self) {
         if self.socket.exists() {
-            let _ = std::process::Command::new("ssh")
+            let exit = std::process::Command::new("ssh")
                 .arg("-S")
                 .arg(&self.socket)
                 .args(["-O", "exit", "--"])
@@ -444,7 +453,10 @@ impl Drop for Session {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status();
+                .spawn();
+            if let Ok(child) = exit {
+                self._control.pending_exits.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+            }
         }
     }
 }
