@@ -432,3 +432,45 @@ fn symlink_leaving_the_job_directory_is_rejected() {
         .failure()
         .stderr(predicate::str::contains("/etc/passwd"));
 }
+
+#[test]
+fn cat_at_an_earlier_run_shows_the_allocations_of_that_time() {
+    let dir = good_bucket();
+    maand(dir.path()).arg("build").assert().success();
+    let db = dir.path().join("data/maand.db");
+    let first_build = sqlite(
+        &db,
+        "SELECT run_id FROM runs WHERE command = 'build' ORDER BY started_seq LIMIT 1",
+    );
+    write(
+        dir.path(),
+        "workspace/workers.json",
+        r#"[{"host": "10.0.0.1", "labels": ["web"], "memory": "2 gb", "cpu": "2 ghz"}]"#,
+    );
+    maand(dir.path()).arg("build").assert().success();
+    let now = maand(dir.path())
+        .args(["cat", "allocations", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let then = maand(dir.path())
+        .args(["cat", "allocations", "--json", "--at", &first_build[..8]])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let removed = |json: &[u8]| -> usize {
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(json).unwrap();
+        rows.iter().filter(|r| r["removed"] == true).count()
+    };
+    assert_eq!(removed(&then), 0);
+    assert_eq!(removed(&now), 3);
+    maand(dir.path())
+        .args(["cat", "workers", "--at", "999999"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("the journal holds events 1 to"));
+}

@@ -11,7 +11,7 @@ mod replay;
 pub mod tables;
 
 pub use project::{job_record_hash, KV_VERSIONS_KEPT, PROJECTION_TABLES};
-pub use replay::{diff_with_replay, rebuild, RebuildReport, TableDiff};
+pub use replay::{catalog_at, diff_with_replay, rebuild, RebuildReport, TableDiff};
 
 use crate::events::{Event, EventCodecError};
 use rusqlite::{Connection, Transaction, TransactionBehavior};

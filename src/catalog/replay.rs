@@ -24,13 +24,38 @@ pub fn rebuild(conn: &mut Connection) -> Result<RebuildReport, CatalogError> {
 
 /// Applies every journal event of `source` to the projections reachable through `target`.
 fn replay(source: &Connection, target: &rusqlite::Transaction) -> Result<u64, CatalogError> {
+    replay_through(source, target, u64::MAX)
+}
+
+/// Applies the journal events of `source` up to and including `last_seq`.
+fn replay_through(
+    source: &Connection,
+    target: &rusqlite::Transaction,
+    last_seq: u64,
+) -> Result<u64, CatalogError> {
     let mut count = 0;
     for stored in journal::events_from(source, 0) {
-        let (meta, event) = decode_stored(&stored?)?;
+        let stored = stored?;
+        if stored.seq > last_seq {
+            break;
+        }
+        let (meta, event) = decode_stored(&stored)?;
         apply(target, &meta, &event)?;
         count += 1;
     }
     Ok(count)
+}
+
+/// A scratch in-memory catalog holding the projections as they were right after event
+/// `last_seq`: time travel for `maand cat --at`.
+pub fn catalog_at(conn: &Connection, last_seq: u64) -> Result<Connection, CatalogError> {
+    let mut scratch = Connection::open_in_memory()?;
+    crate::bucket::migrate(&mut scratch, std::path::Path::new(":memory:"))
+        .map_err(|e| CatalogError::Scratch(e.to_string()))?;
+    let tx = scratch.transaction()?;
+    replay_through(conn, &tx, last_seq)?;
+    tx.commit()?;
+    Ok(scratch)
 }
 
 /// Rows of one projection table that differ between the live database and a replay from zero.

@@ -18,6 +18,18 @@ use crate::kv::secret::{self, SealedSecret, SecretKey};
 /// Longest KV value shown in the `cat kv` table; longer values end in `…`.
 const KV_VALUE_WIDTH: usize = 48;
 
+/// `maand cat` and its time-travel option.
+#[derive(Debug, clap::Args)]
+pub struct CatArgs {
+    /// Show the table as it was right after this point of history: a run id (or a unique
+    /// prefix of one) or a journal sequence number. Computed by replaying the journal up to
+    /// there; the live catalog is not touched.
+    #[arg(long, global = true, value_name = "RUN|SEQ")]
+    pub at: Option<String>,
+    #[command(subcommand)]
+    pub command: CatCommand,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum CatCommand {
     /// Workers from workers.json: host, worker_id, hostname, labels, memory_mb, cpu_mhz, zone
@@ -147,9 +159,42 @@ pub enum KvCommand {
     },
 }
 
-pub fn run(bucket: &Bucket, command: &CatCommand) -> anyhow::Result<i32> {
-    let conn = bucket::open_checked(bucket)?;
-    match command {
+/// The journal position `--at` names: a sequence number, or the last event of a run.
+fn resolve_at(conn: &rusqlite::Connection, at: &str) -> anyhow::Result<u64> {
+    if let Ok(seq) = at.parse::<u64>() {
+        let head = journal::head(conn)?;
+        if seq == 0 || seq > head {
+            bail!("--at {seq}: the journal holds events 1 to {head}");
+        }
+        return Ok(seq);
+    }
+    let mut stmt = conn.prepare("SELECT run_id FROM runs WHERE run_id LIKE ?1 || '%'")?;
+    let runs: Vec<String> = stmt
+        .query_map([at], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    match runs.as_slice() {
+        [run] => Ok(conn.query_row(
+            "SELECT max(seq) FROM journal WHERE run_id = ?1",
+            [run],
+            |r| r.get::<_, i64>(0),
+        )? as u64),
+        [] => bail!(
+            "--at {at}: no run id starts with that; see `maand logs show --event run_started`"
+        ),
+        _ => bail!(
+            "--at {at}: {} runs start with that; give more of the run id",
+            runs.len()
+        ),
+    }
+}
+
+pub fn run(bucket: &Bucket, args: &CatArgs) -> anyhow::Result<i32> {
+    let live = bucket::open_checked(bucket)?;
+    let conn = match &args.at {
+        Some(at) => crate::catalog::catalog_at(&live, resolve_at(&live, at)?)?,
+        None => live,
+    };
+    match &args.command {
         CatCommand::Workers(out) => print(
             &tables::workers(&conn)?,
             out,

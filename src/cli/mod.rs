@@ -69,9 +69,9 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Print a catalog table (workers, jobs, allocations, deployments, job_commands,
     /// job_ports, certs, kv) as aligned text, or as JSON with --json. Read-only: records
-    /// nothing and never waits for the bucket lock.
-    #[command(subcommand)]
-    Cat(cat::CatCommand),
+    /// nothing and never waits for the bucket lock. `--at RUN|SEQ` shows the table as it was
+    /// at an earlier point of history.
+    Cat(cat::CatArgs),
     /// Work with jobs: `job create` scaffolds a job directory in the workspace; `job start`,
     /// `stop`, `restart`, `status` and `run --target T` run Makefile targets on its workers.
     #[command(subcommand)]
@@ -165,6 +165,12 @@ fn init_tracing(verbose: u8) {
 
 /// Parses the command line, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`maand logs show | head`) instead of panicking on a broken pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match dispatch(&cli) {

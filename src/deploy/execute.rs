@@ -306,7 +306,7 @@ async fn run_chain<O: RemoteOps, J: StepJournal>(
 /// the same workers (a job started or restarted everywhere at once), each worker runs its copy
 /// and then its lifecycle without waiting for the other workers' copies: the order on every
 /// worker is the same, and no worker waits for the slowest transfer.
-fn stages<'s>(batches: Vec<Vec<&'s PlannedStep>>) -> Vec<Vec<Vec<&'s PlannedStep>>> {
+fn stages(batches: Vec<Vec<&PlannedStep>>) -> Vec<Vec<Vec<&PlannedStep>>> {
     let workers = |batch: &[&PlannedStep]| -> Option<BTreeSet<String>> {
         let set: BTreeSet<String> = batch.iter().filter_map(|s| s.worker.clone()).collect();
         (set.len() == batch.len()).then_some(set)
