@@ -33,6 +33,8 @@ pub struct Run {
     id: String,
     conn: Connection,
     started: Instant,
+    /// Where the log-file projection goes, and in which format.
+    logs: (std::path::PathBuf, crate::bucket::LogFormat),
     _lock: BucketLock,
 }
 
@@ -51,7 +53,7 @@ impl Run {
         bucket.require_exists()?;
         let lock = Run::lock(bucket, command)?;
         let conn = bucket::open_checked(bucket)?;
-        Run::start(conn, lock, command, argv)
+        Run::start(bucket, conn, lock, command, argv)
     }
 
     /// Takes the bucket lock on behalf of `command`.
@@ -66,11 +68,13 @@ impl Run {
 
     /// Records `RunStarted` on an already opened, current database while holding `lock`.
     pub fn start(
+        bucket: &Bucket,
         mut conn: Connection,
         lock: BucketLock,
         command: &str,
         argv: &[String],
     ) -> Result<Run, RunError> {
+        let format = bucket.conf().map(|c| c.log_format).unwrap_or_default();
         let id = uuid::Uuid::new_v4().to_string();
         let started = RunStarted {
             command: command.to_string(),
@@ -85,6 +89,7 @@ impl Run {
             id,
             conn,
             started: Instant::now(),
+            logs: (bucket.logs_dir(), format),
             _lock: lock,
         })
     }
@@ -121,6 +126,11 @@ impl Run {
             error: result.as_ref().err().map(|e| e.to_string()),
         };
         self.record(&[Event::RunFinished(finished)], &[])?;
+        // The log files are a projection: failing to write them loses nothing (the journal has
+        // it all, and `maand journal rebuild` rewrites them), so it does not fail the command.
+        if let Err(error) = crate::logs::files::export(&self.conn, &self.logs.0, self.logs.1) {
+            tracing::warn!("could not update {}: {error}", self.logs.0.display());
+        }
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ pub fn run(bucket: &Bucket, argv: &[String]) -> anyhow::Result<i32> {
     let ca = ensure_ca(bucket, &bucket_id)?;
     ensure_kv_key(bucket)?;
 
-    let mut run = Run::start(conn, lock, "init", argv)?;
+    let mut run = Run::start(bucket, conn, lock, "init", argv)?;
     let (events, outcome) = decide_init(
         existing_id.as_deref(),
         schema_before,

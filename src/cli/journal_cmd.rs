@@ -10,8 +10,9 @@ pub enum JournalCommand {
     /// compare every projection table with the live one. Exits 1 naming the first corrupted
     /// event or listing every differing row. Read-only.
     Verify,
-    /// Delete every projection row and replay the whole journal in one transaction. Use after
-    /// `journal verify` reports differing projections. The journal itself is never changed.
+    /// Delete every projection row and replay the whole journal in one transaction, and write
+    /// the log files under logs/ again (in the current log_format). Use after `journal verify`
+    /// reports differing projections. The journal itself is never changed.
     Rebuild,
 }
 
@@ -25,7 +26,12 @@ pub fn run(
         JournalCommand::Verify => verify(bucket),
         JournalCommand::Rebuild => {
             let mut run = Run::begin(bucket, name, argv)?;
-            let result = catalog::rebuild(run.conn_mut());
+            let format = bucket.conf()?.log_format;
+            let result = catalog::rebuild(run.conn_mut()).and_then(|report| {
+                crate::logs::files::rewrite(run.conn(), &bucket.logs_dir(), format)
+                    .map_err(|e| crate::catalog::CatalogError::Scratch(e.to_string()))?;
+                Ok(report)
+            });
             run.finish(&result)?;
             let report = result?;
             println!(

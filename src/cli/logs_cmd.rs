@@ -41,7 +41,7 @@ pub struct ShowArgs {
     /// Only events of this phase (for example rsync, rollout, reconcile).
     #[arg(long)]
     pub phase: Option<String>,
-    /// Only the last N matching events.
+    /// Only the last N matching events (with --format human: the last N command blocks).
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
     /// Only events at or after this time (RFC 3339, e.g. 2026-11-25T08:00:00Z).
@@ -73,7 +73,9 @@ pub fn run(bucket: &Bucket, command: &LogsCommand) -> anyhow::Result<i32> {
         since_ms: args.since,
         until_ms: args.until,
     };
-    let records = logs::collect(&conn, &filter, args.tail)?;
+    // In the human view --tail counts command blocks, elsewhere records.
+    let human = args.format == Format::Human;
+    let records = logs::collect(&conn, &filter, if human { None } else { args.tail })?;
     match args.format {
         Format::Raw => records
             .iter()
@@ -81,7 +83,13 @@ pub fn run(bucket: &Bucket, command: &LogsCommand) -> anyhow::Result<i32> {
         Format::Json => records
             .iter()
             .for_each(|r| println!("{}", logs::render_json(r))),
-        Format::Human => print!("{}", logs::render_human(&records)),
+        Format::Human => {
+            let mut blocks = logs::blocks(records);
+            if let Some(n) = args.tail {
+                blocks.drain(..blocks.len().saturating_sub(n));
+            }
+            print!("{}", logs::render_human_blocks(&blocks))
+        }
     }
     Ok(0)
 }

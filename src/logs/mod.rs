@@ -4,6 +4,8 @@
 //! Reads only the journal (and the `runs` projection for command names). Rendering returns
 //! strings; the CLI prints them.
 
+pub mod files;
+
 use crate::catalog::{self, CatalogError, EventMeta};
 use crate::events::Event;
 use crate::run::format_time_ms;
@@ -442,7 +444,54 @@ fn human_line(record: &LogRecord) -> String {
     }
 }
 
-/// `human` format: records grouped into one block per run, in journal order.
+/// Groups records into the blocks the human view shows: every command (its begin, output lines
+/// and end, which interleave with other workers' in the journal) becomes one block, placed
+/// where it began; every other record is a block of its own.
+pub fn blocks(records: Vec<LogRecord>) -> Vec<Vec<LogRecord>> {
+    type Key = (String, Option<String>, Option<String>, Option<String>);
+    let key = |r: &LogRecord| -> Key {
+        (
+            r.run.clone(),
+            r.worker.clone(),
+            r.job.clone(),
+            r.phase.clone(),
+        )
+    };
+    let mut blocks: Vec<Vec<LogRecord>> = Vec::new();
+    let mut open: HashMap<Key, usize> = HashMap::new();
+    for record in records {
+        match record.event.as_str() {
+            "command_begin" => {
+                open.insert(key(&record), blocks.len());
+                blocks.push(vec![record]);
+            }
+            "command_output" | "command_end" => {
+                let k = key(&record);
+                let ends = record.event == "command_end";
+                match open.get(&k).copied() {
+                    Some(index) => {
+                        blocks[index].push(record);
+                        if ends {
+                            open.remove(&k);
+                        }
+                    }
+                    None => blocks.push(vec![record]),
+                }
+            }
+            _ => blocks.push(vec![record]),
+        }
+    }
+    blocks
+}
+
+/// `human` format: blocks under a header line per run, in journal order.
+pub fn render_human_blocks(blocks: &[Vec<LogRecord>]) -> String {
+    let records: Vec<LogRecord> = blocks.iter().flatten().cloned().collect();
+    render_human(&records)
+}
+
+/// `human` format of records already in display order: a header line whenever the run
+/// changes, then one indented line (or two, for a command's start) per record.
 pub fn render_human(records: &[LogRecord]) -> String {
     let mut out = String::new();
     let mut current_run: Option<&str> = None;
@@ -598,5 +647,74 @@ mod human_tests {
             text.starts_with("2026-05-28 20:26:40  deploy  run=8f3a2c12"),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+    use crate::events::{CommandFinished, CommandOutput, CommandStarted, Stream};
+
+    fn rec(seq: u64, event: Event) -> LogRecord {
+        record_of(
+            &EventMeta {
+                seq,
+                run_id: "r".into(),
+                time_ms: 0,
+            },
+            &event,
+            "deploy",
+        )
+    }
+
+    fn begin(worker: &str) -> Event {
+        Event::CommandStarted(CommandStarted {
+            worker: worker.into(),
+            job: Some("j".into()),
+            phase: "rollout".into(),
+            action: "start".into(),
+            command: "make start".into(),
+        })
+    }
+
+    fn line(worker: &str) -> Event {
+        Event::CommandOutput(CommandOutput {
+            worker: worker.into(),
+            job: Some("j".into()),
+            phase: "rollout".into(),
+            stream: Stream::Stdout,
+            line: format!("from {worker}"),
+        })
+    }
+
+    fn end(worker: &str) -> Event {
+        Event::CommandFinished(CommandFinished {
+            worker: worker.into(),
+            job: Some("j".into()),
+            phase: "rollout".into(),
+            action: "start".into(),
+            exit_code: Some(0),
+            duration_ms: 1,
+            error: None,
+        })
+    }
+
+    #[test]
+    fn interleaved_commands_of_two_workers_become_two_whole_blocks() {
+        let records = vec![
+            rec(1, begin("a")),
+            rec(2, begin("b")),
+            rec(3, line("b")),
+            rec(4, line("a")),
+            rec(5, end("a")),
+            rec(6, end("b")),
+        ];
+        let blocks = blocks(records);
+        assert_eq!(blocks.len(), 2);
+        let seqs: Vec<Vec<u64>> = blocks
+            .iter()
+            .map(|b| b.iter().map(|r| r.seq).collect())
+            .collect();
+        assert_eq!(seqs, [vec![1, 4, 5], vec![2, 3, 6]]);
     }
 }
