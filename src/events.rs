@@ -440,6 +440,21 @@ pub struct AllocationHashCleared {
     pub alloc_id: String,
 }
 
+/// `maand gc` deleted a removed allocation's tree on its worker: its rows go too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationPurged {
+    pub alloc_id: String,
+    pub job: String,
+    pub worker_ip: String,
+}
+
+/// `maand gc` dropped every version of deleted KV keys whose deletion is past the retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvPurged {
+    /// (namespace, key) pairs.
+    pub keys: Vec<(String, String)>,
+}
+
 /// One fact recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -470,6 +485,8 @@ pub enum Event {
     AllocationPromoted(AllocationPromoted),
     AllocationStopped(AllocationStopped),
     AllocationHashCleared(AllocationHashCleared),
+    AllocationPurged(AllocationPurged),
+    KvPurged(KvPurged),
 }
 
 /// A payload could not be encoded or decoded.
@@ -566,6 +583,8 @@ event_kinds! {
     AllocationPromoted => "allocation_promoted" v 1,
     AllocationStopped => "allocation_stopped" v 1,
     AllocationHashCleared => "allocation_hash_cleared" v 1,
+    AllocationPurged => "allocation_purged" v 1,
+    KvPurged => "kv_purged" v 1,
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,13 +20,12 @@ use rusqlite::Connection;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::bucket::{Bucket, MaandConf};
 use crate::catalog::tables::{self, Selection, TableError};
 use crate::catalog::{self, CatalogError};
 use crate::events::{CommandFinished, Event};
 use crate::remote::{
     bucket_dir_on_worker, runner_command, CapturedOutput, Fleet, Observer, RemoteCommand,
-    RemoteConfig, RemoteError, Session, WorkerIdentity,
+    RemoteError, Session, WorkerIdentity,
 };
 use crate::workspace;
 
@@ -43,11 +41,6 @@ const NOT_DEPLOYED_EXIT: i32 = 3;
 /// Why hand-run work could not start. Each message names what was asked for and what exists.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("the SSH key {} does not exist; copy the private key authorized for {user} on the workers there (mode 600), or point ssh_key in maand.conf at it", path.display())]
-    MissingKey {
-        path: std::path::PathBuf,
-        user: String,
-    },
     #[error("{source_name} lists no workers; add them to workspace/workers.json{}", if *.source_name == CATALOG { " and run `maand build`" } else { "" })]
     NoWorkers { source_name: &'static str },
     #[error("unknown {} {}: not in {source_name} (known: {}){}", plural("worker", names.len()), names.join(", "), list_or_none(known), if *.source_name == CATALOG { "; run `maand build` if you just added it to workspace/workers.json" } else { "" })]
@@ -103,29 +96,6 @@ fn list_or_none(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
-}
-
-/// SSH settings for the bucket's workers, from `maand.conf`.
-pub fn remote_config(
-    bucket: &Bucket,
-    conf: &MaandConf,
-    connect_timeout: Duration,
-) -> Result<RemoteConfig, ControlError> {
-    let key_path = bucket.secrets_dir().join(&conf.ssh_key);
-    if !Path::new(&key_path).is_file() {
-        return Err(ControlError::MissingKey {
-            path: key_path,
-            user: conf.ssh_user.clone(),
-        });
-    }
-    Ok(RemoteConfig {
-        user: conf.ssh_user.clone(),
-        port: conf.ssh_port,
-        key_path,
-        known_hosts_path: bucket.known_hosts_path(),
-        use_sudo: conf.use_sudo,
-        connect_timeout,
-    })
 }
 
 /// A worker that filters may pick.

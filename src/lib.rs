@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cli;
 pub mod deploy;
 pub mod events;
+pub mod gc;
 pub mod job_control;
 pub mod kv;
 pub mod logs;

@@ -42,6 +42,8 @@ pub enum BucketError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the SSH key {} does not exist; copy the private key authorized for {user} on the workers there (mode 600), or point ssh_key in maand.conf at it", path.display())]
+    MissingSshKey { path: PathBuf, user: String },
     #[error("{path}: journal: {source}")]
     Journal {
         path: PathBuf,
@@ -123,6 +125,30 @@ impl Bucket {
                 dir: self.root.clone(),
             })
         }
+    }
+
+    /// SSH settings for the bucket's workers from `conf`: key `secrets/<ssh_key>` (which must
+    /// exist), the bucket's own known_hosts, user, port and sudo.
+    pub fn remote_config(
+        &self,
+        conf: &MaandConf,
+        connect_timeout: std::time::Duration,
+    ) -> Result<crate::remote::RemoteConfig, BucketError> {
+        let key_path = self.secrets_dir().join(&conf.ssh_key);
+        if !key_path.is_file() {
+            return Err(BucketError::MissingSshKey {
+                path: key_path,
+                user: conf.ssh_user.clone(),
+            });
+        }
+        Ok(crate::remote::RemoteConfig {
+            user: conf.ssh_user.clone(),
+            port: conf.ssh_port,
+            key_path,
+            known_hosts_path: self.known_hosts_path(),
+            use_sudo: conf.use_sudo,
+            connect_timeout,
+        })
     }
 
     /// Reads `maand.conf` (defaults for missing keys; unknown keys are an error).

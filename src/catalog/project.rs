@@ -187,6 +187,19 @@ pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result
             tx.prepare_cached("UPDATE deployments SET stopped = 1 WHERE alloc_id = ?1")?
                 .execute([&e.alloc_id])?;
         }
+        Event::AllocationPurged(e) => {
+            tx.prepare_cached("DELETE FROM deployments WHERE alloc_id = ?1")?
+                .execute([&e.alloc_id])?;
+            tx.prepare_cached("DELETE FROM allocations WHERE alloc_id = ?1")?
+                .execute([&e.alloc_id])?;
+        }
+        Event::KvPurged(e) => {
+            let mut delete =
+                tx.prepare_cached("DELETE FROM kv WHERE namespace = ?1 AND key = ?2")?;
+            for (namespace, key) in &e.keys {
+                delete.execute([namespace, key])?;
+            }
+        }
         Event::AllocationHashCleared(e) => {
             tx.prepare_cached("DELETE FROM deployments WHERE alloc_id = ?1")?
                 .execute([&e.alloc_id])?;

@@ -119,3 +119,504 @@ fn blobs_are_stored_once_by_content_hash() {
         "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
     );
 }
+
+fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn text(conn: &Connection, sql: &str) -> String {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn worker(host: &str, labels: &[&str]) -> Event {
+    Event::WorkerUpserted(WorkerRecord {
+        host: host.into(),
+        worker_id: format!("id-{host}"),
+        hostname: None,
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        memory_mb: Some(1024),
+        cpu_mhz: None,
+        tags: vec![("zone".into(), "a".into())],
+        position: 0,
+    })
+}
+
+fn job(name: &str, files: &[&str]) -> Event {
+    Event::JobUpserted(Box::new(JobRecord {
+        name: name.into(),
+        job_id: format!("id-{name}"),
+        version: "1.0.0".into(),
+        version_declared: true,
+        selectors: vec!["worker".into()],
+        max_concurrent_upgrades: 1,
+        max_concurrent_starts: 0,
+        min_allocations_count: 0,
+        restart_policy: "always".into(),
+        restart_globs: vec![],
+        min_memory_mb: 0,
+        max_memory_mb: 0,
+        current_memory_mb: 0,
+        min_cpu_mhz: 0,
+        max_cpu_mhz: 0,
+        current_cpu_mhz: 0,
+        resources_source: "manifest".into(),
+        deployment_seq: 0,
+        health_check: None,
+        commands: vec![JobCommandRecord {
+            name: "command_x".into(),
+            event: "cli".into(),
+            script: "_modules/command_x.py".into(),
+            demand_job: String::new(),
+            demand_command: String::new(),
+            demand_config: "{}".into(),
+        }],
+        certs: vec![],
+        files: files
+            .iter()
+            .map(|p| JobFileRecord {
+                path: p.to_string(),
+                hash: "h".into(),
+                size: 1,
+                executable: false,
+            })
+            .collect(),
+        files_hash: "fh".into(),
+    }))
+}
+
+fn allocation(job: &str, worker: &str, removed: bool) -> Event {
+    Event::AllocationUpserted(AllocationRecord {
+        alloc_id: format!("{job}@{worker}"),
+        job: job.into(),
+        worker_ip: worker.into(),
+        disabled: false,
+        removed,
+        new_version: "1.0.0".into(),
+        deployment_seq: 0,
+    })
+}
+
+#[test]
+fn worker_upserted_then_removed() {
+    let (_dir, mut conn) = catalog();
+    commit(
+        &mut conn,
+        "r",
+        1,
+        &[worker("10.0.0.1", &["worker", "web"])],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        text(&conn, "SELECT labels FROM workers"),
+        r#"["worker","web"]"#
+    );
+    assert_eq!(text(&conn, "SELECT tags FROM workers"), r#"{"zone":"a"}"#);
+    commit(
+        &mut conn,
+        "r",
+        2,
+        &[Event::WorkerRemoved(WorkerRemoved {
+            host: "10.0.0.1".into(),
+        })],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM workers"), 0);
+}
+
+#[test]
+fn job_upserted_replaces_its_files_and_commands_and_job_removed_drops_them() {
+    let (_dir, mut conn) = catalog();
+    commit(&mut conn, "r", 1, &[job("api", &["Makefile", "a"])], &[]).unwrap();
+    commit(&mut conn, "r", 2, &[job("api", &["Makefile"])], &[]).unwrap();
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM job_files WHERE job = 'api'"),
+        1
+    );
+    assert_eq!(
+        count(&conn, "SELECT count(*) FROM job_commands WHERE job = 'api'"),
+        1
+    );
+    assert_eq!(count(&conn, "SELECT length(record_hash) FROM jobs"), 64);
+    commit(
+        &mut conn,
+        "r",
+        3,
+        &[Event::JobRemoved(JobRemoved { name: "api".into() })],
+        &[],
+    )
+    .unwrap();
+    for table in ["jobs", "job_files", "job_commands", "job_certs"] {
+        assert_eq!(
+            count(&conn, &format!("SELECT count(*) FROM {table}")),
+            0,
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn port_assigned_then_released() {
+    let (_dir, mut conn) = catalog();
+    let assigned = Event::PortAssigned(PortAssigned {
+        job: "api".into(),
+        name: "http".into(),
+        port: 30000,
+        from_pool: true,
+    });
+    commit(&mut conn, "r", 1, &[assigned], &[]).unwrap();
+    assert_eq!(count(&conn, "SELECT port FROM job_ports"), 30000);
+    commit(
+        &mut conn,
+        "r",
+        2,
+        &[Event::PortReleased(PortReleased {
+            job: "api".into(),
+            name: "http".into(),
+        })],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM job_ports"), 0);
+}
+
+#[test]
+fn allocation_upserted_changes_flags_in_place_and_marks_the_catalog_position() {
+    let (_dir, mut conn) = catalog();
+    let init = Event::BucketInitialized(BucketInitialized {
+        bucket_id: "b".into(),
+        schema_version: 1,
+        ca_fingerprint: "f".into(),
+    });
+    commit(
+        &mut conn,
+        "r",
+        1,
+        &[init, allocation("api", "10.0.0.1", false)],
+        &[],
+    )
+    .unwrap();
+    commit(
+        &mut conn,
+        "r",
+        2,
+        &[allocation("api", "10.0.0.1", true)],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(count(&conn, "SELECT removed FROM allocations"), 1);
+    assert_eq!(count(&conn, "SELECT catalog_seq FROM bucket"), 3);
+}
+
+#[test]
+fn kv_changed_keeps_seven_versions_and_deletion_is_a_version() {
+    let (_dir, mut conn) = catalog();
+    for i in 0..9 {
+        let put = Event::KvChanged(KvChanged {
+            namespace: "vars/job/api".into(),
+            changes: vec![KvChange::Put {
+                key: "k".into(),
+                value: KvValue::Plain(format!("v{i}")),
+            }],
+        });
+        commit(&mut conn, "r", i, &[put], &[]).unwrap();
+    }
+    assert_eq!(count(&conn, "SELECT count(*) FROM kv"), 7);
+    assert_eq!(count(&conn, "SELECT min(version) FROM kv"), 3);
+    let delete = Event::KvChanged(KvChanged {
+        namespace: "vars/job/api".into(),
+        changes: vec![KvChange::Delete { key: "k".into() }],
+    });
+    commit(&mut conn, "r", 10, &[delete], &[]).unwrap();
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT deleted FROM kv ORDER BY version DESC LIMIT 1"
+        ),
+        1
+    );
+    let sealed = Event::KvChanged(KvChanged {
+        namespace: "secrets/job/api".into(),
+        changes: vec![KvChange::Put {
+            key: "s".into(),
+            value: KvValue::Sealed("v1:00".into()),
+        }],
+    });
+    commit(&mut conn, "r", 11, &[sealed], &[]).unwrap();
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT sealed FROM kv WHERE namespace = 'secrets/job/api'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn kv_purged_drops_every_version_of_the_key() {
+    let (_dir, mut conn) = catalog();
+    let put = |v: &str| {
+        Event::KvChanged(KvChanged {
+            namespace: "n".into(),
+            changes: vec![KvChange::Put {
+                key: "k".into(),
+                value: KvValue::Plain(v.into()),
+            }],
+        })
+    };
+    commit(&mut conn, "r", 1, &[put("a"), put("b")], &[]).unwrap();
+    commit(
+        &mut conn,
+        "r",
+        2,
+        &[Event::KvPurged(KvPurged {
+            keys: vec![("n".into(), "k".into())],
+        })],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM kv"), 0);
+}
+
+#[test]
+fn command_events_and_deploy_skips_change_no_projection() {
+    let (_dir, mut conn) = catalog();
+    let before: Vec<i64> = PROJECTION_TABLES
+        .iter()
+        .map(|t| count(&conn, &format!("SELECT count(*) FROM {t}")))
+        .collect();
+    let events = [
+        Event::CommandStarted(CommandStarted {
+            worker: "w".into(),
+            job: None,
+            phase: "p".into(),
+            action: "a".into(),
+            command: "c".into(),
+        }),
+        Event::CommandOutput(CommandOutput {
+            worker: "w".into(),
+            job: None,
+            phase: "p".into(),
+            stream: Stream::Stdout,
+            line: "l".into(),
+        }),
+        Event::CommandFinished(CommandFinished {
+            worker: "w".into(),
+            job: None,
+            phase: "p".into(),
+            action: "a".into(),
+            exit_code: Some(0),
+            duration_ms: 1,
+            error: None,
+        }),
+        Event::DeploySkipped(DeploySkipped {
+            job: "j".into(),
+            reason: "already_promoted".into(),
+        }),
+    ];
+    commit(&mut conn, "r", 1, &events, &[]).unwrap();
+    let after: Vec<i64> = PROJECTION_TABLES
+        .iter()
+        .map(|t| count(&conn, &format!("SELECT count(*) FROM {t}")))
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(read::bucket_info(&conn).unwrap(), None);
+}
+
+fn step(index: u32, kind: StepKind) -> PlannedStep {
+    PlannedStep {
+        index,
+        wave: 1,
+        job: Some("api".into()),
+        worker: Some("10.0.0.1".into()),
+        batch: index,
+        kind,
+    }
+}
+
+#[test]
+fn a_deploy_plan_its_steps_and_its_end_are_projected() {
+    let (_dir, mut conn) = catalog();
+    let init = Event::BucketInitialized(BucketInitialized {
+        bucket_id: "b".into(),
+        schema_version: 1,
+        ca_fingerprint: "f".into(),
+    });
+    let plan = Event::DeployPlanned(Box::new(DeployPlanned {
+        deploy_id: "d".into(),
+        catalog_seq: 0,
+        update_seq: 1,
+        flags: DeployFlags::default(),
+        steps: vec![
+            step(
+                0,
+                StepKind::Sync {
+                    alloc_id: "a".into(),
+                    tree_hash: "t".into(),
+                    transfer: true,
+                },
+            ),
+            step(
+                1,
+                StepKind::Lifecycle {
+                    alloc_id: "a".into(),
+                    target: "start".into(),
+                },
+            ),
+            step(
+                2,
+                StepKind::Promote {
+                    alloc_ids: vec!["a".into()],
+                },
+            ),
+            step(3, StepKind::Finalize),
+        ],
+    }));
+    commit(
+        &mut conn,
+        "r",
+        1,
+        &[
+            init,
+            Event::UpdateSeqBumped(UpdateSeqBumped { update_seq: 1 }),
+            plan,
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(count(&conn, "SELECT update_seq FROM bucket"), 1);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM deploy_steps WHERE status = 'pending'"
+        ),
+        4
+    );
+    let label = StepLabel {
+        job: None,
+        worker: None,
+        action: "x".into(),
+    };
+    let events = [
+        Event::StepStarted(StepStarted {
+            deploy_id: "d".into(),
+            index: 0,
+            step: label.clone(),
+        }),
+        Event::StepSucceeded(StepSucceeded {
+            deploy_id: "d".into(),
+            index: 0,
+            step: label.clone(),
+            note: None,
+        }),
+        Event::StepFailed(StepFailed {
+            deploy_id: "d".into(),
+            index: 1,
+            step: label.clone(),
+            error: "boom".into(),
+        }),
+        Event::StepSkipped(StepSkipped {
+            deploy_id: "d".into(),
+            index: 2,
+            step: label,
+            reason: "earlier".into(),
+        }),
+        Event::DeployFinished(DeployFinished {
+            deploy_id: "d".into(),
+            outcome: RunOutcome::Failed,
+            failed_jobs: vec!["api".into()],
+        }),
+    ];
+    commit(&mut conn, "r", 2, &events, &[]).unwrap();
+    let statuses: Vec<String> = (0..4)
+        .map(|i| {
+            text(
+                &conn,
+                &format!("SELECT status FROM deploy_steps WHERE idx = {i}"),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, ["succeeded", "failed", "skipped", "pending"]);
+    assert_eq!(
+        text(&conn, "SELECT detail FROM deploy_steps WHERE idx = 1"),
+        "boom"
+    );
+    assert_eq!(
+        text(&conn, "SELECT status || ' ' || failed FROM deploys"),
+        r#"failed ["api"]"#
+    );
+}
+
+#[test]
+fn an_allocation_is_staged_promoted_stopped_cleared_and_purged() {
+    let (_dir, mut conn) = catalog();
+    let staged = |hash: &str| {
+        Event::AllocationStaged(AllocationStaged {
+            alloc_id: "a".into(),
+            job: "api".into(),
+            worker_ip: "10.0.0.1".into(),
+            tree_hash: hash.into(),
+            files: vec![("Makefile".into(), "h".into())],
+        })
+    };
+    commit(
+        &mut conn,
+        "r",
+        1,
+        &[allocation("api", "10.0.0.1", false), staged("t1")],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(text(&conn, "SELECT current_hash || ' ' || COALESCE(previous_hash, '-') || ' ' || current_version FROM deployments"), "t1 - 0.0.0");
+    commit(
+        &mut conn,
+        "r",
+        2,
+        &[Event::AllocationPromoted(AllocationPromoted {
+            alloc_id: "a".into(),
+            version: "1.0.0".into(),
+        })],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(text(&conn, "SELECT previous_hash || ' ' || current_version || ' ' || previous_files FROM deployments"), r#"t1 1.0.0 {"Makefile":"h"}"#);
+    commit(
+        &mut conn,
+        "r",
+        3,
+        &[
+            staged("t2"),
+            Event::AllocationStopped(AllocationStopped {
+                alloc_id: "a".into(),
+            }),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        text(
+            &conn,
+            "SELECT current_hash || ' ' || previous_hash || ' ' || stopped FROM deployments"
+        ),
+        "t2 t1 1"
+    );
+    commit(
+        &mut conn,
+        "r",
+        4,
+        &[Event::AllocationHashCleared(AllocationHashCleared {
+            alloc_id: "a".into(),
+        })],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM deployments"), 0);
+    let purged = Event::AllocationPurged(AllocationPurged {
+        alloc_id: "api@10.0.0.1".into(),
+        job: "api".into(),
+        worker_ip: "10.0.0.1".into(),
+    });
+    commit(&mut conn, "r", 5, &[purged], &[]).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM allocations"), 0);
+}

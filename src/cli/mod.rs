@@ -6,6 +6,7 @@
 mod build;
 mod cat;
 mod deploy;
+mod gc;
 mod info;
 mod init;
 mod job;
@@ -65,6 +66,10 @@ pub enum Command {
     /// step (copy, start/restart/reload, promote, stop, cleanup) is recorded before and after
     /// it runs, so a deploy that failed or was killed continues with `--resume`.
     Deploy(deploy::DeployArgs),
+    /// Delete what removed allocations left behind: their whole job trees on workers (data
+    /// and logs too), their catalog rows and KV, the KV of jobs that have no allocation left,
+    /// and the history of deleted KV keys. Never deletes journal events.
+    Gc(gc::GcArgs),
     /// Show the bucket id, update sequence, catalog counts and journal position.
     Info(info::InfoArgs),
     /// Print a catalog table (workers, jobs, allocations, deployments, job_commands,
@@ -136,6 +141,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Init => "init",
         Command::Build(_) => "build",
         Command::Deploy(_) => "deploy",
+        Command::Gc(_) => "gc",
         Command::Info(_) => "info",
         Command::Cat(_) => "cat",
         Command::Job(command) => command.name(),
@@ -190,6 +196,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Init => init::run(&cli.bucket()?, &argv),
         Command::Build(args) => build::run(&cli.bucket()?, args, &argv),
         Command::Deploy(args) => deploy::run(&cli.bucket()?, args, &argv),
+        Command::Gc(args) => gc::run(&cli.bucket()?, args, &argv),
         Command::Info(args) => info::run(&cli.bucket()?, args),
         Command::Cat(command) => cat::run(&cli.bucket()?, command),
         Command::Job(command) => job::run(&cli.bucket()?, command, &argv),

@@ -66,8 +66,7 @@ impl SshArgs {
     /// A fleet for the bucket's workers with at most `concurrency` of them worked on at once.
     pub(super) fn fleet(&self, bucket: &Bucket, concurrency: usize) -> anyhow::Result<Fleet> {
         let conf = bucket.conf()?;
-        let config =
-            job_control::remote_config(bucket, &conf, Duration::from_secs(self.connect_timeout))?;
+        let config = bucket.remote_config(&conf, Duration::from_secs(self.connect_timeout))?;
         Ok(Fleet::new(config, concurrency)?)
     }
 }

@@ -11,7 +11,7 @@ use crate::events::{
     DeployFlags, DeployPlanned, DeploySkipped, Event, PlannedStep, StepKind, UpdateSeqBumped,
 };
 use crate::kv::secret::SecretKey;
-use crate::remote::{self, stage_worker_files, Fleet, RemoteConfig, WorkerFiles, WorkerIdentity};
+use crate::remote::{self, stage_worker_files, Fleet, WorkerFiles, WorkerIdentity};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -58,18 +58,6 @@ pub enum DeployError {
     Resume(String),
     #[error("{0}")]
     Other(String),
-}
-
-fn remote_config(bucket: &Bucket) -> Result<RemoteConfig, DeployError> {
-    let conf = bucket.conf()?;
-    Ok(RemoteConfig {
-        user: conf.ssh_user.clone(),
-        port: conf.ssh_port,
-        key_path: bucket.secrets_dir().join(&conf.ssh_key),
-        known_hosts_path: bucket.known_hosts_path(),
-        use_sudo: conf.use_sudo,
-        connect_timeout: Duration::from_secs(10),
-    })
 }
 
 /// The unfinished deploy `--resume` continues: its id, steps and what already succeeded.
@@ -290,7 +278,10 @@ pub fn deploy(
 
     stage_to_disk(bucket, &prepared, &steps, &done, update_seq, run)?;
     remote::check_host_tools()?;
-    let fleet = Fleet::new(remote_config(bucket)?, 32)?;
+    let fleet = Fleet::new(
+        bucket.remote_config(&bucket.conf()?, Duration::from_secs(10))?,
+        32,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

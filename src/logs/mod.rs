@@ -212,6 +212,16 @@ pub fn record_of(meta: &EventMeta, event: &Event, maand: &str) -> LogRecord {
         }
         Event::AllocationStopped(e) => field("alloc_id", e.alloc_id.clone()),
         Event::AllocationHashCleared(e) => field("alloc_id", e.alloc_id.clone()),
+        Event::AllocationPurged(e) => {
+            field("alloc_id", e.alloc_id.clone());
+            record.job = Some(e.job.clone());
+            record.worker = Some(e.worker_ip.clone());
+            record.phase = Some("gc".into());
+        }
+        Event::KvPurged(e) => {
+            field("keys", e.keys.len().to_string());
+            record.phase = Some("gc".into());
+        }
         Event::CommandStarted(e) => {
             record.worker = Some(e.worker.clone());
             record.job = e.job.clone();

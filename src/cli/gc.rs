@@ -1,0 +1,187 @@
+//! `maand gc`: delete removed allocations' trees on workers, purge their rows, and trim KV.
+
+use crate::activity::SharedRun;
+use crate::bucket::Bucket;
+use crate::events::Event;
+use crate::gc::{self, KvKey, RemovedAllocation};
+use crate::remote::{bucket_dir_on_worker, shell_quote, Fleet, RemoteCommand, RemoteError};
+use crate::run::{now_ms, Run};
+use rusqlite::Connection;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// Keep deleted KV keys for this many days before dropping their history (default 0:
+    /// drop every deleted key's history now). Live keys always keep their last 7 versions.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retain_days: u32,
+}
+
+fn removed_allocations(conn: &Connection) -> rusqlite::Result<Vec<RemovedAllocation>> {
+    let mut stmt = conn.prepare(
+        "SELECT a.alloc_id, a.job, a.worker_ip, w.host IS NOT NULL FROM allocations a
+         LEFT JOIN workers w ON w.host = a.worker_ip WHERE a.removed = 1 ORDER BY a.job, a.worker_ip",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(RemovedAllocation {
+            alloc_id: r.get(0)?,
+            job: r.get(1)?,
+            worker: r.get(2)?,
+            worker_present: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn kv_keys(conn: &Connection) -> rusqlite::Result<Vec<KvKey>> {
+    let mut stmt = conn.prepare(
+        "SELECT namespace, key, deleted, time_ms FROM kv ORDER BY namespace, key, version",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut keys: Vec<KvKey> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let key = KvKey {
+            namespace: row.get(0)?,
+            key: row.get(1)?,
+            deleted: row.get(2)?,
+            time_ms: row.get(3)?,
+        };
+        match keys.last_mut() {
+            Some(last) if last.namespace == key.namespace && last.key == key.key => *last = key,
+            _ => keys.push(key),
+        }
+    }
+    Ok(keys)
+}
+
+fn jobs_with_allocations(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare("SELECT DISTINCT job FROM allocations WHERE removed = 0")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+pub fn run(bucket: &Bucket, args: &GcArgs, argv: &[String]) -> anyhow::Result<i32> {
+    let run = SharedRun::new(Run::begin(bucket, "gc", argv)?);
+    let result = collect(bucket, &run, args);
+    let run = run
+        .into_run()
+        .ok_or_else(|| anyhow::anyhow!("internal: the run is still shared"))?;
+    run.finish(&result)?;
+    let summary = result?;
+    println!(
+        "gc: removed {} allocation tree(s), deleted {} KV namespace(s), purged history of {} KV key(s)",
+        summary.allocations, summary.namespaces, summary.purged_keys
+    );
+    Ok(0)
+}
+
+struct Summary {
+    allocations: usize,
+    namespaces: usize,
+    purged_keys: usize,
+}
+
+fn collect(bucket: &Bucket, run: &SharedRun, args: &GcArgs) -> anyhow::Result<Summary> {
+    let (removed, bucket_id) = run.with(|r| -> anyhow::Result<_> {
+        let bucket_id = crate::catalog::read::bucket_id(r.conn())?.unwrap_or_default();
+        Ok((removed_allocations(r.conn())?, bucket_id))
+    })?;
+    let mut summary = Summary {
+        allocations: 0,
+        namespaces: 0,
+        purged_keys: 0,
+    };
+    let mut failures = Vec::new();
+    if !removed.is_empty() {
+        crate::remote::check_host_tools()?;
+        let fleet = Fleet::new(
+            bucket.remote_config(&bucket.conf()?, Duration::from_secs(10))?,
+            16,
+        )?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let outcomes = runtime.block_on(async {
+            let mut outcomes = Vec::new();
+            for allocation in &removed {
+                outcomes.push(remove_tree(&fleet, run, &bucket_id, allocation).await);
+            }
+            outcomes
+        });
+        for (allocation, outcome) in removed.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    let kv = run.with(|r| kv_keys(r.conn()))?;
+                    let events = gc::purge_allocation(allocation, &kv);
+                    summary.namespaces += events.len() - 1;
+                    run.record(&events)?;
+                    summary.allocations += 1;
+                }
+                Err(error) => {
+                    failures.push(format!("{}@{}: {error}", allocation.job, allocation.worker))
+                }
+            }
+        }
+    }
+    let kv = run.with(|r| kv_keys(r.conn()))?;
+    let jobs = run.with(|r| jobs_with_allocations(r.conn()))?;
+    let job_events = gc::purge_jobs_without_allocations(&kv, &jobs);
+    summary.namespaces += job_events.len();
+    run.record(&job_events)?;
+    let kv = run.with(|r| kv_keys(r.conn()))?;
+    if let Some(event) = gc::purge_kv_history(&kv, now_ms(), args.retain_days) {
+        if let Event::KvPurged(purged) = &event {
+            summary.purged_keys = purged.keys.len();
+        }
+        run.record(&[event])?;
+    }
+    if failures.is_empty() {
+        Ok(summary)
+    } else {
+        Err(anyhow::anyhow!(
+            "gc could not clean {} allocation(s); they stay marked removed, run `maand gc` again once the workers answer:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        ))
+    }
+}
+
+/// Deletes the allocation's whole job tree (data and logs included). A worker that left the
+/// catalog and does not answer is assumed gone.
+async fn remove_tree(
+    fleet: &Fleet,
+    run: &SharedRun,
+    bucket_id: &str,
+    allocation: &RemovedAllocation,
+) -> Result<(), String> {
+    let dir = format!(
+        "{}/jobs/{}",
+        bucket_dir_on_worker(bucket_id),
+        allocation.job
+    );
+    let command = RemoteCommand::bash(
+        &format!("rm -rf -- {}", shell_quote(&dir)),
+        Duration::from_secs(300),
+    )
+    .map_err(|e| e.to_string())?
+    .privileged();
+    let session = match fleet.session(&allocation.worker).await {
+        Ok(session) => session,
+        Err(
+            RemoteError::Refused { .. }
+            | RemoteError::ConnectTimeout { .. }
+            | RemoteError::ConnectFailed { .. },
+        ) if !allocation.worker_present => {
+            return Ok(());
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let observer = run.observer(Some(&allocation.job), "gc", "remove_job_tree", false);
+    match session.run(&command, &observer).await {
+        Ok(outcome) if outcome.success() => Ok(()),
+        Ok(outcome) => Err(format!("rm exited with code {}", outcome.exit_code)),
+        Err(error) => Err(error.to_string()),
+    }
+}
