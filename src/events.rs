@@ -455,6 +455,19 @@ pub struct KvPurged {
     pub keys: Vec<(String, String)>,
 }
 
+/// One health check of an allocation: its probes (and `health_check` commands) on one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthChecked {
+    pub alloc_id: String,
+    pub job: String,
+    pub worker_ip: String,
+    pub healthy: bool,
+    /// What passed, or what failed and why (never secrets).
+    pub detail: String,
+    /// 1 for the first attempt of a check; higher while waiting for health.
+    pub attempt: u32,
+}
+
 /// One fact recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -487,6 +500,7 @@ pub enum Event {
     AllocationHashCleared(AllocationHashCleared),
     AllocationPurged(AllocationPurged),
     KvPurged(KvPurged),
+    HealthChecked(HealthChecked),
 }
 
 /// A payload could not be encoded or decoded.
@@ -585,6 +599,7 @@ event_kinds! {
     AllocationHashCleared => "allocation_hash_cleared" v 1,
     AllocationPurged => "allocation_purged" v 1,
     KvPurged => "kv_purged" v 1,
+    HealthChecked => "health_checked" v 1,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_foundation.sql"),
     include_str!("../../migrations/0002_catalog.sql"),
     include_str!("../../migrations/0003_deploy.sql"),
+    include_str!("../../migrations/0004_health.sql"),
 ];
 
 /// The schema version this binary reads and writes.

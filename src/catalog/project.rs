@@ -7,6 +7,7 @@ use rusqlite::{params, Transaction};
 
 /// Every projection table, in an order safe for deleting rows (children first).
 pub const PROJECTION_TABLES: &[&str] = &[
+    "health",
     "deploy_steps",
     "deploys",
     "deployments",
@@ -188,6 +189,8 @@ pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result
                 .execute([&e.alloc_id])?;
         }
         Event::AllocationPurged(e) => {
+            tx.prepare_cached("DELETE FROM health WHERE alloc_id = ?1")?
+                .execute([&e.alloc_id])?;
             tx.prepare_cached("DELETE FROM deployments WHERE alloc_id = ?1")?
                 .execute([&e.alloc_id])?;
             tx.prepare_cached("DELETE FROM allocations WHERE alloc_id = ?1")?
@@ -203,6 +206,25 @@ pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result
         Event::AllocationHashCleared(e) => {
             tx.prepare_cached("DELETE FROM deployments WHERE alloc_id = ?1")?
                 .execute([&e.alloc_id])?;
+        }
+        Event::HealthChecked(e) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO health (alloc_id, job, worker_ip, healthy, detail, attempt, run_id, checked_seq, checked_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                e.alloc_id,
+                e.job,
+                e.worker_ip,
+                e.healthy,
+                e.detail,
+                e.attempt,
+                meta.run_id,
+                meta.seq as i64,
+                meta.time_ms
+            ])?;
+            tx.prepare_cached("UPDATE deployments SET health_failed = ?2 WHERE alloc_id = ?1")?
+                .execute(params![e.alloc_id, !e.healthy])?;
         }
     }
     Ok(())

@@ -620,3 +620,83 @@ fn an_allocation_is_staged_promoted_stopped_cleared_and_purged() {
     commit(&mut conn, "r", 5, &[purged], &[]).unwrap();
     assert_eq!(count(&conn, "SELECT count(*) FROM allocations"), 0);
 }
+
+#[test]
+fn health_checked_keeps_the_latest_result_and_marks_the_hash_row() {
+    let (_dir, mut conn) = catalog();
+    let alloc_id = "api@10.0.0.1";
+    let staged = Event::AllocationStaged(AllocationStaged {
+        alloc_id: alloc_id.into(),
+        job: "api".into(),
+        worker_ip: "10.0.0.1".into(),
+        tree_hash: "t1".into(),
+        files: vec![],
+    });
+    let checked = |healthy: bool, attempt: u32| {
+        Event::HealthChecked(HealthChecked {
+            alloc_id: alloc_id.into(),
+            job: "api".into(),
+            worker_ip: "10.0.0.1".into(),
+            healthy,
+            detail: format!("attempt {attempt}"),
+            attempt,
+        })
+    };
+    let latest = |conn: &Connection| {
+        text(
+            conn,
+            "SELECT h.healthy || ' ' || h.attempt || ' ' || h.detail || ' ' || h.run_id || ' ' || d.health_failed
+             FROM health h JOIN deployments d USING (alloc_id)",
+        )
+    };
+    commit(
+        &mut conn,
+        "r1",
+        1,
+        &[allocation("api", "10.0.0.1", false), staged],
+        &[],
+    )
+    .unwrap();
+    commit(&mut conn, "r1", 2, &[checked(false, 1)], &[]).unwrap();
+    assert_eq!(latest(&conn), "0 1 attempt 1 r1 1");
+    commit(&mut conn, "r2", 3, &[checked(true, 2)], &[]).unwrap();
+    assert_eq!(latest(&conn), "1 2 attempt 2 r2 0");
+    assert_eq!(count(&conn, "SELECT count(*) FROM health"), 1);
+    commit(&mut conn, "r3", 4, &[checked(false, 1)], &[]).unwrap();
+    // A promote clears the mark (new content deserves a new check); the health row stays.
+    commit(
+        &mut conn,
+        "r3",
+        5,
+        &[Event::AllocationPromoted(AllocationPromoted {
+            alloc_id: alloc_id.into(),
+            version: "1.0.0".into(),
+        })],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(latest(&conn), "0 1 attempt 1 r3 0");
+    let purged = Event::AllocationPurged(AllocationPurged {
+        alloc_id: alloc_id.into(),
+        job: "api".into(),
+        worker_ip: "10.0.0.1".into(),
+    });
+    commit(&mut conn, "r3", 6, &[purged], &[]).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM health"), 0);
+}
+
+#[test]
+fn health_checked_without_a_hash_row_records_only_the_result() {
+    let (_dir, mut conn) = catalog();
+    let checked = Event::HealthChecked(HealthChecked {
+        alloc_id: "a".into(),
+        job: "api".into(),
+        worker_ip: "10.0.0.1".into(),
+        healthy: false,
+        detail: "tcp http_port (8080): connection refused".into(),
+        attempt: 3,
+    });
+    commit(&mut conn, "r", 1, &[checked], &[]).unwrap();
+    assert_eq!(count(&conn, "SELECT count(*) FROM deployments"), 0);
+    assert_eq!(count(&conn, "SELECT attempt FROM health"), 3);
+}

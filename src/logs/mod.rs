@@ -222,6 +222,18 @@ pub fn record_of(meta: &EventMeta, event: &Event, maand: &str) -> LogRecord {
             field("keys", e.keys.len().to_string());
             record.phase = Some("gc".into());
         }
+        Event::HealthChecked(e) => {
+            field("alloc_id", e.alloc_id.clone());
+            field("healthy", e.healthy.to_string());
+            field("attempt", e.attempt.to_string());
+            field("detail", e.detail.clone());
+            record.job = Some(e.job.clone());
+            record.worker = Some(e.worker_ip.clone());
+            record.phase = Some("health_check".into());
+            if !e.healthy {
+                record.level = "ERROR";
+            }
+        }
         Event::CommandStarted(e) => {
             record.worker = Some(e.worker.clone());
             record.job = e.job.clone();
