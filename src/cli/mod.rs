@@ -10,6 +10,7 @@ mod gc;
 mod info;
 mod init;
 mod job;
+mod jobcommand;
 mod journal_cmd;
 mod logs_cmd;
 mod run_command;
@@ -99,6 +100,20 @@ pub enum Command {
     ///   maand run_command hostname -l web -c 4
     #[command(name = "run_command", alias = "run-command", verbatim_doc_comment)]
     RunCommand(run_command::RunCommandArgs),
+    /// Run a job command (a script under the job's _modules/) for the `cli` event, on this
+    /// host, once per active allocation of the job (of every job registering it when JOB is
+    /// omitted).
+    ///
+    /// The command must list `cli` in its executed_on. Scripts reach maand through the
+    /// runtime API (KV, demands, semaphores); what they write to KV is recorded only when
+    /// every allocation succeeded. --verbose echoes their output as `job@worker | line`;
+    /// it is journaled either way. See docs/hooks.md.
+    ///
+    /// Examples:
+    ///   maand jobcommand command_migrate api --verbose
+    ///   maand jobcommand command_cluster_status -c 4
+    #[command(name = "jobcommand", alias = "job_command", verbatim_doc_comment)]
+    JobCommand(jobcommand::JobCommandArgs),
     /// Probe workers for memory (MB) and CPU (MHz) and write the figures into workers.json.
     ///
     /// Workers come from workspace/workers.json, so this works before the first build. Only
@@ -149,6 +164,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Journal(journal_cmd::JournalCommand::Rebuild) => "journal rebuild",
         Command::Logs(_) => "logs show",
         Command::RunCommand(_) => "run_command",
+        Command::JobCommand(_) => "jobcommand",
         Command::WorkerFacts(_) => "worker_facts",
         Command::Completions { .. } => "completions",
         Command::Man { .. } => "man",
@@ -203,6 +219,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Journal(command) => journal_cmd::run(&cli.bucket()?, command, name, &argv),
         Command::Logs(command) => logs_cmd::run(&cli.bucket()?, command),
         Command::RunCommand(args) => run_command::run(&cli.bucket()?, args, &argv),
+        Command::JobCommand(args) => jobcommand::run(&cli.bucket()?, args, cli.verbose > 0, &argv),
         Command::WorkerFacts(args) => worker_facts::run(&cli.bucket()?, args, &argv),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "maand", &mut std::io::stdout());
