@@ -47,7 +47,7 @@ fn main() {
     let list: Vec<serde_json::Value> = (0..workers)
         .map(|i| {
             serde_json::json!({
-                "host": format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256 + 1),
+                "host": format!("10.{}.{}.{}", i / 62500, (i / 250) % 250, i % 250 + 1),
                 "labels": [format!("g{}", i % groups)],
                 "memory": "16 gb", "cpu": "8 ghz", "tags": {"zone": format!("z{}", i % 3)},
             })
