@@ -408,16 +408,50 @@ fn reservations_beyond_worker_capacity_are_rejected() {
 }
 
 #[test]
-fn post_build_hooks_fail_clearly_until_supported() {
-    expect_build_error(
-        &[(
-            "workspace/jobs/db/manifest.json",
-            r#"{"version": "2.1", "selectors": ["db"], "commands": {"command_schema": {"executed_on": ["post_build"]}}}"#,
-        )],
-        &[
-            "post_build hooks are not supported",
-            "workspace/jobs/db/manifest.json",
-        ],
+fn post_build_hooks_run_after_the_catalog_commit_and_fail_the_build_when_they_fail() {
+    let dir = good_bucket();
+    write(
+        dir.path(),
+        "workspace/jobs/db/manifest.json",
+        r#"{"version": "2.1", "selectors": ["db"], "resources": {"memory": {"min": "256 mb", "max": "1 gb"}, "ports": {"db_port": {}}},
+            "commands": {"command_schema": {"executed_on": ["cli", "post_build"]}}}"#,
+    );
+    write(
+        dir.path(),
+        "workspace/jobs/db/_modules/command_schema.py",
+        "import maand\nmaand.put_job_variable('built_on_' + maand.allocation_ip(), 'yes').raise_for_status()\n",
+    );
+    maand(dir.path())
+        .arg("build")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "post_build: command_schema of job db ran on 2 allocation(s)",
+        ));
+    let db = dir.path().join("data/maand.db");
+    assert_eq!(
+        sqlite(
+            &db,
+            "SELECT group_concat(key) FROM (SELECT key FROM kv WHERE namespace = 'vars/job/db' AND key LIKE 'built_on_%' ORDER BY key)"
+        ),
+        "built_on_10.0.0.2,built_on_10.0.0.3"
+    );
+
+    write(
+        dir.path(),
+        "workspace/jobs/db/_modules/command_schema.py",
+        "import sys\nsys.exit(2)\n",
+    );
+    maand(dir.path()).arg("build").assert().failure().stderr(
+        predicate::str::contains("post_build failed").and(predicate::str::contains("exit code 2")),
+    );
+    // The catalog commit of the failed build stays: the new script is the catalog's.
+    assert_eq!(
+        sqlite(
+            &db,
+            "SELECT count(*) FROM job_files f JOIN blobs b ON b.hash = f.hash WHERE f.job = 'db' AND f.path = '_modules/command_schema.py' AND CAST(b.content AS TEXT) LIKE '%exit(2)%'"
+        ),
+        "1"
     );
 }
 

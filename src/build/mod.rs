@@ -19,7 +19,7 @@ use crate::events::{
     WorkerRecord, WorkerRemoved,
 };
 use crate::kv::secret::SecretKey;
-use crate::workspace::{CommandEvent, Workspace};
+use crate::workspace::Workspace;
 use std::collections::BTreeMap;
 
 /// One problem that stops a build. `file` is relative to the bucket.
@@ -81,8 +81,6 @@ pub fn decide_build<R: rand::CryptoRng + ?Sized>(
     ctx: &mut BuildContext<'_, R>,
 ) -> Result<BuildDecision, Vec<BuildError>> {
     let mut errors = Vec::new();
-    reject_unsupported_hooks(ws, &mut errors);
-
     let placement = placement::place(ws, current);
     placement::check(ws, &placement, &mut errors);
     let port_plan = ports::assign(ws, current, &mut errors);
@@ -99,23 +97,6 @@ pub fn decide_build<R: rand::CryptoRng + ?Sized>(
         kv::decide(ws, current, &placement, &port_plan.assigned, ctx).map_err(|e| vec![e])?;
     decision.events.extend(kv_events);
     Ok(decision)
-}
-
-fn reject_unsupported_hooks(ws: &Workspace, errors: &mut Vec<BuildError>) {
-    for job in ws.jobs.values() {
-        for command in job.manifest.commands.values() {
-            if command.executed_on.contains(&CommandEvent::PostBuild) {
-                errors.push(BuildError {
-                    file: format!("workspace/jobs/{}/manifest.json", job.name),
-                    kind: "",
-                    message: format!(
-                        "commands.{}.executed_on: post_build hooks are not supported by this maand yet; remove \"post_build\" from executed_on (the hook would otherwise be skipped silently)",
-                        command.name
-                    ),
-                });
-            }
-        }
-    }
 }
 
 fn worker_record(worker: &crate::workspace::Worker) -> WorkerRecord {

@@ -1,10 +1,14 @@
-//! `maand build`: reconcile the workspace into the catalog.
+//! `maand build`: reconcile the workspace into the catalog, then run the `post_build` job
+//! commands.
 
 use crate::bucket::Bucket;
 use crate::build::{self, BuildContext, CatalogSnapshot};
+use crate::events::Event;
+use crate::hooks::{self, HookCatalog, HookHost, RunJournal};
 use crate::kv::secret::SecretKey;
 use crate::run::Run;
-use crate::workspace;
+use crate::workspace::{self, CommandEvent};
+use std::io::IsTerminal;
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
@@ -19,6 +23,8 @@ pub(crate) struct Summary {
     events: usize,
     workers: usize,
     jobs: usize,
+    /// `(job, command, allocations)` of every post_build hook that ran.
+    hooks: Vec<(String, String, usize)>,
 }
 
 pub fn run(bucket: &Bucket, args: &BuildArgs, argv: &[String]) -> anyhow::Result<i32> {
@@ -43,6 +49,9 @@ impl Summary {
                 "build: recorded {} catalog events ({} workers, {} jobs)",
                 summary.events, summary.workers, summary.jobs
             );
+        }
+        for (job, command, allocations) in &summary.hooks {
+            println!("post_build: {command} of job {job} ran on {allocations} allocation(s)");
         }
     }
 }
@@ -82,9 +91,51 @@ pub(crate) fn build(bucket: &Bucket, args: &BuildArgs, run: &mut Run) -> anyhow:
         )
     })?;
     run.record(&decision.events, &decision.blobs)?;
+    let hooks = post_build(bucket, run)?;
     Ok(Summary {
         events: decision.events.len(),
         workers: ws.workers.len(),
         jobs: ws.jobs.len(),
+        hooks,
     })
+}
+
+/// Runs every `post_build` command (deployment_seq order, active allocations, one at a time)
+/// once the catalog changes are committed. A failure fails the build but keeps that commit;
+/// the hooks' KV writes are recorded only when every hook succeeded.
+fn post_build(bucket: &Bucket, run: &mut Run) -> anyhow::Result<Vec<(String, String, usize)>> {
+    let mut catalog = HookCatalog::load(run.conn())?;
+    if catalog.hooks(CommandEvent::PostBuild).is_empty() {
+        return Ok(Vec::new());
+    }
+    let host = HookHost::new(bucket)?;
+    let echo = std::io::stderr().is_terminal() || std::env::var_os("MAAND_ECHO").is_some();
+    let pass = hooks::run_pass_blocking(
+        &host,
+        &mut catalog,
+        &RunJournal::new(run),
+        CommandEvent::PostBuild,
+        1,
+        echo,
+    )?;
+    let failures = pass.failures();
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "post_build failed; the catalog changes of this build are recorded, what the hooks wrote to KV is not (`maand logs show --format human` has every line):\n{}",
+            failures.join("\n")
+        );
+    }
+    let events: Vec<Event> = pass
+        .kv_changes()
+        .into_iter()
+        .map(Event::KvChanged)
+        .collect();
+    if !events.is_empty() {
+        run.record(&events, &[])?;
+    }
+    Ok(pass
+        .hooks
+        .into_iter()
+        .map(|h| (h.job, h.command, h.outcome.runs.len()))
+        .collect())
 }

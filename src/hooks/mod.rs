@@ -17,11 +17,13 @@
 mod api;
 mod catalog;
 mod clients;
+mod pass;
 mod runner;
 mod session;
 
 pub use catalog::HookCatalog;
 pub use clients::{PYTHON_CLIENT, TYPESCRIPT_CLIENT};
+pub use pass::{run_pass, run_pass_blocking, PassHook, PassOutcome};
 
 use crate::activity::SharedRun;
 use crate::bucket::{Bucket, BucketError};
