@@ -21,7 +21,8 @@ use crate::job_control;
 use crate::run::Run;
 use crate::workspace;
 
-use super::run_command::{finish, runtime, SshArgs, NO_HEALTH_CHECKS};
+use super::health_check::{self, Scope};
+use super::run_command::{finish, runtime, Acted, SshArgs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
@@ -67,7 +68,8 @@ pub struct TargetArgs {
     /// Stop the target on a worker after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
-    /// Run the job's health checks afterwards (not available yet: fails).
+    /// Afterwards, check the job's health on the allocations the target ran on, waiting like
+    /// `maand health_check --wait`; fails when any stays unhealthy. See docs/health.md.
     #[arg(long = "health_check")]
     pub health_check: bool,
     #[command(flatten)]
@@ -133,18 +135,17 @@ pub fn run(bucket: &Bucket, command: &JobCommand, argv: &[String]) -> anyhow::Re
                 job: &args.job,
                 allocations: &args.allocations,
                 timeout: args.timeout,
+                health_check: false,
                 ssh: &args.ssh,
             };
             return run_target(bucket, command.name(), "status", &target, argv);
         }
     };
-    if args.health_check {
-        bail!(NO_HEALTH_CHECKS);
-    }
     let common = Target {
         job: &args.job,
         allocations: &args.allocations,
         timeout: args.timeout,
+        health_check: args.health_check,
         ssh: &args.ssh,
     };
     run_target(bucket, command.name(), target, &common, argv)
@@ -155,6 +156,8 @@ struct Target<'a> {
     job: &'a str,
     allocations: &'a [String],
     timeout: u64,
+    /// Check the job's health after the target.
+    health_check: bool,
     ssh: &'a SshArgs,
 }
 
@@ -195,7 +198,15 @@ fn run_target(
             "job_control",
             target,
         ))?;
-        Ok(outcomes)
+        let targeted: Vec<String> = plan.workers.iter().map(|w| w.host.clone()).collect();
+        let health = args.health_check.then(|| {
+            let scope = Scope::Job {
+                job: args.job,
+                workers: &targeted,
+            };
+            health_check::after_action(bucket, &shared, &fleet, scope)
+        });
+        Ok(Acted { outcomes, health })
     })();
     finish(shared, result)
 }

@@ -7,6 +7,7 @@ mod build;
 mod cat;
 mod deploy;
 mod gc;
+mod health_check;
 mod info;
 mod init;
 mod job;
@@ -71,6 +72,26 @@ pub enum Command {
     /// and logs too), their catalog rows and KV, the KV of jobs that have no allocation left,
     /// and the history of deleted KV keys. Never deletes journal events.
     Gc(gc::GcArgs),
+    /// Check that workers answer over SSH and that jobs are healthy on their active
+    /// allocations, and print a table of every check.
+    ///
+    /// First every worker (only those of the selected jobs with --jobs) must answer on
+    /// ssh_port with an SSH identification line. Then each job's manifest probes run from
+    /// this host against each active allocation (tcp: connect to worker:port; http/https:
+    /// GET, expecting the status; ssh: the command on the worker, exit 0), then its
+    /// health_check commands on the allocations whose probes passed. Jobs without either are
+    /// listed as having no health check; they do not fail the command. Every attempt on
+    /// every allocation is recorded (`maand logs show --event health_checked`), and the
+    /// latest result marks `maand cat deployments` (health_failed). Fails when a worker did
+    /// not answer or an allocation is unhealthy. --verbose echoes ssh probe and command
+    /// output. See docs/health.md.
+    ///
+    /// Examples:
+    ///   maand health_check
+    ///   maand health_check --jobs api,worker
+    ///   maand health_check --jobs api --wait --verbose
+    #[command(name = "health_check", alias = "health-check", verbatim_doc_comment)]
+    HealthCheck(health_check::HealthCheckArgs),
     /// Show the bucket id, update sequence, catalog counts and journal position.
     Info(info::InfoArgs),
     /// Print a catalog table (workers, jobs, allocations, deployments, job_commands,
@@ -157,6 +178,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Build(_) => "build",
         Command::Deploy(_) => "deploy",
         Command::Gc(_) => "gc",
+        Command::HealthCheck(_) => "health_check",
         Command::Info(_) => "info",
         Command::Cat(_) => "cat",
         Command::Job(command) => command.name(),
@@ -213,6 +235,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Build(args) => build::run(&cli.bucket()?, args, &argv),
         Command::Deploy(args) => deploy::run(&cli.bucket()?, args, &argv),
         Command::Gc(args) => gc::run(&cli.bucket()?, args, &argv),
+        Command::HealthCheck(args) => {
+            health_check::run(&cli.bucket()?, args, cli.verbose > 0, &argv)
+        }
         Command::Info(args) => info::run(&cli.bucket()?, args),
         Command::Cat(command) => cat::run(&cli.bucket()?, command),
         Command::Job(command) => job::run(&cli.bucket()?, command, &argv),

@@ -17,9 +17,7 @@ use crate::job_control::{self, WorkerFilter, WorkerOutcome, CATALOG};
 use crate::remote::{self, Fleet};
 use crate::run::Run;
 
-/// The message every `--health_check` flag gives until health checks exist.
-pub(super) const NO_HEALTH_CHECKS: &str =
-    "health checks are not available in this maand yet; run the command without --health_check";
+use super::health_check::{self, Report, Scope};
 
 #[derive(Debug, clap::Args)]
 pub struct RunCommandArgs {
@@ -46,7 +44,9 @@ pub struct RunCommandArgs {
     /// Stop the command on a worker after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
-    /// Run the health checks of every job after the command (not available yet: fails).
+    /// After the command, check the targeted workers answer over SSH and every job is
+    /// healthy on its active allocations there, waiting like `maand health_check --wait`;
+    /// fails when anything stays unhealthy. See docs/health.md.
     #[arg(long = "health_check")]
     pub health_check: bool,
     #[command(flatten)]
@@ -80,9 +80,6 @@ pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn run(bucket: &Bucket, args: &RunCommandArgs, argv: &[String]) -> anyhow::Result<i32> {
-    if args.health_check {
-        bail!(NO_HEALTH_CHECKS);
-    }
     let run = Run::begin(bucket, "run_command", argv)?;
     let shared = SharedRun::new(run);
     let result = run_command(bucket, args, &shared);
@@ -93,7 +90,7 @@ fn run_command(
     bucket: &Bucket,
     args: &RunCommandArgs,
     shared: &SharedRun,
-) -> anyhow::Result<Vec<WorkerOutcome>> {
+) -> anyhow::Result<Acted> {
     remote::check_host_tools()?;
     let (candidates, bucket_id) = shared.with(|run| -> anyhow::Result<_> {
         Ok((
@@ -127,29 +124,50 @@ fn run_command(
         "run_command",
         "exec",
     ))?;
-    Ok(outcomes)
+    let health = args
+        .health_check
+        .then(|| health_check::after_action(bucket, shared, &fleet, Scope::Workers(&workers)));
+    Ok(Acted { outcomes, health })
 }
 
-/// Prints the summary, records the run's end, and turns failed workers into the command's
-/// error. Shared by every command whose result is a list of worker outcomes.
-pub(super) fn finish(
-    shared: SharedRun,
-    result: anyhow::Result<Vec<WorkerOutcome>>,
-) -> anyhow::Result<i32> {
-    let result = result.and_then(|outcomes| {
+/// What a hand-run action did on each worker, and what `--health_check` found afterwards.
+pub(super) struct Acted {
+    pub outcomes: Vec<WorkerOutcome>,
+    /// `None` without `--health_check`.
+    pub health: Option<anyhow::Result<Report>>,
+}
+
+/// Prints the summary (and the health table), records the run's end, and turns failed
+/// workers and failed health checks into the command's error. Shared by every command whose
+/// result is a list of worker outcomes.
+pub(super) fn finish(shared: SharedRun, result: anyhow::Result<Acted>) -> anyhow::Result<i32> {
+    let result = result.and_then(|Acted { outcomes, health }| {
         println!("{}", summary_table(&outcomes));
         let failed: Vec<&str> = outcomes
             .iter()
             .filter(|o| !o.outcome.succeeded())
             .map(|o| o.worker.as_str())
             .collect();
+        let mut problems = Vec::new();
         if !failed.is_empty() {
-            bail!(
+            problems.push(format!(
                 "failed on {} of {} workers: {} (the summary says why; `maand logs show --format human` has every line)",
                 failed.len(),
                 outcomes.len(),
                 failed.join(", ")
-            );
+            ));
+        }
+        let health = health.map(|report| {
+            report.and_then(|report| {
+                println!("{}", report.render());
+                report.verdict()
+            })
+        });
+        if let Some(Err(error)) = health {
+            problems.push(format!("{error:#}"));
+        }
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
         }
         Ok(outcomes.len())
     });

@@ -125,6 +125,11 @@ impl HealthCatalog {
     pub fn job(&self, job: &str) -> Option<&JobHealth> {
         self.jobs.get(job)
     }
+
+    /// Every job of the catalog, by name.
+    pub fn job_names(&self) -> impl Iterator<Item = &str> {
+        self.jobs.keys().map(String::as_str)
+    }
 }
 
 /// Active allocations (neither disabled nor removed) of the selected jobs on the selected
