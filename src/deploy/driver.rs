@@ -276,7 +276,6 @@ pub fn deploy(
         }
     };
 
-    stage_to_disk(bucket, &prepared, &steps, &done, update_seq, run)?;
     remote::check_host_tools()?;
     let fleet = Fleet::new(
         bucket.remote_config(&bucket.conf()?, Duration::from_secs(10))?,
@@ -287,21 +286,41 @@ pub fn deploy(
         .enable_all()
         .build()
         .map_err(|e| DeployError::Other(e.to_string()))?;
+    let ops = std::sync::Arc::new(FleetOps::new(
+        fleet,
+        run.clone(),
+        prepared.bucket_id.clone(),
+        bucket.tmp_dir().join("workers"),
+        request.echo,
+    ));
+    // Connecting is the slowest part of a deploy: start every worker's master and tool check
+    // now, and write the staged trees while the handshakes run.
+    let to_ship: BTreeSet<String> = steps
+        .iter()
+        .filter(|s| {
+            !done.contains(&s.index)
+                && matches!(
+                    s.kind,
+                    StepKind::Sync { transfer: true, .. } | StepKind::Lifecycle { .. }
+                )
+        })
+        .filter_map(|s| s.worker.clone())
+        .collect();
+    for worker in to_ship {
+        let ops = ops.clone();
+        // Each worker's first step awaits the same connection; a failed warm-up is reported
+        // there.
+        runtime.spawn(async move { ops.warm_up(&worker).await });
+    }
+    stage_to_disk(bucket, &prepared, &steps, &done, update_seq, run)?;
     let report = runtime.block_on(async {
-        let ops = FleetOps::new(
-            fleet.clone(),
-            run.clone(),
-            prepared.bucket_id.clone(),
-            bucket.tmp_dir().join("workers"),
-            request.echo,
-        );
         let execution = Execution {
             deploy_id: deploy_id.clone(),
             steps,
             done,
             facts: &prepared.facts,
         };
-        execute(&ops, run, &execution)
+        execute(ops.as_ref(), run, &execution)
             .await
             .map_err(DeployError::Other)
     })?;

@@ -94,6 +94,11 @@ impl FleetOps {
         .clone()
     }
 
+    /// Opens the worker's master and checks its tools ahead of its first step.
+    pub async fn warm_up(&self, worker: &str) {
+        let _ = self.ready(worker).await;
+    }
+
     async fn run_command(
         &self,
         worker: &str,
