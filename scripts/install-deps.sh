@@ -15,6 +15,19 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Job commands written in TypeScript or JavaScript run with Bun on the operator host; the npm
+# package `bun` ships the binary, so npm is all it takes.
+if ! command -v bun >/dev/null 2>&1; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "installing: nodejs npm (to install bun)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  echo "installing: bun (npm install -g bun)"
+  npm install -g bun >/dev/null
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"

@@ -275,6 +275,22 @@ impl HookCatalog {
             .collect()
     }
 
+    /// A view holding only KV values and commands, for unit tests of the session.
+    #[cfg(test)]
+    pub(crate) fn with_kv(
+        kv: BTreeMap<(String, String), KvValue>,
+        commands: Vec<CommandEntry>,
+    ) -> HookCatalog {
+        HookCatalog {
+            bucket_id: "bucket".into(),
+            kv,
+            commands,
+            jobs: BTreeMap::new(),
+            allocations: Vec::new(),
+            files: BTreeMap::new(),
+        }
+    }
+
     fn plain(&self, namespace: &str, key: &str) -> Option<String> {
         match self.kv.get(&(namespace.to_string(), key.to_string())) {
             Some(KvValue::Plain(value)) => Some(value.clone()),

@@ -20,6 +20,8 @@ mod clients;
 mod pass;
 mod runner;
 mod session;
+#[cfg(test)]
+mod tests;
 
 pub use catalog::HookCatalog;
 pub use clients::{PYTHON_CLIENT, TYPESCRIPT_CLIENT};
