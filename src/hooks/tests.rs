@@ -255,7 +255,7 @@ fn a_full_semaphore_times_out_and_a_dismissed_holder_frees_its_slot() {
         session.dismiss(&first.alloc_id);
         assert_eq!(waiter.await.unwrap(), Ok(()));
         let status = session.status("m").unwrap();
-        assert_eq!(status.holders, [second.alloc_id.clone()]);
+        assert_eq!(status.holders, std::slice::from_ref(&second.alloc_id));
         assert_eq!((status.waiting, status.available), (0, 0));
 
         assert!(matches!(
