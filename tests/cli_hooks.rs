@@ -1,9 +1,10 @@
 //! Job commands end to end with real python3 and bun: `maand jobcommand`, `post_build` in
 //! `maand build`, and the runtime API (KV read/write matrix, secrets, demands, semaphores,
-//! tokens). No worker is contacted: job commands run on the operator host.
+//! tokens). Job commands run on the operator host, so only the SSH helper test starts a worker.
 
 #[path = "support/hook_bucket.rs"]
 mod hook_bucket;
+mod support;
 
 use hook_bucket::HookBucket;
 use maand::activity::SharedRun;
@@ -954,5 +955,66 @@ writeFileSync(`out/bun-${ip}.json`, JSON.stringify({ own, secret, acquired, forb
     assert_eq!(
         bucket.sql("SELECT value FROM kv WHERE namespace = 'vars/job/bunjob' AND key = 'js'"),
         "bunjob"
+    );
+}
+
+#[test]
+fn python_ssh_helpers_reach_the_allocations_worker_with_the_bucket_settings() {
+    let cluster = support::cluster::Cluster::start(1);
+    let bucket = support::bucket::TestBucket::new(&cluster, &[&["remote"]]);
+    bucket.write(
+        "workspace/jobs/remote/manifest.json",
+        r#"{"version": "1.2.0", "selectors": ["remote"], "commands": {"command_remote": {"executed_on": ["cli"]}}}"#,
+    );
+    bucket.write(
+        "workspace/jobs/remote/Makefile",
+        "start:\n\t@true\nstatus:\n\t@echo status-of-$(NEW_VERSION)\n",
+    );
+    bucket.write(
+        "workspace/jobs/remote/_modules/command_remote.py",
+        r#"
+import json, os, maand
+shell = maand.run_ssh(maand.allocation_ip(), "echo remote-$(id -un)", capture_output=True)
+argv = maand.run_ssh(maand.allocation_ip(), ["echo", "a b"], capture_output=True)
+make = maand.run_make_target("status", capture_output=True)
+runner = maand.run_runner_target("status", capture_output=True)
+failed = maand.run_ssh(maand.allocation_ip(), "exit 7", check=False)
+os.makedirs("out", exist_ok=True)
+with open("out/ssh.json", "w") as handle:
+    json.dump({"shell": shell.stdout, "argv": argv.stdout, "make": make.stdout,
+               "runner": runner.stdout, "failed": failed.returncode, "ssh": list(maand.load_ssh())}, handle)
+"#,
+    );
+    bucket.maand_ok(&["deploy", "--build"]);
+    bucket.maand_ok(&["jobcommand", "command_remote", "remote"]);
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(bucket.path().join("out/ssh.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        record["shell"],
+        format!("remote-{}\n", cluster.user()).as_str()
+    );
+    assert_eq!(record["argv"], "a b\n");
+    assert!(
+        record["make"].as_str().unwrap().contains("status-of-1.2.0"),
+        "{record}"
+    );
+    assert!(
+        record["runner"]
+            .as_str()
+            .unwrap()
+            .contains("status-of-1.2.0"),
+        "{record}"
+    );
+    assert_eq!(record["failed"], 7);
+    assert_eq!(record["ssh"][0], cluster.user());
+    assert_eq!(
+        record["ssh"][1],
+        bucket
+            .path()
+            .join("secrets/worker.key")
+            .display()
+            .to_string()
+            .as_str()
     );
 }
