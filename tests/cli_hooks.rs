@@ -1018,3 +1018,37 @@ with open("out/ssh.json", "w") as handle:
             .as_str()
     );
 }
+
+#[test]
+fn a_missing_interpreter_is_named_with_what_to_install() {
+    let bucket = HookBucket::new(&[("10.0.0.1", &["i"])]);
+    bucket.job(
+        "interp",
+        r#"{"selectors": ["i"], "commands": {"command_py": {"executed_on": ["cli"]}, "command_ts": {"executed_on": ["cli"]}}}"#,
+        &[
+            ("command_py.py", "print('never')\n"),
+            ("command_ts.ts", "console.log('never');\n"),
+        ],
+    );
+    bucket.maand_ok(&["build"]);
+    let empty = tempfile::tempdir().unwrap();
+    for (command, tool, advice) in [
+        ("command_py", "python3", "apt install python3"),
+        ("command_ts", "bun", "npm install -g bun"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
+            .args(["jobcommand", command, "interp"])
+            .current_dir(bucket.path())
+            .env("PATH", empty.path())
+            .env_remove("MAAND_BUCKET")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(&format!("needs {tool}, which is not on PATH"))
+                && stderr.contains(advice),
+            "{stderr}"
+        );
+    }
+}
