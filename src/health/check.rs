@@ -30,7 +30,7 @@ use crate::remote::Fleet;
 use crate::workspace::{CommandEvent, HealthWait, HttpScheme};
 
 /// Most allocations probed at the same time.
-pub const PROBING_CONCURRENCY: usize = 16;
+const PROBING_CONCURRENCY: usize = 16;
 
 /// How long to keep checking an allocation that is not healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
