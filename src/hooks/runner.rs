@@ -4,6 +4,7 @@
 //!
 //! The staged directory is private (mode 0700) and removed when the run ends. Processes
 //! start in the bucket directory; a process that ends loses its token and its semaphore slots.
+//! It never records KV changes and never chooses the allocations: both belong to the caller.
 
 use super::api;
 use super::catalog::HookCatalog;
