@@ -64,7 +64,12 @@ impl ControlDir {
         loop {
             let path = base.join(format!("maand-ssh-{:016x}", rand::random::<u64>()));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(ControlDir { path, pending_exits: std::sync::Mutex::default() }),
+                Ok(()) => {
+                    return Ok(ControlDir {
+                        path,
+                        pending_exits: std::sync::Mutex::default(),
+                    })
+                }
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(error) => {
                     return Err(RemoteError::LocalProcess {
@@ -82,7 +87,8 @@ impl ControlDir {
 
 impl Drop for ControlDir {
     fn drop(&mut self) {
-        let exits = std::mem::take(&mut *self.pending_exits.lock().unwrap_or_else(|p| p.into_inner()));
+        let exits =
+            std::mem::take(&mut *self.pending_exits.lock().unwrap_or_else(|p| p.into_inner()));
         for mut exit in exits {
             let _ = exit.wait();
         }
@@ -455,7 +461,11 @@ impl Drop for Session {
                 .stderr(Stdio::null())
                 .spawn();
             if let Ok(child) = exit {
-                self._control.pending_exits.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+                self._control
+                    .pending_exits
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(child);
             }
         }
     }
