@@ -521,3 +521,57 @@ fn health_check_commands_run_after_probes_on_the_operator_host() {
         failing.as_str()
     );
 }
+
+/// Serves `www/` over HTTPS with the allocation's certificate from the bucket CA.
+const TLS_SERVER: &str = "\
+import http.server, ssl, sys
+ip, port = sys.argv[1], int(sys.argv[2])
+handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory='www')
+server = http.server.HTTPServer((ip, port), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain('certs/site.crt', 'certs/site.key')
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+";
+
+#[test]
+fn an_https_probe_trusts_the_certificates_the_bucket_ca_issued() {
+    let (_cluster, bucket) = cluster_with_bucket(3);
+    bucket.write(
+        "workspace/jobs/tls/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["web"],
+            "resources": {"ports": {"http_port": {}}},
+            "certs": {"site": {"subject": {"common_name": "tls.internal"}}},
+            "health_check": {"checks": [{"type": "http", "port": "http_port", "scheme": "https", "path": "/index.html"}],
+                             "wait": {"attempts": 120, "interval_seconds": 1}}}"#,
+    );
+    bucket.write(
+        "workspace/jobs/tls/Makefile",
+        &WEB_MAKEFILE.replace(
+            "python3 -m http.server $(HTTP_PORT) --bind $(WORKER_IP) --directory www",
+            "python3 serve.py $(WORKER_IP) $(HTTP_PORT)",
+        ),
+    );
+    bucket.write("workspace/jobs/tls/serve.py", TLS_SERVER);
+    bucket.write("workspace/jobs/tls/env.mk.tpl", WEB_ENV);
+    bucket.write("workspace/jobs/tls/www/index.html", "<p>secure</p>\n");
+    bucket.maand_ok(&["build"]);
+    bucket.maand_ok(&["deploy"]);
+    let out = words(&bucket.maand_ok(&["health_check", "--wait"]));
+    assert_eq!(out.matches(" status 200").count(), 3, "{out}");
+    assert_eq!(out.matches("https http_port:").count(), 3, "{out}");
+    assert!(out.contains("3 healthy, 0 unhealthy allocations"), "{out}");
+    // The same server is not plain HTTP: a probe speaking http to it fails.
+    let manifest = std::fs::read_to_string(bucket.path().join("workspace/jobs/tls/manifest.json"))
+        .unwrap()
+        .replace(r#""scheme": "https""#, r#""scheme": "http""#);
+    bucket.write("workspace/jobs/tls/manifest.json", &manifest);
+    bucket.maand_ok(&["build"]);
+    let (ok, stdout, _) = maand(&bucket, &["health_check"]);
+    assert!(!ok, "{stdout}");
+    assert_eq!(
+        words(&stdout).matches("http http_port:").count(),
+        3,
+        "{stdout}"
+    );
+}
