@@ -357,7 +357,7 @@ async fn attempt_job(
             .collect();
         let outcomes = match hooks {
             Some(hooks) if !ready.is_empty() => {
-                run_command(prober, hooks, &plan.job, command, targets, &ready).await
+                run_health_command(prober, hooks, &plan.job, command, targets, &ready).await
             }
             _ => BTreeMap::new(),
         };
@@ -381,7 +381,7 @@ async fn attempt_job(
 /// Runs `command` of `job` for `health_check` on the targets at `ready`, one at a time.
 /// Returns each one's outcome by target index; a command that cannot start at all fails
 /// every one of them with the reason.
-async fn run_command(
+async fn run_health_command(
     prober: &Prober,
     hooks: &CommandHost,
     job: &str,
