@@ -290,6 +290,17 @@ pub enum StepKind {
     Promote { alloc_ids: Vec<String> },
     /// Rewrite a worker's `jobs.json` with the versions now running.
     Finalize,
+    /// Run a job command for a deploy event (`pre_deploy`, `job_control`,
+    /// `after_allocation_started`, `after_allocation_stopped`, `post_deploy`) on these
+    /// allocations, with extra environment (batch variables, new/updated allocations).
+    Hook {
+        command: String,
+        event: String,
+        alloc_ids: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+    /// Stage the job's trees again after its `pre_deploy` hooks wrote KV its templates read.
+    Restage,
 }
 
 /// One step of a deploy plan. Steps of one group (a job, or a worker for reconcile and
@@ -335,6 +346,8 @@ impl PlannedStep {
             StepKind::Lifecycle { target, .. } => target.as_str(),
             StepKind::Promote { .. } => "promote",
             StepKind::Finalize => "finalize",
+            StepKind::Hook { event, .. } => event.as_str(),
+            StepKind::Restage => "restage",
         };
         StepLabel {
             job: self.job.clone(),
@@ -349,8 +362,9 @@ impl PlannedStep {
             StepKind::Stop { .. }
             | StepKind::RemoveJobFiles { .. }
             | StepKind::RemoveWorkerTree => "reconcile",
-            StepKind::Sync { .. } | StepKind::Finalize => "rsync",
+            StepKind::Sync { .. } | StepKind::Finalize | StepKind::Restage => "rsync",
             StepKind::Lifecycle { .. } | StepKind::Promote { .. } => "rollout",
+            StepKind::Hook { .. } => "job_command",
         }
     }
 }

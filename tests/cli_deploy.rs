@@ -548,28 +548,151 @@ fn kill_9_in_the_middle_of_a_rolling_deploy_then_resume_starts_every_worker_once
     bucket.maand_ok(&["journal", "verify"]);
 }
 
+/// A hook that appends `<event> <env...>` to `hooks.log` in the bucket directory (hooks run in
+/// the bucket directory on the operator host).
+const RECORDING_HOOK: &str = r#"
+import os
+keys = ["ALLOCATION_IP", "NEW_ALLOCATIONS", "UPDATED_ALLOCATIONS", "BATCH_ALLOCATIONS", "BATCH_INDEX", "BATCH_COUNT", "DEPLOY_PHASE", "CURRENT_VERSION", "NEW_VERSION"]
+with open("hooks.log", "a") as log:
+    log.write(os.environ["EVENT"] + " " + " ".join(k + "=" + os.environ.get(k, "") for k in keys if os.environ.get(k)) + "\n")
+"#;
+
+fn hook_lines(bucket: &TestBucket, event: &str) -> Vec<String> {
+    std::fs::read_to_string(bucket.path().join("hooks.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{event} ")))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn jobs_with_deploy_hooks_are_refused_before_anything_is_touched() {
-    let cluster = Cluster::start(1);
-    let bucket = TestBucket::new(&cluster, &[&["a"]]);
-    job(
-        &bucket,
-        "hooked",
-        r#"{"version": "1.0.0", "selectors": ["a"], "commands": {"command_pre": {"executed_on": ["pre_deploy"]}}}"#,
+fn pre_deploy_secret_reaches_a_template_in_the_same_deploy_and_batch_hooks_see_their_batch() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    bucket.write(
+        "workspace/jobs/app/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["a"], "max_concurrent_starts": 2,
+            "commands": {"command_secret": {"executed_on": ["pre_deploy"]},
+                         "command_log": {"executed_on": ["after_allocation_started", "post_deploy"]}}}"#,
     );
-    bucket.write("workspace/jobs/hooked/_modules/command_pre.py", "");
+    bucket.write("workspace/jobs/app/Makefile", RECORDING_MAKEFILE);
+    bucket.write(
+        "workspace/jobs/app/_modules/command_secret.py",
+        "import maand\nmaand.put_job_secret('db_password', 'hunter2-' + maand.allocation_ip())\n",
+    );
+    bucket.write("workspace/jobs/app/_modules/command_log.py", RECORDING_HOOK);
+    bucket.write(
+        "workspace/jobs/app/app.conf.tpl",
+        "password={{ get_secret(key=\"db_password\") }}\n",
+    );
+    bucket.maand_ok(&["build"]);
+    bucket.maand_ok(&["deploy"]);
+    for host in cluster.hosts() {
+        let conf = cluster.ssh_ok(
+            host,
+            &format!("cat {}/jobs/app/app.conf", bucket.remote_dir()),
+        );
+        assert!(conf.starts_with("password=hunter2-"), "{conf}");
+    }
+    let batches = hook_lines(&bucket, "after_allocation_started");
+    // Three allocations in batches of two: two hook runs for the first batch, one for the second.
+    assert_eq!(batches.len(), 3, "{batches:?}");
+    assert!(
+        batches
+            .iter()
+            .all(|l| l.contains("BATCH_COUNT=2") && l.contains("DEPLOY_PHASE=new")),
+        "{batches:?}"
+    );
+    assert_eq!(
+        batches
+            .iter()
+            .filter(|l| l.contains("BATCH_INDEX=1"))
+            .count(),
+        1
+    );
+    assert_eq!(hook_lines(&bucket, "post_deploy").len(), 3);
+    // The secret was recorded sealed, never in plaintext.
+    assert_eq!(
+        bucket.sql("SELECT count(*) FROM kv WHERE value LIKE '%hunter2%'"),
+        "0"
+    );
+    assert_eq!(
+        bucket.sql("SELECT count(*) FROM journal WHERE CAST(payload AS TEXT) LIKE '%hunter2%'"),
+        "0"
+    );
+    bucket.maand_ok(&["journal", "verify"]);
+}
+
+#[test]
+fn job_control_replaces_the_makefile_lifecycle() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    bucket.write(
+        "workspace/jobs/custom/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["a"], "commands": {"command_roll": {"executed_on": ["job_control"]}}}"#,
+    );
+    bucket.write("workspace/jobs/custom/Makefile", RECORDING_MAKEFILE);
+    bucket.write(
+        "workspace/jobs/custom/_modules/command_roll.py",
+        RECORDING_HOOK,
+    );
+    bucket.maand_ok(&["build"]);
+    bucket.maand_ok(&["deploy"]);
+    let runs = hook_lines(&bucket, "job_control");
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let all: Vec<String> = cluster.hosts().to_vec();
+    assert!(
+        runs.iter()
+            .all(|l| l.contains(&format!("NEW_ALLOCATIONS={}", all.join(",")))),
+        "{runs:?}"
+    );
+    for host in cluster.hosts() {
+        assert!(
+            events(&cluster, &bucket, host, "custom").is_empty(),
+            "make start must not run"
+        );
+    }
+    assert_eq!(
+        bucket.sql("SELECT DISTINCT current_version FROM deployments"),
+        "1.0.0"
+    );
+}
+
+#[test]
+fn a_failing_post_deploy_fails_the_job_and_resume_reruns_only_the_hook() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    bucket.write(
+        "workspace/jobs/svc/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["a"], "commands": {"command_check": {"executed_on": ["post_deploy"]}}}"#,
+    );
+    bucket.write("workspace/jobs/svc/Makefile", RECORDING_MAKEFILE);
+    // Fails while the marker file exists in the bucket directory.
+    bucket.write(
+        "workspace/jobs/svc/_modules/command_check.py",
+        "import os, sys\nsys.exit(1 if os.path.exists('broken') else 0)\n",
+    );
+    bucket.write("broken", "");
     bucket.maand_ok(&["build"]);
     let out = bucket.maand(&["deploy"]);
     assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("pre_deploy") && stderr.contains("cannot run yet"),
-        "{stderr}"
+    assert_eq!(
+        bucket.sql("SELECT count(*) FROM deployments WHERE previous_hash IS NOT NULL"),
+        "0",
+        "nothing promoted"
     );
-    assert_eq!(bucket.sql("SELECT count(*) FROM deploys"), "0");
-    let listing = cluster.as_root(
-        &cluster.hosts()[0],
-        &format!("ls {} 2>/dev/null; echo end", bucket.remote_dir()),
+    bucket.remove("broken");
+    bucket.maand_ok(&["deploy", "--resume"]);
+    for host in cluster.hosts() {
+        assert_eq!(
+            events(&cluster, &bucket, host, "svc"),
+            ["start 0.0.0->1.0.0"],
+            "the start must not repeat"
+        );
+    }
+    assert_eq!(
+        bucket.sql("SELECT count(*) FROM deployments WHERE previous_hash IS NOT NULL"),
+        "3"
     );
-    assert_eq!(listing.trim(), "end");
 }

@@ -132,13 +132,12 @@ fn stage_to_disk(
         {
             let fact = &prepared.facts[alloc_id];
             workers.insert(&fact.worker);
-            let tree = prepared
-                .trees
-                .get(alloc_id)
-                .ok_or_else(|| DeployError::Other(format!("no staged tree for {}", fact.job)))?;
-            let dir = root.join(&fact.worker).join("jobs").join(&fact.job);
-            tree.write_to(&dir)
-                .map_err(|e| DeployError::Other(format!("writing {}: {e}", dir.display())))?;
+            // A tree that renders only after pre_deploy hooks is written by the restage step.
+            if let Some(tree) = prepared.trees.get(alloc_id) {
+                let dir = root.join(&fact.worker).join("jobs").join(&fact.job);
+                tree.write_to(&dir)
+                    .map_err(|e| DeployError::Other(format!("writing {}: {e}", dir.display())))?;
+            }
         }
     }
     // jobs.json says what will run once this deploy succeeds, so a successful deploy needs no
@@ -211,7 +210,18 @@ pub fn deploy(
                     "the catalog changed since the plan: run `maand deploy`".into(),
                 ));
             }
-            for step in u.steps.iter().filter(|s| !u.done.contains(&s.index)) {
+            // Jobs with pre_deploy hooks are staged again after their hooks: their planned
+            // hashes predate the hooks' KV and are not comparable.
+            let restaged: BTreeSet<&str> = u
+                .steps
+                .iter()
+                .filter(|s| matches!(s.kind, StepKind::Restage))
+                .filter_map(|s| s.job.as_deref())
+                .collect();
+            for step in u.steps.iter().filter(|s| {
+                !u.done.contains(&s.index)
+                    && !s.job.as_deref().is_some_and(|j| restaged.contains(j))
+            }) {
                 if let StepKind::Sync {
                     alloc_id,
                     tree_hash,
@@ -287,6 +297,7 @@ pub fn deploy(
         .build()
         .map_err(|e| DeployError::Other(e.to_string()))?;
     let ops = std::sync::Arc::new(FleetOps::new(
+        bucket.clone(),
         fleet,
         run.clone(),
         prepared.bucket_id.clone(),

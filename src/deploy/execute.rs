@@ -54,6 +54,30 @@ pub trait RemoteOps: Sync {
         worker: &str,
         content: &str,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Run a job command for a deploy event; returns the KV it wrote (as events to record with
+    /// the step's success: the KV checkpoint).
+    fn run_hook(
+        &self,
+        job: &str,
+        command: &str,
+        event: &str,
+        allocations: &[HookAllocation],
+        env: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<Event>, StepError>> + Send;
+    /// Stage `job`'s trees again from the catalog as it is now (after its `pre_deploy` hooks).
+    fn restage(&self, job: &str) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// The tree a restage produced for an allocation (hash and file hashes), which then
+    /// replaces the planned one.
+    fn restaged_tree(&self, alloc_id: &str) -> Option<(String, Vec<(String, String)>)>;
+}
+
+/// An allocation a deploy hook runs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookAllocation {
+    pub alloc_id: String,
+    pub worker: String,
+    pub current_version: String,
+    pub new_version: String,
 }
 
 /// Where the executor records events; each call is one committed transaction.
@@ -97,11 +121,11 @@ pub struct ExecutionReport {
 }
 
 fn group_key(step: &PlannedStep) -> String {
+    // Reconcile (wave 0) and finalize steps group by worker; everything else by job.
     match (&step.job, &step.kind) {
-        (
-            Some(job),
-            StepKind::Sync { .. } | StepKind::Lifecycle { .. } | StepKind::Promote { .. },
-        ) => format!("job:{job}"),
+        (Some(job), _) if step.wave != 0 && !matches!(step.kind, StepKind::Finalize) => {
+            format!("job:{job}")
+        }
         _ => format!("worker:{}", step.worker.as_deref().unwrap_or("-")),
     }
 }
@@ -190,12 +214,15 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
             let Some(f) = fact(alloc_id) else {
                 return Outcome::Failed(format!("unknown allocation {alloc_id}"));
             };
+            let (tree_hash, files) = ops
+                .restaged_tree(alloc_id)
+                .unwrap_or_else(|| (tree_hash.clone(), f.files.clone()));
             let staged = vec![Event::AllocationStaged(AllocationStaged {
                 alloc_id: alloc_id.clone(),
                 job: f.job.clone(),
                 worker_ip: f.worker.clone(),
-                tree_hash: tree_hash.clone(),
-                files: f.files.clone(),
+                tree_hash,
+                files,
             })];
             if !*transfer {
                 return Outcome::Succeeded(staged, Some("disabled: recorded, not shipped".into()));
@@ -231,6 +258,36 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
                 })
                 .collect();
             Outcome::Succeeded(events, None)
+        }
+        StepKind::Hook {
+            command,
+            event,
+            alloc_ids,
+            env,
+        } => {
+            let job = step.job.as_deref().unwrap_or_default();
+            let allocations: Vec<HookAllocation> = alloc_ids
+                .iter()
+                .filter_map(|id| {
+                    fact(id).map(|f| HookAllocation {
+                        alloc_id: id.clone(),
+                        worker: f.worker.clone(),
+                        current_version: f.current_version.clone(),
+                        new_version: f.new_version.clone(),
+                    })
+                })
+                .collect();
+            match ops.run_hook(job, command, event, &allocations, env).await {
+                Ok(kv_events) => Outcome::Succeeded(kv_events, None),
+                Err(StepError::Crash) => Outcome::Crash,
+                Err(StepError::Failed(message)) | Err(StepError::Unreachable(message)) => {
+                    Outcome::Failed(message)
+                }
+            }
+        }
+        StepKind::Restage => {
+            let job = step.job.as_deref().unwrap_or_default();
+            remote(ops.restage(job).await, vec![], false)
         }
         StepKind::Finalize => {
             let worker = step.worker.as_deref().unwrap_or_default();

@@ -1,12 +1,16 @@
 //! The deploy's effects on real workers: rsync of staged trees, runner targets, removals and
 //! `jobs.json` rewrites through the remote layer, with every command journaled.
 
-use super::execute::{RemoteOps, StepError, StepJournal};
+use super::execute::{HookAllocation, RemoteOps, StepError, StepJournal};
 use crate::activity::SharedRun;
+use crate::events::DeployFlags;
 use crate::events::Event;
+use crate::hooks::{AllocationContext, HookCatalog, HookHost, HookRequest};
+use crate::kv::secret::SecretKey;
 use crate::remote::{
     bucket_dir_on_worker, shell_quote, FilterRule, Fleet, RemoteCommand, RemoteError, Transfer,
 };
+use crate::workspace::CommandEvent;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +18,9 @@ use std::time::Duration;
 pub const TARGET_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long one transfer or housekeeping command may run.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A tree staged again after `pre_deploy`: its hash and (path, file hash) pairs.
+type RestagedTree = (String, Vec<(String, String)>);
 
 /// Per worker: whether its tools were checked (once per run, on first use).
 type Readiness = std::sync::Mutex<
@@ -25,6 +32,10 @@ pub struct FleetOps {
     pub fleet: Fleet,
     /// Filled on first contact with each worker.
     pub ready: Readiness,
+    /// The bucket (for job commands and restaging).
+    pub bucket: crate::bucket::Bucket,
+    /// Trees staged again after `pre_deploy` hooks: allocation → (tree hash, file hashes).
+    pub restaged: std::sync::Mutex<std::collections::BTreeMap<String, RestagedTree>>,
     /// Workers whose staged `jobs.json` this run has already shipped with a copy.
     pub shipped: std::sync::Mutex<std::collections::BTreeSet<String>>,
     pub run: SharedRun,
@@ -46,6 +57,7 @@ fn classify(error: RemoteError) -> StepError {
 
 impl FleetOps {
     pub fn new(
+        bucket: crate::bucket::Bucket,
         fleet: Fleet,
         run: SharedRun,
         bucket_id: String,
@@ -56,6 +68,8 @@ impl FleetOps {
             fleet,
             ready: Readiness::default(),
             shipped: Default::default(),
+            bucket,
+            restaged: Default::default(),
             run,
             bucket_id,
             staging_root,
@@ -250,6 +264,110 @@ impl RemoteOps for FleetOps {
         let command = self.script(&script, TRANSFER_TIMEOUT)?;
         self.run_command(worker, None, "rsync", "finalize", command)
             .await
+    }
+
+    async fn run_hook(
+        &self,
+        job: &str,
+        command: &str,
+        event: &str,
+        allocations: &[HookAllocation],
+        env: &[(String, String)],
+    ) -> Result<Vec<Event>, StepError> {
+        let failed = |e: &dyn std::fmt::Display| StepError::Failed(e.to_string());
+        let event_kind = CommandEvent::from_name(event)
+            .ok_or_else(|| failed(&format!("unknown job command event {event}")))?;
+        let host = HookHost::new(&self.bucket).map_err(|e| failed(&e))?;
+        let catalog = self
+            .run
+            .with(|r| HookCatalog::load(r.conn()))
+            .map_err(|e| failed(&e))?;
+        let known = catalog.allocations(job);
+        let contexts = allocations
+            .iter()
+            .map(|a| {
+                known
+                    .iter()
+                    .find(|c| c.alloc_id == a.alloc_id)
+                    .cloned()
+                    .unwrap_or_else(|| AllocationContext {
+                        alloc_id: a.alloc_id.clone(),
+                        worker_ip: a.worker.clone(),
+                        index: None,
+                        disabled: false,
+                        current_version: a.current_version.clone(),
+                        new_version: a.new_version.clone(),
+                    })
+            })
+            .collect();
+        let request = HookRequest {
+            job: job.to_string(),
+            command: command.to_string(),
+            event: event_kind,
+            allocations: contexts,
+            concurrency: 0,
+            extra_env: env.iter().cloned().collect(),
+            verbose: self.echo,
+        };
+        let outcome = crate::hooks::run_hook(&host, &catalog, &self.run, &request)
+            .await
+            .map_err(|e| failed(&e))?;
+        if outcome.succeeded() {
+            Ok(outcome
+                .kv_changes
+                .into_iter()
+                .map(Event::KvChanged)
+                .collect())
+        } else {
+            let failures: Vec<String> = outcome
+                .failures()
+                .into_iter()
+                .map(|(worker, error)| format!("{worker}: {error}"))
+                .collect();
+            Err(StepError::Failed(format!(
+                "{command} ({event}) failed: {}",
+                failures.join("; ")
+            )))
+        }
+    }
+
+    async fn restage(&self, job: &str) -> Result<(), StepError> {
+        let flags = DeployFlags {
+            jobs: vec![job.to_string()],
+            ..DeployFlags::default()
+        };
+        let key = SecretKey::load(&self.bucket.kv_key_path()).ok();
+        let prepared = self
+            .run
+            .with(|r| super::prepare::prepare(r.conn(), key, &flags))
+            .map_err(|e| StepError::Failed(e.to_string()))?;
+        let mut restaged = self.restaged.lock().unwrap_or_else(|p| p.into_inner());
+        for (alloc_id, tree) in &prepared.trees {
+            let fact = &prepared.facts[alloc_id];
+            let dir = self
+                .staging_root
+                .join(&fact.worker)
+                .join("jobs")
+                .join(&fact.job);
+            tree.write_to(&dir)
+                .map_err(|e| StepError::Failed(format!("writing {}: {e}", dir.display())))?;
+            restaged.insert(
+                alloc_id.clone(),
+                (
+                    tree.tree_hash.clone(),
+                    tree.file_hashes().into_iter().collect(),
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn restaged_tree(&self, alloc_id: &str) -> Option<(String, Vec<(String, String)>)> {
+        self.restaged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(alloc_id)
+            .cloned()
     }
 }
 

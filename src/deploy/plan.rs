@@ -15,6 +15,48 @@ pub struct PlanJob {
     pub max_concurrent_upgrades: u32,
     /// Worker order for batches (`rollout_order` KV); workers not listed follow in catalog order.
     pub rollout_order: Vec<String>,
+    /// Deploy-event job commands: event name → command names (`pre_deploy`, `job_control`,
+    /// `after_allocation_started`, `after_allocation_stopped`, `post_deploy`).
+    pub hooks: BTreeMap<String, Vec<String>>,
+}
+
+impl PlanJob {
+    fn hooks_for(&self, event: &str) -> &[String] {
+        self.hooks.get(event).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// One hook step per command the job registers for `event`.
+    fn hook_steps(
+        &self,
+        event: &str,
+        alloc_ids: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Vec<StepKind> {
+        self.hooks_for(event)
+            .iter()
+            .map(|command| StepKind::Hook {
+                command: command.clone(),
+                event: event.to_string(),
+                alloc_ids: alloc_ids.clone(),
+                env: env.clone(),
+            })
+            .collect()
+    }
+}
+
+fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn hosts(allocs: &[&PlanAllocation]) -> String {
+    allocs
+        .iter()
+        .map(|a| a.worker.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// What the planner needs to know about an allocation.
@@ -222,6 +264,32 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
         };
 
     // Wave 0: reconcile removed and disabled allocations, then workers that left.
+    let stopped_hooks = |alloc: &PlanAllocation| -> Vec<StepKind> {
+        let Some(job) = input.jobs.get(&alloc.job) else {
+            return vec![];
+        };
+        let extra = env(&[
+            ("BATCH_ALLOCATIONS", alloc.worker.clone()),
+            ("BATCH_INDEX", "0".into()),
+            ("BATCH_COUNT", "1".into()),
+            ("DEPLOY_PHASE", "stop".into()),
+            ("ROLLOUT_ORDER", job.rollout_order.join(",")),
+            (
+                "ROLLOUT_ORDER_SOURCE",
+                if job.rollout_order.is_empty() {
+                    "default"
+                } else {
+                    "kv"
+                }
+                .into(),
+            ),
+        ]);
+        job.hook_steps(
+            "after_allocation_stopped",
+            vec![alloc.alloc_id.clone()],
+            extra,
+        )
+    };
     let mut departed: BTreeSet<&str> = BTreeSet::new();
     for alloc in input.allocations.iter().filter(|a| selected(&a.job)) {
         let job = Some(alloc.job.as_str());
@@ -239,12 +307,15 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
                             alloc_id: alloc.alloc_id.clone(),
                         },
                     );
+                    for kind in stopped_hooks(alloc) {
+                        push(0, job, worker, 1, kind);
+                    }
                 }
                 push(
                     0,
                     job,
                     worker,
-                    1,
+                    2,
                     StepKind::RemoveJobFiles {
                         alloc_id: alloc.alloc_id.clone(),
                     },
@@ -269,6 +340,9 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
                     alloc_id: alloc.alloc_id.clone(),
                 },
             );
+            for kind in stopped_hooks(alloc) {
+                push(0, job, worker, 1, kind);
+            }
         }
     }
     for worker in departed {
@@ -278,7 +352,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
             .filter(|a| a.worker == worker)
             .all(|a| a.removed);
         if all_removed && flags.jobs.is_empty() {
-            push(0, None, Some(worker), 2, StepKind::RemoveWorkerTree);
+            push(0, None, Some(worker), 3, StepKind::RemoveWorkerTree);
         }
     }
 
@@ -351,6 +425,21 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
             continue;
         }
         let name = Some(job.name.as_str());
+        let active: Vec<String> = allocs
+            .iter()
+            .filter(|a| !a.disabled)
+            .map(|a| a.alloc_id.clone())
+            .collect();
+        let mut batch = 0;
+        for kind in job.hook_steps("pre_deploy", active.clone(), vec![]) {
+            push(wave, name, None, batch, kind);
+            batch += 1;
+        }
+        let restage = !job.hooks_for("pre_deploy").is_empty();
+        if restage {
+            push(wave, name, None, batch, StepKind::Restage);
+            batch += 1;
+        }
         let mut promoted = Vec::new();
         let shipped = starts
             .iter()
@@ -363,7 +452,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
                 wave,
                 name,
                 Some(&alloc.worker),
-                0,
+                batch,
                 StepKind::Sync {
                     alloc_id: alloc.alloc_id.clone(),
                     tree_hash: staged.tree_hash.clone(),
@@ -379,7 +468,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
                 wave,
                 name,
                 Some(&alloc.worker),
-                0,
+                batch,
                 StepKind::Sync {
                     alloc_id: alloc.alloc_id.clone(),
                     tree_hash: staged.tree_hash.clone(),
@@ -388,44 +477,77 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
             );
             promoted.push(alloc.alloc_id.clone());
         }
-        let mut batch = 1;
-        for group in batches(starts, job.max_concurrent_starts, &job.rollout_order) {
-            for alloc in group {
-                push(
-                    wave,
-                    name,
-                    Some(&alloc.worker),
-                    batch,
-                    StepKind::Lifecycle {
-                        alloc_id: alloc.alloc_id.clone(),
-                        target: "start".into(),
-                    },
-                );
+        batch += 1;
+        let order = job.rollout_order.join(",");
+        let order_source = if job.rollout_order.is_empty() {
+            "default"
+        } else {
+            "kv"
+        };
+        let lifecycle = !flags.sync_only;
+        if lifecycle && !job.hooks_for("job_control").is_empty() {
+            // job_control replaces the Makefile lifecycle: one run over the active allocations.
+            let updated: Vec<&PlanAllocation> = updates.iter().map(|(a, _)| *a).collect();
+            let extra = env(&[
+                ("NEW_ALLOCATIONS", hosts(&starts)),
+                ("UPDATED_ALLOCATIONS", hosts(&updated)),
+            ]);
+            for kind in job.hook_steps("job_control", active.clone(), extra) {
+                push(wave, name, None, batch, kind);
+                batch += 1;
             }
-            batch += 1;
+        } else if lifecycle {
+            let targets: BTreeMap<&str, &str> = updates
+                .iter()
+                .map(|(a, t)| (a.alloc_id.as_str(), t.as_str()))
+                .collect();
+            let upgrading: Vec<&PlanAllocation> = updates.iter().map(|(a, _)| *a).collect();
+            for (phase, allocs, size) in [
+                ("new", starts.clone(), job.max_concurrent_starts),
+                ("update", upgrading, job.max_concurrent_upgrades.max(1)),
+            ] {
+                let groups = batches(allocs, size, &job.rollout_order);
+                let count = groups.len();
+                for (index, group) in groups.into_iter().enumerate() {
+                    for alloc in &group {
+                        let target = if phase == "new" {
+                            "start"
+                        } else {
+                            targets[alloc.alloc_id.as_str()]
+                        };
+                        push(
+                            wave,
+                            name,
+                            Some(&alloc.worker),
+                            batch,
+                            StepKind::Lifecycle {
+                                alloc_id: alloc.alloc_id.clone(),
+                                target: target.to_string(),
+                            },
+                        );
+                    }
+                    batch += 1;
+                    let extra = env(&[
+                        ("BATCH_ALLOCATIONS", hosts(&group)),
+                        ("BATCH_INDEX", index.to_string()),
+                        ("BATCH_COUNT", count.to_string()),
+                        ("DEPLOY_PHASE", phase.to_string()),
+                        ("ROLLOUT_ORDER", order.clone()),
+                        ("ROLLOUT_ORDER_SOURCE", order_source.to_string()),
+                    ]);
+                    for kind in job.hook_steps(
+                        "after_allocation_started",
+                        group.iter().map(|a| a.alloc_id.clone()).collect(),
+                        extra,
+                    ) {
+                        push(wave, name, None, batch, kind);
+                        batch += 1;
+                    }
+                }
+            }
         }
-        let targets: BTreeMap<&str, &str> = updates
-            .iter()
-            .map(|(a, t)| (a.alloc_id.as_str(), t.as_str()))
-            .collect();
-        let upgrading: Vec<&PlanAllocation> = updates.iter().map(|(a, _)| *a).collect();
-        for group in batches(
-            upgrading,
-            job.max_concurrent_upgrades.max(1),
-            &job.rollout_order,
-        ) {
-            for alloc in group {
-                push(
-                    wave,
-                    name,
-                    Some(&alloc.worker),
-                    batch,
-                    StepKind::Lifecycle {
-                        alloc_id: alloc.alloc_id.clone(),
-                        target: targets[alloc.alloc_id.as_str()].to_string(),
-                    },
-                );
-            }
+        for kind in job.hook_steps("post_deploy", active, vec![]) {
+            push(wave, name, None, batch, kind);
             batch += 1;
         }
         promoted.sort();

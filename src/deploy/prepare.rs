@@ -121,8 +121,12 @@ pub struct Prepared {
     pub workers: BTreeMap<String, (String, Vec<String>)>,
 }
 
-/// Hook events deploy cannot run yet: a job that declares them is refused, never half-deployed.
-const UNSUPPORTED_EVENTS: &[&str] = &[
+/// The planned tree hash of an allocation whose job's templates can only render after its
+/// `pre_deploy` hooks.
+pub const PENDING_PRE_DEPLOY: &str = "pending-pre-deploy";
+
+/// The job command events a deploy runs.
+const DEPLOY_EVENTS: &[&str] = &[
     "pre_deploy",
     "post_deploy",
     "job_control",
@@ -175,6 +179,7 @@ pub fn prepare(
             max_concurrent_starts: r.get(4)?,
             max_concurrent_upgrades: r.get(5)?,
             rollout_order: vec![],
+            hooks: BTreeMap::new(),
         })
     })?;
     for job in rows {
@@ -195,7 +200,6 @@ pub fn prepare(
     }
 
     let mut upstream: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut unsupported: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let mut stmt =
         conn.prepare("SELECT job, name, event, demand_job FROM job_commands ORDER BY job, name")?;
     let rows = stmt.query_map([], |r| {
@@ -211,16 +215,11 @@ pub fn prepare(
         if !demand_job.is_empty() {
             upstream.entry(job.clone()).or_default().push(demand_job);
         }
-        if selected(&job) && UNSUPPORTED_EVENTS.contains(&event.as_str()) {
-            unsupported.entry((job, event)).or_default().push(name);
+        if DEPLOY_EVENTS.contains(&event.as_str()) {
+            if let Some(plan_job) = jobs.get_mut(&job) {
+                plan_job.hooks.entry(event).or_default().push(name);
+            }
         }
-    }
-    if let Some(((job, event), commands)) = unsupported.into_iter().next() {
-        return Err(PrepareError::UnsupportedHook {
-            job,
-            event,
-            commands: commands.join(", "),
-        });
     }
 
     let mut sources: BTreeMap<String, Vec<SourceFile>> = BTreeMap::new();
@@ -325,6 +324,18 @@ pub fn prepare(
                     });
                     files = tree.file_hashes().into_iter().collect();
                     trees.insert(alloc.alloc_id.clone(), tree);
+                }
+                // A job with pre_deploy hooks is staged again after them: its templates may read
+                // what the hooks write, so a render failure now only means "changed".
+                Err(_)
+                    if jobs
+                        .get(&alloc.job)
+                        .is_some_and(|j| j.hooks.contains_key("pre_deploy")) =>
+                {
+                    alloc.staged = Some(Staged {
+                        tree_hash: PENDING_PRE_DEPLOY.into(),
+                        files: BTreeMap::new(),
+                    });
                 }
                 Err(message) => failures.push(format!("{}@{}: {message}", alloc.job, alloc.worker)),
             }

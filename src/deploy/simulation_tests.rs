@@ -70,6 +70,22 @@ impl RemoteOps for FakeWorkers {
     async fn write_jobs_json(&self, worker: &str, _content: &str) -> Result<(), StepError> {
         self.op(worker, "-", "finalize")
     }
+    async fn run_hook(
+        &self,
+        job: &str,
+        _command: &str,
+        event: &str,
+        _allocations: &[super::execute::HookAllocation],
+        _env: &[(String, String)],
+    ) -> Result<Vec<Event>, StepError> {
+        self.op("-", job, event).map(|()| vec![])
+    }
+    async fn restage(&self, job: &str) -> Result<(), StepError> {
+        self.op("-", job, "restage")
+    }
+    fn restaged_tree(&self, _alloc_id: &str) -> Option<(String, Vec<(String, String)>)> {
+        None
+    }
 }
 
 struct DbJournal(Mutex<Connection>);
