@@ -301,6 +301,9 @@ pub enum StepKind {
     },
     /// Stage the job's trees again after its `pre_deploy` hooks wrote KV its templates read.
     Restage,
+    /// Wait until these allocations pass the job's health checks (probes, then `health_check`
+    /// commands), retrying as the manifest's `wait` says; failing it stops the job's rollout.
+    HealthGate { alloc_ids: Vec<String> },
 }
 
 /// One step of a deploy plan. Steps of one group (a job, or a worker for reconcile and
@@ -348,6 +351,7 @@ impl PlannedStep {
             StepKind::Finalize => "finalize",
             StepKind::Hook { event, .. } => event.as_str(),
             StepKind::Restage => "restage",
+            StepKind::HealthGate { .. } => "health_gate",
         };
         StepLabel {
             job: self.job.clone(),
@@ -365,6 +369,7 @@ impl PlannedStep {
             StepKind::Sync { .. } | StepKind::Finalize | StepKind::Restage => "rsync",
             StepKind::Lifecycle { .. } | StepKind::Promote { .. } => "rollout",
             StepKind::Hook { .. } => "job_command",
+            StepKind::HealthGate { .. } => "health_check",
         }
     }
 }

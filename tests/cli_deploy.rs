@@ -696,3 +696,68 @@ fn a_failing_post_deploy_fails_the_job_and_resume_reruns_only_the_hook() {
         "3"
     );
 }
+
+#[test]
+fn a_failing_health_gate_holds_the_rolling_update_and_resume_continues_once_healthy() {
+    let cluster = Cluster::start(3);
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);
+    let manifest = |version: &str| {
+        format!(
+            r#"{{"version": "{version}", "selectors": ["a"], "max_concurrent_upgrades": 1,
+                "health_check": {{"checks": [{{"type": "ssh", "command": "test -e /tmp/ready"}}],
+                                  "timeout_seconds": 5, "wait": {{"attempts": 3, "interval_seconds": 1}}}}}}"#
+        )
+    };
+    bucket.write("workspace/jobs/svc/manifest.json", &manifest("1.0.0"));
+    bucket.write("workspace/jobs/svc/Makefile", RECORDING_MAKEFILE);
+    for host in cluster.hosts() {
+        cluster.ssh_ok(host, "touch /tmp/ready");
+    }
+    bucket.maand_ok(&["build"]);
+    bucket.maand_ok(&["deploy"]);
+    // Roll out 1.1.0 with the rollout order pinned, and the second worker unhealthy.
+    let [first, second, third] = [
+        &cluster.hosts()[0],
+        &cluster.hosts()[1],
+        &cluster.hosts()[2],
+    ];
+    cluster.ssh_ok(second, "rm /tmp/ready");
+    bucket.write("workspace/jobs/svc/manifest.json", &manifest("1.1.0"));
+    bucket.maand_ok(&["build"]);
+    let out = bucket.maand(&["deploy"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("health check failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restarted = |host: &str| {
+        events(&cluster, &bucket, host, "svc")
+            .iter()
+            .filter(|e| e.starts_with("restart-begin"))
+            .count()
+    };
+    assert_eq!(
+        (restarted(first), restarted(second), restarted(third)),
+        (1, 1, 0),
+        "later batches must not be touched"
+    );
+    let state = bucket.sql(&format!(
+        "SELECT health_failed FROM deployments WHERE worker_ip = '{second}'"
+    ));
+    assert_eq!(state, "1");
+    let rollout = bucket.maand_ok(&["cat", "deployments", "--json"]);
+    assert!(rollout.contains("health_failed"), "{rollout}");
+    // The worker becomes healthy: resume re-checks it and rolls the rest.
+    cluster.ssh_ok(second, "touch /tmp/ready");
+    bucket.maand_ok(&["deploy", "--resume"]);
+    assert_eq!(
+        (restarted(first), restarted(second), restarted(third)),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        bucket.sql("SELECT DISTINCT current_version FROM deployments"),
+        "1.1.0"
+    );
+    bucket.maand_ok(&["journal", "verify"]);
+}

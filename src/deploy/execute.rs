@@ -64,6 +64,12 @@ pub trait RemoteOps: Sync {
         allocations: &[HookAllocation],
         env: &[(String, String)],
     ) -> impl Future<Output = Result<Vec<Event>, StepError>> + Send;
+    /// Wait until the allocations pass `job`'s health checks (retrying as its manifest says).
+    fn health_gate(
+        &self,
+        job: &str,
+        allocations: &[HookAllocation],
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
     /// Stage `job`'s trees again from the catalog as it is now (after its `pre_deploy` hooks).
     fn restage(&self, job: &str) -> impl Future<Output = Result<(), StepError>> + Send;
     /// The tree a restage produced for an allocation (hash and file hashes), which then
@@ -284,6 +290,21 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
                     Outcome::Failed(message)
                 }
             }
+        }
+        StepKind::HealthGate { alloc_ids } => {
+            let job = step.job.as_deref().unwrap_or_default();
+            let allocations: Vec<HookAllocation> = alloc_ids
+                .iter()
+                .filter_map(|id| {
+                    fact(id).map(|f| HookAllocation {
+                        alloc_id: id.clone(),
+                        worker: f.worker.clone(),
+                        current_version: f.current_version.clone(),
+                        new_version: f.new_version.clone(),
+                    })
+                })
+                .collect();
+            remote(ops.health_gate(job, &allocations).await, vec![], false)
         }
         StepKind::Restage => {
             let job = step.job.as_deref().unwrap_or_default();

@@ -331,6 +331,48 @@ impl RemoteOps for FleetOps {
         }
     }
 
+    async fn health_gate(
+        &self,
+        job: &str,
+        allocations: &[HookAllocation],
+    ) -> Result<(), StepError> {
+        use crate::health::{
+            check_allocations, CheckOptions, HealthCatalog, HealthStatus, HealthTarget, Retry,
+        };
+        let catalog = self
+            .run
+            .with(|r| HealthCatalog::read(&self.bucket, r.conn()))
+            .map_err(|e| StepError::Failed(e.to_string()))?;
+        let targets: Vec<HealthTarget> = allocations
+            .iter()
+            .map(|a| HealthTarget {
+                alloc_id: a.alloc_id.clone(),
+                job: job.to_string(),
+                worker_ip: a.worker.clone(),
+            })
+            .collect();
+        let options = CheckOptions {
+            retry: Retry::UntilHealthy,
+            echo: self.echo,
+        };
+        let results = check_allocations(&self.fleet, &self.run, &catalog, &targets, options)
+            .await
+            .map_err(|e| StepError::Failed(e.to_string()))?;
+        let unhealthy: Vec<String> = results
+            .iter()
+            .filter(|r| r.status == HealthStatus::Unhealthy)
+            .map(|r| r.target.worker_ip.clone())
+            .collect();
+        if unhealthy.is_empty() {
+            Ok(())
+        } else {
+            Err(StepError::Failed(format!(
+                "health check failed on {} (see `maand logs show --event health_checked --job {job}`)",
+                unhealthy.join(", ")
+            )))
+        }
+    }
+
     async fn restage(&self, job: &str) -> Result<(), StepError> {
         let flags = DeployFlags {
             jobs: vec![job.to_string()],

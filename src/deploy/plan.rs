@@ -18,6 +18,9 @@ pub struct PlanJob {
     /// Deploy-event job commands: event name → command names (`pre_deploy`, `job_control`,
     /// `after_allocation_started`, `after_allocation_stopped`, `post_deploy`).
     pub hooks: BTreeMap<String, Vec<String>>,
+    /// The job declares health checks (manifest probes or `health_check` commands): rollouts
+    /// wait for them after starts and between update batches.
+    pub health: bool,
 }
 
 impl PlanJob {
@@ -496,6 +499,18 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
                 push(wave, name, None, batch, kind);
                 batch += 1;
             }
+            if job.health {
+                push(
+                    wave,
+                    name,
+                    None,
+                    batch,
+                    StepKind::HealthGate {
+                        alloc_ids: active.clone(),
+                    },
+                );
+                batch += 1;
+            }
         } else if lifecycle {
             let targets: BTreeMap<&str, &str> = updates
                 .iter()
@@ -543,6 +558,16 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
                         push(wave, name, None, batch, kind);
                         batch += 1;
                     }
+                    if job.health && phase == "update" {
+                        let alloc_ids = group.iter().map(|a| a.alloc_id.clone()).collect();
+                        push(wave, name, None, batch, StepKind::HealthGate { alloc_ids });
+                        batch += 1;
+                    }
+                }
+                if job.health && phase == "new" && count > 0 {
+                    let alloc_ids = starts.iter().map(|a| a.alloc_id.clone()).collect();
+                    push(wave, name, None, batch, StepKind::HealthGate { alloc_ids });
+                    batch += 1;
                 }
             }
         }

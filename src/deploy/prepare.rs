@@ -167,7 +167,7 @@ pub fn prepare(
 
     let mut jobs = BTreeMap::new();
     let mut stmt = conn.prepare(
-        "SELECT name, deployment_seq, restart_policy, restart_globs, max_concurrent_starts, max_concurrent_upgrades FROM jobs",
+        "SELECT name, deployment_seq, restart_policy, restart_globs, max_concurrent_starts, max_concurrent_upgrades, health_check FROM jobs",
     )?;
     let rows = stmt.query_map([], |r| {
         let globs: String = r.get(3)?;
@@ -180,6 +180,7 @@ pub fn prepare(
             max_concurrent_upgrades: r.get(5)?,
             rollout_order: vec![],
             hooks: BTreeMap::new(),
+            health: r.get::<_, Option<String>>(6)?.is_some(),
         })
     })?;
     for job in rows {
@@ -214,6 +215,11 @@ pub fn prepare(
         let (job, name, event, demand_job) = row?;
         if !demand_job.is_empty() {
             upstream.entry(job.clone()).or_default().push(demand_job);
+        }
+        if event == "health_check" {
+            if let Some(plan_job) = jobs.get_mut(&job) {
+                plan_job.health = true;
+            }
         }
         if DEPLOY_EVENTS.contains(&event.as_str()) {
             if let Some(plan_job) = jobs.get_mut(&job) {

@@ -80,6 +80,13 @@ impl RemoteOps for FakeWorkers {
     ) -> Result<Vec<Event>, StepError> {
         self.op("-", job, event).map(|()| vec![])
     }
+    async fn health_gate(
+        &self,
+        job: &str,
+        _allocations: &[super::execute::HookAllocation],
+    ) -> Result<(), StepError> {
+        self.op("-", job, "health_gate")
+    }
     async fn restage(&self, job: &str) -> Result<(), StepError> {
         self.op("-", job, "restage")
     }
