@@ -108,23 +108,17 @@ impl CatalogSnapshot {
                 allocation,
             );
         }
-        // One ordered scan; the last row of each key is its current version.
-        let mut stmt =
-            conn.prepare("SELECT namespace, key, value, sealed, deleted FROM kv ORDER BY namespace, key, version")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let namespace: String = row.get(0)?;
-            let key: String = row.get(1)?;
+        for entry in crate::catalog::read::current_kv(conn)? {
             let current = KvCurrent {
-                value: row.get(2)?,
-                sealed: row.get(3)?,
-                deleted: row.get(4)?,
+                value: entry.value,
+                sealed: entry.sealed,
+                deleted: entry.deleted,
             };
             snapshot
                 .kv
-                .entry(namespace)
+                .entry(entry.namespace)
                 .or_default()
-                .insert(key, current);
+                .insert(entry.key, current);
         }
         Ok(snapshot)
     }

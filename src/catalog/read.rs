@@ -113,3 +113,45 @@ pub fn runs(conn: &Connection) -> Result<Vec<RunRow>, CatalogError> {
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
+
+/// The current (highest) version of one KV key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentKv {
+    pub namespace: String,
+    pub key: String,
+    /// Plaintext, or the sealed form when `sealed`; empty for a deletion.
+    pub value: String,
+    pub sealed: bool,
+    pub deleted: bool,
+    pub version: i64,
+    /// When the current version was written.
+    pub time_ms: i64,
+}
+
+/// The current version of every KV key, deleted ones included (flagged), ordered by namespace
+/// and key. One ordered scan: the last row of each key is its current version.
+pub fn current_kv(conn: &Connection) -> Result<Vec<CurrentKv>, CatalogError> {
+    let mut stmt = conn.prepare(
+        "SELECT namespace, key, value, sealed, deleted, version, time_ms FROM kv ORDER BY namespace, key, version",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut current: Vec<CurrentKv> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let entry = CurrentKv {
+            namespace: row.get(0)?,
+            key: row.get(1)?,
+            value: row.get(2)?,
+            sealed: row.get(3)?,
+            deleted: row.get(4)?,
+            version: row.get(5)?,
+            time_ms: row.get(6)?,
+        };
+        match current.last_mut() {
+            Some(last) if last.namespace == entry.namespace && last.key == entry.key => {
+                *last = entry
+            }
+            _ => current.push(entry),
+        }
+    }
+    Ok(current)
+}

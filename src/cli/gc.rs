@@ -34,25 +34,16 @@ fn removed_allocations(conn: &Connection) -> rusqlite::Result<Vec<RemovedAllocat
     rows.collect()
 }
 
-fn kv_keys(conn: &Connection) -> rusqlite::Result<Vec<KvKey>> {
-    let mut stmt = conn.prepare(
-        "SELECT namespace, key, deleted, time_ms FROM kv ORDER BY namespace, key, version",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut keys: Vec<KvKey> = Vec::new();
-    while let Some(row) = rows.next()? {
-        let key = KvKey {
-            namespace: row.get(0)?,
-            key: row.get(1)?,
-            deleted: row.get(2)?,
-            time_ms: row.get(3)?,
-        };
-        match keys.last_mut() {
-            Some(last) if last.namespace == key.namespace && last.key == key.key => *last = key,
-            _ => keys.push(key),
-        }
-    }
-    Ok(keys)
+fn kv_keys(conn: &Connection) -> Result<Vec<KvKey>, crate::catalog::CatalogError> {
+    Ok(crate::catalog::read::current_kv(conn)?
+        .into_iter()
+        .map(|k| KvKey {
+            namespace: k.namespace,
+            key: k.key,
+            deleted: k.deleted,
+            time_ms: k.time_ms,
+        })
+        .collect())
 }
 
 fn jobs_with_allocations(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {

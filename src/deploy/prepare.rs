@@ -18,6 +18,8 @@ use std::sync::Arc;
 pub enum PrepareError {
     #[error("catalog database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
     #[error("no catalog yet: run `maand build` first (or `maand deploy --build`)")]
     NotBuilt,
     #[error("job {job} declares `{event}` commands ({commands}), which this maand cannot run yet; remove them from executed_on or deploy other jobs with --jobs")]
@@ -38,26 +40,20 @@ pub struct KvSnapshot {
 }
 
 impl KvSnapshot {
-    pub fn load(conn: &Connection, key: Option<SecretKey>) -> Result<KvSnapshot, rusqlite::Error> {
-        let mut stmt = conn.prepare("SELECT namespace, key, value, sealed, deleted FROM kv ORDER BY namespace, key, version")?;
-        let mut rows = stmt.query([])?;
-        let mut latest: BTreeMap<(String, String), (String, bool, bool)> = BTreeMap::new();
-        while let Some(row) = rows.next()? {
-            latest.insert(
-                (row.get(0)?, row.get(1)?),
-                (row.get(2)?, row.get(3)?, row.get(4)?),
-            );
-        }
+    pub fn load(conn: &Connection, key: Option<SecretKey>) -> Result<KvSnapshot, PrepareError> {
         let mut plain: HashMap<String, BTreeMap<String, String>> = HashMap::new();
         let mut sealed = HashMap::new();
-        for ((namespace, key_name), (value, is_sealed, deleted)) in latest {
-            if deleted {
-                continue;
-            }
-            if is_sealed {
-                sealed.insert((namespace, key_name), value);
+        for entry in crate::catalog::read::current_kv(conn)?
+            .into_iter()
+            .filter(|e| !e.deleted)
+        {
+            if entry.sealed {
+                sealed.insert((entry.namespace, entry.key), entry.value);
             } else {
-                plain.entry(namespace).or_default().insert(key_name, value);
+                plain
+                    .entry(entry.namespace)
+                    .or_default()
+                    .insert(entry.key, entry.value);
             }
         }
         Ok(KvSnapshot { plain, sealed, key })

@@ -66,23 +66,18 @@ impl HookCatalog {
                 r.get(0)
             })?;
 
-        let mut kv = BTreeMap::new();
-        let mut stmt = conn.prepare(
-            "SELECT namespace, key, value, sealed, deleted FROM kv ORDER BY namespace, key, version",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let entry = (row.get::<_, String>(0)?, row.get::<_, String>(1)?);
-            let value: String = row.get(2)?;
-            let (sealed, deleted): (bool, bool) = (row.get(3)?, row.get(4)?);
-            if deleted {
-                kv.remove(&entry);
-            } else if sealed {
-                kv.insert(entry, KvValue::Sealed(value));
-            } else {
-                kv.insert(entry, KvValue::Plain(value));
-            }
-        }
+        let kv = crate::catalog::read::current_kv(conn)?
+            .into_iter()
+            .filter(|e| !e.deleted)
+            .map(|e| {
+                let value = if e.sealed {
+                    KvValue::Sealed(e.value)
+                } else {
+                    KvValue::Plain(e.value)
+                };
+                ((e.namespace, e.key), value)
+            })
+            .collect();
 
         let mut stmt = conn.prepare(
             "SELECT job, name, event, script, demand_job, demand_command, demand_config

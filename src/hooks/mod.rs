@@ -122,6 +122,8 @@ pub enum HookError {
     #[error("catalog database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
     Bucket(#[from] BucketError),
     #[error(transparent)]
     Secret(#[from] SecretError),
