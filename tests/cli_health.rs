@@ -229,9 +229,11 @@ fn an_http_probe_fails_on_an_unexpected_status_and_a_job_without_checks_is_named
     web_job(
         &bucket,
         "web",
-        r#"{"checks": [{"type": "http", "port": "http_port", "path": "/missing", "expect_status": 200}],
+        r#"{"checks": [{"type": "http", "port": "http_port", "path": "/going.html", "expect_status": 200}],
             "wait": {"attempts": 60, "interval_seconds": 1}}"#,
     );
+    // The page is there while deploy's health gate checks it, and removed afterwards.
+    bucket.write("workspace/jobs/web/www/going.html", "<p>soon gone</p>\n");
     bucket.write(
         "workspace/jobs/plain/manifest.json",
         r#"{"version": "1.0.0", "selectors": ["web"]}"#,
@@ -245,6 +247,12 @@ fn an_http_probe_fails_on_an_unexpected_status_and_a_job_without_checks_is_named
         while std::net::TcpStream::connect((host.as_str(), port.parse::<u16>().unwrap())).is_err() {
             thread::sleep(Duration::from_millis(100));
         }
+    }
+    for host in cluster.hosts() {
+        cluster.ssh_ok(
+            host,
+            &format!("sudo rm {}/jobs/web/www/going.html", bucket.remote_dir()),
+        );
     }
     let (ok, stdout, _) = maand(&bucket, &["health_check"]);
     assert!(!ok, "{stdout}");
@@ -276,12 +284,20 @@ fn wait_keeps_checking_until_a_marker_file_appears() {
     bucket.write(
         "workspace/jobs/ready/manifest.json",
         r#"{"version": "1.0.0", "selectors": ["web"],
-            "health_check": {"checks": [{"type": "ssh", "command": "test -f data/ready"}],
+            "health_check": {"checks": [{"type": "ssh", "command": "test -f /tmp/ready"}],
                              "wait": {"attempts": 600, "interval_seconds": 1}}}"#,
     );
     bucket.write("workspace/jobs/ready/Makefile", QUIET_MAKEFILE);
     bucket.maand_ok(&["build"]);
+    // Ready while deploy's health gate looks (each worker has its own /tmp), not afterwards.
+    for host in cluster.hosts() {
+        cluster.ssh_ok(host, "touch /tmp/ready");
+    }
     bucket.maand_ok(&["deploy"]);
+    for host in cluster.hosts() {
+        cluster.ssh_ok(host, "rm /tmp/ready");
+    }
+    let checked_by_deploy = health_events(&bucket).len();
 
     let waiting = Command::new(env!("CARGO_BIN_EXE_maand"))
         .args(["health_check", "--wait", "--jobs", "ready"])
@@ -297,8 +313,7 @@ fn wait_keeps_checking_until_a_marker_file_appears() {
         thread::sleep(Duration::from_millis(100));
     }
     for host in cluster.hosts() {
-        let data = format!("{}/jobs/ready/data", bucket.remote_dir());
-        cluster.as_root(host, &format!("mkdir -p {data} && touch {data}/ready"));
+        cluster.ssh_ok(host, "touch /tmp/ready");
     }
     let out = waiting.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -314,6 +329,7 @@ fn wait_keeps_checking_until_a_marker_file_appears() {
     for host in cluster.hosts() {
         let attempts: Vec<(String, u32)> = health_events(&bucket)
             .iter()
+            .skip(checked_by_deploy)
             .filter(|e| e["worker"] == host.as_str())
             .map(|e| {
                 (
@@ -489,11 +505,14 @@ fn health_check_commands_run_after_probes_on_the_operator_host() {
         &format!(
             "import os, sys\n\
              print('checking', os.environ['ALLOCATION_IP'], os.environ['EVENT'])\n\
-             sys.exit(1 if os.environ['ALLOCATION_IP'] == '{failing}' else 0)\n"
+             sys.exit(1 if os.environ['ALLOCATION_IP'] == '{failing}' and os.path.exists('unhealthy') else 0)\n"
         ),
     );
     bucket.maand_ok(&["build"]);
+    // Healthy through deploy's health gate; the marker (in the bucket directory, where job
+    // commands run) turns one allocation unhealthy afterwards.
     bucket.maand_ok(&["deploy"]);
+    bucket.write("unhealthy", "");
     let (ok, stdout, stderr) = maand(&bucket, &["health_check", "--verbose"]);
     assert!(!ok, "{stdout}");
     let out = words(&stdout);
