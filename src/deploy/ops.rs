@@ -38,6 +38,10 @@ pub struct FleetOps {
     pub restaged: std::sync::Mutex<std::collections::BTreeMap<String, RestagedTree>>,
     /// Workers whose staged `jobs.json` this run has already shipped with a copy.
     pub shipped: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// One copy at a time per worker: jobs of a wave deploy side by side, and two rsyncs
+    /// creating the same bucket directory on a fresh worker race (`mkdir: File exists`).
+    pub copying:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     pub run: SharedRun,
     pub bucket_id: String,
     /// `tmp/workers/`: one staged image of `/opt/worker/<bucket_id>/` per worker.
@@ -68,6 +72,7 @@ impl FleetOps {
             fleet,
             ready: Readiness::default(),
             shipped: Default::default(),
+            copying: Default::default(),
             bucket,
             restaged: Default::default(),
             run,
@@ -144,6 +149,14 @@ impl FleetOps {
 
     /// Copies the staged tree of `job` and the worker's own files.
     async fn copy(&self, worker: &str, job: &str) -> Result<(), StepError> {
+        let lane = self
+            .copying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(worker.to_string())
+            .or_default()
+            .clone();
+        let _one_copy_at_a_time = lane.lock().await;
         let session = self.fleet.session(worker).await.map_err(classify)?;
         let transfer = Transfer {
             source: self.staging_root.join(worker),
