@@ -64,6 +64,7 @@ impl SharedRun {
             action: action.to_string(),
             echo,
             errors: Arc::new(Mutex::new(Vec::new())),
+            pending: Arc::new(Mutex::new(Vec::new())),
         }
     }
 }
@@ -77,9 +78,35 @@ pub struct ActivityObserver {
     action: String,
     echo: bool,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Output lines not yet committed: they are written in batches (at a command's end, or
+    /// every [`OUTPUT_BATCH`] lines) so a chatty command costs a few transactions, not one
+    /// per line. A command's start and end are committed as they happen.
+    pending: Arc<Mutex<Vec<Event>>>,
 }
 
+/// Most output lines held before they are committed.
+const OUTPUT_BATCH: usize = 256;
+
 impl ActivityObserver {
+    fn commit(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        if let Err(error) = self.run.record(events) {
+            if let Ok(mut errors) = self.errors.lock() {
+                errors.push(error.to_string());
+            }
+        }
+    }
+
+    /// Commits the held output lines (and `then`, after them).
+    fn flush(&self, then: Option<Event>) {
+        let mut events =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        events.extend(then);
+        self.commit(&events);
+    }
+
     /// The first journal failure seen, if any.
     pub fn journal_error(&self) -> Option<String> {
         self.errors.lock().ok().and_then(|e| e.first().cloned())
@@ -153,10 +180,29 @@ impl Observer for ActivityObserver {
                 error: Some(error),
             }),
         };
-        if let Err(error) = self.run.record(&[event]) {
-            if let Ok(mut errors) = self.errors.lock() {
-                errors.push(error.to_string());
+        match event {
+            Event::CommandOutput(_) => {
+                let full = {
+                    let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    pending.push(event);
+                    pending.len() >= OUTPUT_BATCH
+                };
+                if full {
+                    self.flush(None);
+                }
+            }
+            Event::CommandFinished(_) => self.flush(Some(event)),
+            other => {
+                self.flush(None);
+                self.commit(&[other]);
             }
         }
+    }
+}
+
+impl Drop for ActivityObserver {
+    /// Lines of a command that never reported its end (a dropped connection) are kept too.
+    fn drop(&mut self) {
+        self.flush(None);
     }
 }
