@@ -122,6 +122,12 @@ fn stage_to_disk(
     run: &SharedRun,
 ) -> Result<(), DeployError> {
     let root = bucket.tmp_dir().join("workers");
+    // A fresh file store for this deploy's trees (see `StagedTree::write_to`).
+    let store = bucket.tmp_dir().join("store");
+    if store.exists() {
+        std::fs::remove_dir_all(&store)
+            .map_err(|e| DeployError::Other(format!("clearing {}: {e}", store.display())))?;
+    }
     let mut workers: BTreeSet<&str> = BTreeSet::new();
     for step in steps.iter().filter(|s| !done.contains(&s.index)) {
         if let StepKind::Sync {
@@ -135,7 +141,7 @@ fn stage_to_disk(
             // A tree that renders only after pre_deploy hooks is written by the restage step.
             if let Some(tree) = prepared.trees.get(alloc_id) {
                 let dir = root.join(&fact.worker).join("jobs").join(&fact.job);
-                tree.write_to(&dir)
+                tree.write_to(&dir, &bucket.tmp_dir().join("store"))
                     .map_err(|e| DeployError::Other(format!("writing {}: {e}", dir.display())))?;
             }
         }

@@ -404,7 +404,7 @@ impl RemoteOps for FleetOps {
                 .join(&fact.worker)
                 .join("jobs")
                 .join(&fact.job);
-            tree.write_to(&dir)
+            tree.write_to(&dir, &self.bucket.tmp_dir().join("store"))
                 .map_err(|e| StepError::Failed(format!("writing {}: {e}", dir.display())))?;
             restaged.insert(
                 alloc_id.clone(),

@@ -51,14 +51,17 @@ impl StagedTree {
             .collect()
     }
 
-    /// Replaces `dir` with exactly this tree. The directory gets mode 0755 (rsync copies the
-    /// mode of the source directory onto the worker's).
-    pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+    /// Replaces `dir` with exactly this tree. Each file is written once into `store`
+    /// (content-addressed by hash and mode) and hard-linked into `dir`, so the same job staged
+    /// for many workers costs one write per file, not one per worker. Directories get mode
+    /// 0755 (rsync copies the mode of the source directory onto the worker's).
+    pub fn write_to(&self, dir: &Path, store: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         if dir.exists() {
             std::fs::remove_dir_all(dir)?;
         }
         std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(store)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
         for file in &self.files {
             let path = dir.join(&file.path);
@@ -72,8 +75,19 @@ impl StagedTree {
                     }
                 }
             }
-            std::fs::write(&path, file.content.as_slice())?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode))?;
+            let stored = store.join(format!("{}-{:o}", file.hash, file.mode));
+            if !stored.exists() {
+                let partial = store.join(format!(
+                    ".{}-{:o}.{}",
+                    file.hash,
+                    file.mode,
+                    std::process::id()
+                ));
+                std::fs::write(&partial, file.content.as_slice())?;
+                std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(file.mode))?;
+                std::fs::rename(&partial, &stored)?;
+            }
+            std::fs::hard_link(&stored, &path)?;
         }
         Ok(())
     }
@@ -234,7 +248,7 @@ mod tests {
             &|_, t| Ok(t.into()),
         )
         .unwrap();
-        tree.write_to(&target).unwrap();
+        tree.write_to(&target, &dir.path().join("store")).unwrap();
         assert!(!target.join("stale").exists());
         assert_eq!(std::fs::read(target.join("sub/a")).unwrap(), b"1");
         use std::os::unix::fs::PermissionsExt;
