@@ -2,7 +2,7 @@
 # One command from a fresh Debian machine (as root) to a running demo:
 #   installs packages, builds maand (release), starts 3 real sshd workers on 127.10.0.1-3
 #   (tests/cluster), creates a bucket in ./demo-bucket from examples/demo, builds it, deploys it
-#   (when this maand has deploy) and shows `maand cat deployments`.
+#   and shows `maand cat deployments`.
 # Re-running is safe: the cluster is reused and the bucket is rebuilt from scratch.
 # Stop the workers afterwards with: tests/cluster/down
 set -euo pipefail
@@ -48,19 +48,9 @@ echo "== maand build"
 "$maand" build
 "$maand" info
 
-if "$maand" --help | grep -qE '^\s+deploy\b'; then
-  echo "== maand deploy"
-  "$maand" deploy
-else
-  echo "== (this maand has no deploy command yet: the catalog is built, nothing is pushed to workers)"
-fi
-
-if "$maand" --help | grep -qE '^\s+cat\b'; then
-  echo "== maand cat deployments"
-  "$maand" cat deployments
-else
-  echo "== maand logs show (this maand has no cat command yet)"
-  "$maand" logs show --format human
-fi
+echo "== maand deploy"
+"$maand" deploy
+echo "== maand cat deployments"
+"$maand" cat deployments
 echo
 echo "bucket: $bucket   workers: $MAAND_TESTBED_HOSTS   stop them with: tests/cluster/down"
