@@ -6,6 +6,29 @@ use super::cluster::Cluster;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+/// Runs the maand binary in `bucket` with a clean environment.
+pub fn run_maand(bucket: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
+        .args(args)
+        .current_dir(bucket)
+        .env_remove("MAAND_BUCKET")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("maand runs")
+}
+
+/// Like [`run_maand`], but panics with the output unless it succeeds; returns stdout.
+pub fn run_maand_ok(bucket: &Path, args: &[&str]) -> String {
+    let out = run_maand(bucket, args);
+    assert!(
+        out.status.success(),
+        "maand {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub struct TestBucket {
     dir: tempfile::TempDir,
     pub bucket_id: String,
@@ -79,25 +102,12 @@ impl TestBucket {
 
     /// Runs the maand binary in the bucket.
     pub fn maand(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("MAAND_BUCKET")
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("maand runs")
+        run_maand(self.path(), args)
     }
 
     /// Runs maand and panics with its output unless it succeeds; returns stdout.
     pub fn maand_ok(&self, args: &[&str]) -> String {
-        let out = self.maand(args);
-        assert!(
-            out.status.success(),
-            "maand {args:?} failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        run_maand_ok(self.path(), args)
     }
 
     /// Runs sqlite3 on the bucket's database.

@@ -56,25 +56,12 @@ impl HookBucket {
 
     /// Runs the maand binary in the bucket.
     pub fn maand(&self, args: &[&str]) -> Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("MAAND_BUCKET")
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("maand runs")
+        crate::support::bucket::run_maand(self.dir.path(), args)
     }
 
     /// Runs maand and panics with its output unless it succeeds; returns stdout.
     pub fn maand_ok(&self, args: &[&str]) -> String {
-        let out = self.maand(args);
-        assert!(
-            out.status.success(),
-            "maand {args:?} failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        crate::support::bucket::run_maand_ok(self.dir.path(), args)
     }
 
     /// Runs maand expecting failure; returns stdout and stderr together.
