@@ -6,6 +6,8 @@
 # Re-running is safe: the cluster is reused and the bucket is rebuilt from scratch.
 # Stop the workers afterwards with: tests/cluster/down
 set -euo pipefail
+# shellcheck source=scripts/as-root.sh
+source "$(dirname "$0")/as-root.sh"
 cd "$(dirname "$0")/.."
 root=$(pwd)
 bash scripts/install-deps.sh

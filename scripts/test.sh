@@ -3,6 +3,8 @@
 # and the integration tests against real sshd workers (started and torn down by the tests).
 # Usage (as root on Debian): bash scripts/test.sh
 set -euo pipefail
+# shellcheck source=scripts/as-root.sh
+source "$(dirname "$0")/as-root.sh"
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
