@@ -143,7 +143,11 @@ impl Observer for ActivityObserver {
                 };
                 if self.echo {
                     let marker = if stream == Stream::Stderr { '!' } else { '|' };
-                    eprintln!("{} {marker} {line}", self.subject(&worker));
+                    eprintln!(
+                        "{} {marker} {}",
+                        self.subject(&worker),
+                        crate::terminal::visible(&line)
+                    );
                 }
                 Event::CommandOutput(CommandOutput {
                     worker,

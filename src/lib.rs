@@ -18,5 +18,6 @@ pub mod logs;
 pub mod remote;
 pub mod run;
 pub mod templates;
+pub mod terminal;
 pub mod worker_facts;
 pub mod workspace;

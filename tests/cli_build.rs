@@ -507,4 +507,12 @@ fn cat_at_an_earlier_run_shows_the_allocations_of_that_time() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("the journal holds events 1 to"));
+    // A run id prefix is matched literally: SQL wildcards match nothing.
+    for wildcard in ["%", "_", &format!("{}%", &first_build[..4])] {
+        maand(dir.path())
+            .args(["cat", "workers", "--at", wildcard])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("no run id starts with that"));
+    }
 }

@@ -666,3 +666,35 @@ fn job_targets_check_their_arguments_before_touching_workers() {
         ran.stderr
     );
 }
+
+#[test]
+fn escape_sequences_from_a_worker_are_shown_escaped_and_journaled_exactly() {
+    let cluster = Cluster::start(1);
+    let hosts = cluster.hosts();
+    let dir = bucket(&cluster, &workers_json(hosts, &[&["web"]]));
+    let bucket = dir.path();
+    run_ok(bucket, &["build"]);
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2Jafter";
+    let shown = "\\e]0;pwned\\x07\\e[2Jafter";
+
+    let ran = run_ok(
+        bucket,
+        &["run_command", r"printf '\033]0;pwned\007\033[2Jafter\n'"],
+    );
+    assert!(ran.stderr.contains(shown), "{}", ran.stderr);
+    assert!(
+        !ran.stderr.contains('\u{1b}'),
+        "raw ESC reached the terminal"
+    );
+
+    let human = run_ok(bucket, &["logs", "show", "--format", "human"]);
+    assert!(human.stdout.contains(shown), "{}", human.stdout);
+    assert!(!human.stdout.contains('\u{1b}') && !human.stdout.contains('\u{7}'));
+
+    let records = last_run_records(bucket, "run_command");
+    let lines: Vec<&str> = events_for(&records, "command_output", &hosts[0])
+        .iter()
+        .map(|r| r["msg"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, [hostile], "JSON keeps the exact bytes");
+}

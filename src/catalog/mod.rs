@@ -2,9 +2,11 @@
 //!
 //! Nothing else writes these tables. [`commit`] appends events and applies them in one SQLite
 //! transaction; [`rebuild`] drops every projection and replays the journal; [`diff_with_replay`]
-//! replays into a scratch database and reports every row that differs from the live tables.
+//! replays into a scratch database and reports every row that differs from the live tables;
+//! [`integrity`] checks what lies below the hash chain (pages, blobs) and salvages a damaged file.
 //! Each event type's effect is one function in `project.rs`.
 
+pub mod integrity;
 mod project;
 pub mod read;
 mod replay;

@@ -168,7 +168,8 @@ fn resolve_at(conn: &rusqlite::Connection, at: &str) -> anyhow::Result<u64> {
         }
         return Ok(seq);
     }
-    let mut stmt = conn.prepare("SELECT run_id FROM runs WHERE run_id LIKE ?1 || '%'")?;
+    let mut stmt =
+        conn.prepare("SELECT run_id FROM runs WHERE substr(run_id, 1, length(?1)) = ?1")?;
     let runs: Vec<String> = stmt
         .query_map([at], |r| r.get(0))?
         .collect::<Result<_, _>>()?;

@@ -1,19 +1,28 @@
 //! `maand journal verify|rebuild`: prove the catalog is derived from the journal.
 
 use crate::bucket::{self, Bucket};
-use crate::catalog;
+use crate::catalog::{self, integrity};
 use crate::run::Run;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JournalCommand {
-    /// Check the hash chain of every event, then replay the journal into a scratch database and
-    /// compare every projection table with the live one. Exits 1 naming the first corrupted
-    /// event or listing every differing row. Read-only.
+    /// Check the database file (SQLite's integrity check), re-hash every stored blob (job files)
+    /// against its key, check the hash chain of every event, then replay the journal into a
+    /// scratch database and compare every projection table with the live one. Exits 1 naming
+    /// the first damaged object, the first corrupted event, or every differing row. Read-only.
     Verify,
     /// Delete every projection row and replay the whole journal in one transaction, and write
     /// the log files under logs/ again (in the current log_format). Use after `journal verify`
     /// reports differing projections. The journal itself is never changed.
-    Rebuild,
+    Rebuild {
+        /// For a damaged database file (`journal verify` reports SQLite or blob damage): copy
+        /// every readable journal row and every intact blob into a fresh file, replay the
+        /// projections there and swap it in, keeping the damaged file beside it as
+        /// data/maand.db.damaged-<time>. When journal rows themselves are unreadable nothing is
+        /// swapped: the lost sequence range is named and the readable part kept aside.
+        #[arg(long)]
+        salvage: bool,
+    },
 }
 
 pub fn run(
@@ -24,7 +33,8 @@ pub fn run(
 ) -> anyhow::Result<i32> {
     match command {
         JournalCommand::Verify => verify(bucket),
-        JournalCommand::Rebuild => {
+        JournalCommand::Rebuild { salvage: true } => salvage(bucket),
+        JournalCommand::Rebuild { salvage: false } => {
             let mut run = Run::begin(bucket, name, argv)?;
             let format = bucket.conf()?.log_format;
             let result = catalog::rebuild(run.conn_mut()).and_then(|report| {
@@ -44,7 +54,40 @@ pub fn run(
 }
 
 fn verify(bucket: &Bucket) -> anyhow::Result<i32> {
-    let conn = bucket::open_checked(bucket)?;
+    let conn = match bucket::open_checked(bucket) {
+        Ok(conn) => conn,
+        Err(bucket::BucketError::Sqlite { source, .. }) => {
+            println!(
+                "journal verify: FAILED: the database file is damaged: {}",
+                integrity::sqlite_message(&source)
+            );
+            println!("run `maand journal rebuild --salvage` to rebuild data/maand.db from its readable journal rows and blobs");
+            return Ok(1);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let problems = integrity::sqlite_problems(&conn);
+    if !problems.is_empty() {
+        println!("journal verify: FAILED: the database file is damaged (SQLite integrity check):");
+        for problem in problems.iter().take(20) {
+            println!("  {problem}");
+        }
+        if problems.len() > 20 {
+            println!("  … and {} more", problems.len() - 20);
+        }
+        println!("run `maand journal rebuild --salvage` to rebuild data/maand.db from its readable journal rows and blobs");
+        return Ok(1);
+    }
+    let damaged = integrity::damaged_blobs(&conn)?;
+    if let Some(first) = damaged.first() {
+        println!(
+            "journal verify: FAILED: {first} ({} damaged blob(s) in all)",
+            damaged.len()
+        );
+        println!("deploy refuses to ship a damaged blob; run `maand journal rebuild --salvage` to drop damaged blobs, then `maand build` to store the job files again from the workspace");
+        return Ok(1);
+    }
+    println!("journal verify: database file ok, every blob matches its hash");
     let report = journal::verify(&conn)?;
     if let Some(bad) = report.first_bad {
         println!(
@@ -74,4 +117,76 @@ fn verify(bucket: &Bucket) -> anyhow::Result<i32> {
     }
     println!("run `maand journal rebuild` to replace the projections with the replayed state");
     Ok(1)
+}
+
+/// `journal rebuild --salvage`: a fresh database from what the damaged one still holds.
+fn salvage(bucket: &Bucket) -> anyhow::Result<i32> {
+    bucket.require_exists()?;
+    let _lock = Run::lock(bucket, "journal rebuild --salvage")?;
+    let damaged = bucket.db_path();
+    let stamp = crate::run::now_ms();
+    let fresh = bucket.data_dir().join(format!("maand.db.salvage-{stamp}"));
+    let report = match integrity::salvage(&damaged, &fresh) {
+        Ok(report) => report,
+        Err(error) => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", fresh.display()));
+            }
+            println!("journal rebuild: nothing was changed: {error}");
+            return Ok(1);
+        }
+    };
+    if !report.lost_events.is_empty() {
+        let ranges: Vec<String> = report
+            .lost_events
+            .iter()
+            .map(|r| {
+                if r.start() == r.end() {
+                    r.start().to_string()
+                } else {
+                    format!("{}-{}", r.start(), r.end())
+                }
+            })
+            .collect();
+        println!(
+            "journal rebuild: the journal itself is damaged: event(s) {} cannot be read; {} readable event(s) and {} blob(s) were copied to {}",
+            ranges.join(", "),
+            report.events,
+            report.blobs,
+            fresh.display()
+        );
+        println!("data/maand.db was left as it is; restore it from a backup (history after the lost range cannot be verified without it)");
+        return Ok(1);
+    }
+    let aside = bucket.data_dir().join(format!("maand.db.damaged-{stamp}"));
+    std::fs::rename(&damaged, &aside)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = bucket.data_dir().join(format!("maand.db{suffix}"));
+        if side.exists() {
+            std::fs::rename(
+                &side,
+                bucket
+                    .data_dir()
+                    .join(format!("maand.db.damaged-{stamp}{suffix}")),
+            )?;
+        }
+    }
+    std::fs::rename(&fresh, &damaged)?;
+    let format = bucket.conf()?.log_format;
+    let conn = bucket::open_checked(bucket)?;
+    crate::logs::files::rewrite(&conn, &bucket.logs_dir(), format)?;
+    println!(
+        "journal rebuild: salvaged {} event(s) and {} blob(s) into a fresh data/maand.db and replayed the projections; the damaged file is kept as {}",
+        report.events,
+        report.blobs,
+        aside.display()
+    );
+    if !report.lost_blobs.is_empty() {
+        println!(
+            "{} damaged blob(s) were dropped ({}…); run `maand build` to store the job files again from the workspace",
+            report.lost_blobs.len(),
+            &report.lost_blobs[0][..12.min(report.lost_blobs[0].len())]
+        );
+    }
+    Ok(0)
 }

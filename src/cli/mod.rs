@@ -183,7 +183,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Cat(_) => "cat",
         Command::Job(command) => command.name(),
         Command::Journal(journal_cmd::JournalCommand::Verify) => "journal verify",
-        Command::Journal(journal_cmd::JournalCommand::Rebuild) => "journal rebuild",
+        Command::Journal(journal_cmd::JournalCommand::Rebuild { .. }) => "journal rebuild",
         Command::Logs(_) => "logs show",
         Command::RunCommand(_) => "run_command",
         Command::JobCommand(_) => "jobcommand",
@@ -220,10 +220,28 @@ pub fn main() -> i32 {
     match dispatch(&cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", describe(&err));
             1
         }
     }
+}
+
+/// The error and its causes on one line, each said once: a cause whose text the message
+/// already holds (most of our errors quote their source) is left out, and so is SQLite's
+/// numeric restatement of a message it already gave.
+fn describe(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let restated_code = cause.downcast_ref::<rusqlite::ffi::Error>().is_some();
+        if message.is_empty() {
+            message = text;
+        } else if !message.contains(&text) && !restated_code {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
@@ -256,5 +274,32 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
             println!("man pages written to {}", out.display());
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn an_error_that_quotes_its_cause_says_it_once() {
+        let sqlite = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(11),
+            Some("database disk image is malformed".into()),
+        );
+        let err = anyhow::Error::new(crate::bucket::BucketError::Sqlite {
+            path: "data/maand.db".into(),
+            source: sqlite,
+        });
+        assert_eq!(
+            describe(&err),
+            "data/maand.db: database disk image is malformed"
+        );
+    }
+
+    #[test]
+    fn a_context_that_does_not_quote_its_cause_is_followed_by_it() {
+        let err = anyhow::anyhow!("disk full").context("writing tmp/x");
+        assert_eq!(describe(&err), "writing tmp/x: disk full");
     }
 }

@@ -30,6 +30,13 @@ pub enum PrepareError {
     },
     #[error("staging failed:\n{}", .0.join("\n"))]
     Staging(Vec<String>),
+    #[error("job {job}: file {path}: {source}; nothing was shipped. Run `maand journal verify`, then `maand journal rebuild --salvage` and `maand build`")]
+    DamagedFile {
+        job: String,
+        path: String,
+        #[source]
+        source: crate::catalog::integrity::DamagedBlob,
+    },
 }
 
 /// The catalog's current KV values, as templates and certificate staging read them.
@@ -234,11 +241,17 @@ pub fn prepare(
         if !selected(&job) {
             continue;
         }
+        let path: String = row.get(1)?;
+        let hash: String = row.get(2)?;
+        let content: Vec<u8> = row.get(4)?;
+        if let Err(source) = crate::catalog::integrity::check_blob(&hash, &content) {
+            return Err(PrepareError::DamagedFile { job, path, source });
+        }
         sources.entry(job).or_default().push(SourceFile {
-            path: row.get(1)?,
-            hash: row.get(2)?,
+            path,
+            hash,
             executable: row.get(3)?,
-            content: Arc::new(row.get(4)?),
+            content: Arc::new(content),
         });
     }
     let mut cert_names: BTreeMap<String, Vec<String>> = BTreeMap::new();

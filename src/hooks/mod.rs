@@ -141,6 +141,13 @@ pub enum HookError {
         path: String,
         hash: String,
     },
+    #[error("job {job}: {path}: {source}; run `maand journal verify`, then `maand journal rebuild --salvage` and `maand build`")]
+    DamagedFile {
+        job: String,
+        path: String,
+        #[source]
+        source: crate::catalog::integrity::DamagedBlob,
+    },
     #[error("job {job}: {path} would shadow the maand client module that job commands import; rename it")]
     ShadowedClient { job: String, path: String },
     #[error("job {job}: {script} needs {tool}, which is not on PATH of this host; {advice}")]

@@ -344,6 +344,13 @@ impl StagedRun {
                     },
                     other => other.into(),
                 })?;
+            crate::catalog::integrity::check_blob(&file.hash, &content).map_err(|source| {
+                HookError::DamagedFile {
+                    job: job.to_string(),
+                    path: file.path.clone(),
+                    source,
+                }
+            })?;
             let path = job_dir.join(relative);
             if let Some(parent) = path.parent() {
                 clients::create_dir(parent)?;
@@ -401,7 +408,11 @@ impl<J: HookJournal + ?Sized> Activity<'_, J> {
     fn line(&self, worker: &str, stream: Stream, line: String) {
         if self.echo {
             let marker = if stream == Stream::Stderr { '!' } else { '|' };
-            eprintln!("{}@{worker} {marker} {line}", self.job);
+            eprintln!(
+                "{}@{worker} {marker} {}",
+                self.job,
+                crate::terminal::visible(&line)
+            );
         }
         self.record(Event::CommandOutput(CommandOutput {
             worker: worker.to_string(),

@@ -418,7 +418,7 @@ fn human_line(record: &LogRecord) -> String {
             record.phase.as_deref().unwrap_or("-"),
             record.action.as_deref().unwrap_or("-"),
             subject(record),
-            field_value(record, "cmd")
+            crate::terminal::visible(field_value(record, "cmd"))
         ),
         "command_output" => {
             let marker = if field_value(record, "stream") == "stderr" {
@@ -429,7 +429,7 @@ fn human_line(record: &LogRecord) -> String {
             format!(
                 "  {} {marker} {}",
                 subject(record),
-                field_value(record, "msg")
+                crate::terminal::visible(field_value(record, "msg"))
             )
         }
         "command_end" => {
@@ -445,7 +445,7 @@ fn human_line(record: &LogRecord) -> String {
             );
             let error = field_value(record, "error");
             if !error.is_empty() {
-                line.push_str(&format!("  {error}"));
+                line.push_str(&format!("  {}", crate::terminal::visible(error)));
             }
             line
         }
