@@ -4,11 +4,15 @@
 //!
 //! Shared by every command that touches workers. The run it records into sits behind a mutex
 //! because records arrive from many workers at once; each record is one short transaction.
+//! The journal keeps at most `journal_output_limit` bytes of one command's output per worker
+//! (the first and the last half, with a line saying how much was dropped between); the
+//! terminal still sees every line.
 
 use crate::catalog::CatalogError;
 use crate::events::{CommandFinished, CommandOutput, CommandStarted, Event, Stream};
 use crate::remote::{Observer, RemoteRecord};
 use crate::run::Run;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// The journal of the current run, shared by concurrent work.
@@ -57,7 +61,10 @@ impl SharedRun {
         action: &str,
         echo: bool,
     ) -> ActivityObserver {
+        let limit = self.with(|run| run.output_limit());
         ActivityObserver {
+            limit,
+            budgets: Arc::new(Mutex::new(HashMap::new())),
             run: self.clone(),
             job: job.map(str::to_string),
             phase: phase.to_string(),
@@ -82,6 +89,59 @@ pub struct ActivityObserver {
     /// every [`OUTPUT_BATCH`] lines) so a chatty command costs a few transactions, not one
     /// per line. A command's start and end are committed as they happen.
     pending: Arc<Mutex<Vec<Event>>>,
+    /// Output bytes per command and worker the journal keeps.
+    limit: u64,
+    /// Per worker: how much of the running command's output the journal still takes.
+    budgets: Arc<Mutex<HashMap<String, OutputBudget>>>,
+}
+
+/// What is left of one command's journal budget on one worker: the head is committed as it
+/// comes; once it is spent, lines wait in a tail window that keeps only the newest.
+#[derive(Default)]
+struct OutputBudget {
+    head_used: u64,
+    tail: VecDeque<(u64, Event)>,
+    tail_bytes: u64,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+impl OutputBudget {
+    /// Takes a line of `size` bytes: returns it when it belongs to the head, otherwise keeps it
+    /// in the tail window (dropping the oldest tail lines beyond `limit / 2`).
+    fn take(&mut self, limit: u64, size: u64, event: Event) -> Option<Event> {
+        let half = limit / 2;
+        if self.tail.is_empty() && self.dropped_lines == 0 && self.head_used + size <= half {
+            self.head_used += size;
+            return Some(event);
+        }
+        self.tail.push_back((size, event));
+        self.tail_bytes += size;
+        while self.tail_bytes > half {
+            let Some((old, _)) = self.tail.pop_front() else {
+                break;
+            };
+            self.tail_bytes -= old;
+            self.dropped_lines += 1;
+            self.dropped_bytes += old;
+        }
+        None
+    }
+
+    /// The held tail, preceded by a line recording what was dropped (if anything was).
+    fn finish(self, limit: u64, marker: impl FnOnce(String) -> Event) -> Vec<Event> {
+        let mut events = Vec::with_capacity(self.tail.len() + 1);
+        if self.dropped_lines > 0 {
+            events.push(marker(format!(
+                "[maand] {} line(s), {} byte(s) of output not journaled here: the journal keeps the first and last {} bytes of a command's output (journal_output_limit in maand.conf)",
+                self.dropped_lines,
+                self.dropped_bytes,
+                limit / 2
+            )));
+        }
+        events.extend(self.tail.into_iter().map(|(_, event)| event));
+        events
+    }
 }
 
 /// Most output lines held before they are committed.
@@ -97,6 +157,33 @@ impl ActivityObserver {
                 errors.push(error.to_string());
             }
         }
+    }
+
+    /// Moves `worker`'s held output tail (and the line saying what was dropped) to the lines
+    /// waiting for commit, and starts a fresh budget for its next command.
+    fn hold_tail(&self, worker: &str) {
+        let budget = self
+            .budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(worker);
+        let Some(budget) = budget else {
+            return;
+        };
+        let marker = |line| {
+            Event::CommandOutput(CommandOutput {
+                worker: worker.to_string(),
+                job: self.job.clone(),
+                phase: self.phase.clone(),
+                stream: Stream::Stderr,
+                line,
+            })
+        };
+        let tail = budget.finish(self.limit, marker);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(tail);
     }
 
     /// Commits the held output lines (and `then`, after them).
@@ -185,7 +272,19 @@ impl Observer for ActivityObserver {
             }),
         };
         match event {
-            Event::CommandOutput(_) => {
+            Event::CommandOutput(ref output) => {
+                let size = output.line.len() as u64 + 1;
+                let worker = output.worker.clone();
+                let kept = self
+                    .budgets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(worker)
+                    .or_default()
+                    .take(self.limit, size, event);
+                let Some(event) = kept else {
+                    return;
+                };
                 let full = {
                     let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
                     pending.push(event);
@@ -195,7 +294,10 @@ impl Observer for ActivityObserver {
                     self.flush(None);
                 }
             }
-            Event::CommandFinished(_) => self.flush(Some(event)),
+            Event::CommandFinished(ref finished) => {
+                self.hold_tail(&finished.worker);
+                self.flush(Some(event))
+            }
             other => {
                 self.flush(None);
                 self.commit(&[other]);
@@ -207,6 +309,16 @@ impl Observer for ActivityObserver {
 impl Drop for ActivityObserver {
     /// Lines of a command that never reported its end (a dropped connection) are kept too.
     fn drop(&mut self) {
+        let workers: Vec<String> = self
+            .budgets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for worker in workers {
+            self.hold_tail(&worker);
+        }
         self.flush(None);
     }
 }

@@ -35,6 +35,8 @@ pub struct Run {
     started: Instant,
     /// Where the log-file projection goes, and in which format.
     logs: (std::path::PathBuf, crate::bucket::LogFormat),
+    /// `journal_output_limit` of maand.conf: output bytes per command and worker journaled.
+    output_limit: u64,
     _lock: BucketLock,
 }
 
@@ -74,7 +76,7 @@ impl Run {
         command: &str,
         argv: &[String],
     ) -> Result<Run, RunError> {
-        let format = bucket.conf().map(|c| c.log_format).unwrap_or_default();
+        let conf = bucket.conf().unwrap_or_default();
         let id = uuid::Uuid::new_v4().to_string();
         let started = RunStarted {
             command: command.to_string(),
@@ -89,13 +91,19 @@ impl Run {
             id,
             conn,
             started: Instant::now(),
-            logs: (bucket.logs_dir(), format),
+            logs: (bucket.logs_dir(), conf.log_format),
+            output_limit: conf.journal_output_limit,
             _lock: lock,
         })
     }
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Output bytes of one command on one worker that the journal keeps.
+    pub fn output_limit(&self) -> u64 {
+        self.output_limit
     }
 
     pub fn conn(&self) -> &Connection {

@@ -380,3 +380,57 @@ fn completions_and_man_pages_are_generated() {
     assert!(dir.path().join("man/maand.1").is_file());
     assert!(dir.path().join("man/maand-init.1").is_file());
 }
+
+/// Runs maand as the unprivileged user `nobody` (setpriv drops root's rights).
+fn maand_as_nobody(bucket: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            env!("CARGO_BIN_EXE_maand"),
+        ])
+        .args(args)
+        .current_dir(bucket)
+        .env_remove("MAAND_BUCKET")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("setpriv (util-linux) runs")
+}
+
+#[test]
+fn a_bucket_this_user_may_only_read_answers_reads_and_refuses_writes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    init(dir.path());
+    std::fs::write(
+        dir.path().join("workspace/workers.json"),
+        r#"[{"host": "127.20.0.1", "labels": ["web"]}]"#,
+    )
+    .unwrap();
+    maand(dir.path()).arg("build").assert().success();
+    let db = dir.path().join("data/maand.db");
+    let before = std::fs::read(&db).unwrap();
+
+    for args in [
+        &["info"][..],
+        &["cat", "workers"],
+        &["journal", "verify"],
+        &["logs", "show"],
+    ] {
+        let out = maand_as_nobody(dir.path(), args);
+        assert!(
+            out.status.success(),
+            "maand {args:?} as a read-only user: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = maand_as_nobody(dir.path(), &["build"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("maand.lock"), "names the file: {stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "nothing changed");
+}

@@ -698,3 +698,83 @@ fn escape_sequences_from_a_worker_are_shown_escaped_and_journaled_exactly() {
         .collect();
     assert_eq!(lines, [hostile], "JSON keeps the exact bytes");
 }
+
+#[test]
+fn huge_command_output_is_journaled_head_and_tail_with_the_dropped_size() {
+    let cluster = Cluster::start(1);
+    let hosts = cluster.hosts();
+    let dir = bucket(&cluster, &workers_json(hosts, &[&["web"]]));
+    let bucket = dir.path();
+    let conf = std::fs::read_to_string(bucket.join("maand.conf")).unwrap();
+    let conf: String = conf
+        .lines()
+        .filter(|l| !l.starts_with("journal_output_limit"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        bucket.join("maand.conf"),
+        format!("{conf}journal_output_limit = 65536\n"),
+    )
+    .unwrap();
+    run_ok(bucket, &["build"]);
+    let db_before = std::fs::metadata(bucket.join("data/maand.db"))
+        .unwrap()
+        .len();
+
+    // 200,000 numbered lines, about 1.3 MB.
+    let ran = run_ok(bucket, &["run_command", "seq -f 'line %06g' 1 200000"]);
+    assert!(
+        ran.stderr.contains("line 200000"),
+        "the terminal sees every line"
+    );
+
+    let records = last_run_records(bucket, "run_command");
+    let lines: Vec<&str> = events_for(&records, "command_output", &hosts[0])
+        .iter()
+        .map(|r| r["msg"].as_str().unwrap())
+        .collect();
+    let journaled: usize = lines.iter().map(|l| l.len() + 1).sum();
+    assert!(journaled <= 65536 + 300, "journaled {journaled} bytes");
+    assert_eq!(lines[0], "line 000001");
+    assert_eq!(*lines.last().unwrap(), "line 200000");
+    let marker = lines
+        .iter()
+        .find(|l| l.starts_with("[maand]"))
+        .expect("a line records what was dropped");
+    let kept = lines.len() as u64 - 1;
+    let dropped_lines = 200_000 - kept;
+    assert!(
+        marker.contains(&format!(
+            "{dropped_lines} line(s), {} byte(s)",
+            dropped_lines * 12
+        )),
+        "{marker}"
+    );
+    let db_after = std::fs::metadata(bucket.join("data/maand.db"))
+        .unwrap()
+        .len();
+    assert!(
+        db_after - db_before < 2 * 1024 * 1024,
+        "maand.db grew by {} bytes",
+        db_after - db_before
+    );
+}
+
+#[test]
+fn a_key_others_may_read_is_named_with_the_fix_before_any_connection() {
+    let cluster = Cluster::start(1);
+    let hosts = cluster.hosts();
+    let dir = bucket(&cluster, &workers_json(hosts, &[&["web"]]));
+    let bucket = dir.path();
+    run_ok(bucket, &["build"]);
+    let key = bucket.join("secrets/worker.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ran = run_failing(bucket, &["run_command", "true"]);
+    assert!(ran.stderr.contains("has mode 644"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(&format!("chmod 600 {}", key.display())),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("authorized_keys"), "{}", ran.stderr);
+}

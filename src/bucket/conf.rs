@@ -27,6 +27,9 @@ pub struct MaandConf {
     pub certs_renewal_buffer: u32,
     pub job_config_selector: String,
     pub log_format: LogFormat,
+    /// Bytes of one command's output (per worker) the journal keeps: the first and the last
+    /// half; what lies between is dropped and its size recorded.
+    pub journal_output_limit: u64,
 }
 
 impl Default for MaandConf {
@@ -40,6 +43,7 @@ impl Default for MaandConf {
             certs_renewal_buffer: 0,
             job_config_selector: String::new(),
             log_format: LogFormat::Kv,
+            journal_output_limit: 1024 * 1024,
         }
     }
 }
@@ -57,20 +61,22 @@ impl MaandConf {
              certs_ttl = {}                # days a generated job certificate is valid\n\
              certs_renewal_buffer = 10     # renew job certificates this many days before expiry\n\
              job_config_selector = {:?}     # \"prod\" reads workspace/bucket.jobs.prod.conf\n\
-             log_format = \"kv\"             # kv, json or jsonl for logs/*.log\n",
+             log_format = \"kv\"             # kv, json or jsonl for logs/*.log\n\
+             journal_output_limit = {}   # bytes of a command's output per worker kept in the journal (first and last half)\n",
             conf.ssh_user,
             conf.ssh_key,
             conf.ssh_port,
             conf.use_sudo,
             conf.certs_ttl,
             conf.job_config_selector,
+            conf.journal_output_limit,
         )
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<MaandConf, BucketError> {
         let conf: MaandConf = toml::from_str(text).map_err(|e| BucketError::Conf {
             path: path.to_path_buf(),
-            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format)", e.message()),
+            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format, journal_output_limit)", e.message()),
         })?;
         conf.validate(path)?;
         Ok(conf)
@@ -114,6 +120,12 @@ impl MaandConf {
             return Err(bad(format!(
                 "job_config_selector {:?} must use letters, digits, '.', '_' or '-' (it names workspace/bucket.jobs.<selector>.conf)",
                 self.job_config_selector
+            )));
+        }
+        if self.journal_output_limit < 1024 {
+            return Err(bad(format!(
+                "journal_output_limit ({}) must be at least 1024 bytes",
+                self.journal_output_limit
             )));
         }
         Ok(())

@@ -11,7 +11,9 @@ mod schema;
 
 pub use conf::{LogFormat, MaandConf};
 pub use lock::{BucketLock, LockHolder};
-pub use schema::{migrate, open, open_checked, schema_state, SchemaState, LATEST_SCHEMA};
+pub use schema::{
+    migrate, open, open_checked, read_only_uri, schema_state, SchemaState, LATEST_SCHEMA,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +46,8 @@ pub enum BucketError {
     },
     #[error("the SSH key {} does not exist; copy the private key authorized for {user} on the workers there (mode 600), or point ssh_key in maand.conf at it", path.display())]
     MissingSshKey { path: PathBuf, user: String },
+    #[error("the SSH key {} has mode {mode:o}: ssh ignores a private key that others may read; run `chmod 600 {}`", path.display(), path.display())]
+    LooseSshKey { path: PathBuf, mode: u32 },
     #[error("{path}: journal: {source}")]
     Journal {
         path: PathBuf,
@@ -141,6 +145,7 @@ impl Bucket {
                 user: conf.ssh_user.clone(),
             });
         }
+        check_key_mode(&key_path)?;
         Ok(crate::remote::RemoteConfig {
             user: conf.ssh_user.clone(),
             port: conf.ssh_port,
@@ -155,6 +160,23 @@ impl Bucket {
     pub fn conf(&self) -> Result<MaandConf, BucketError> {
         MaandConf::read(&self.conf_path())
     }
+}
+
+/// Refuses a private key file that ssh would ignore: one owned by this user that its group or
+/// others may read or write (ssh then says only that the key was not accepted).
+fn check_key_mode(path: &Path) -> Result<(), BucketError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(BucketError::io(path))?;
+    // SAFETY: geteuid(2) has no preconditions and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() == euid && mode & 0o077 != 0 {
+        return Err(BucketError::LooseSshKey {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// Writes `contents` to `path` through a temporary file and a rename, so a crash never leaves a

@@ -35,7 +35,12 @@ fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> BucketError + '_ {
 }
 
 /// Opens a database file with maand's connection settings (WAL, busy timeout, foreign keys).
+/// A database this user may not write (a bucket shared read-only with an auditor) is opened
+/// read-only, so reading commands work; a command that writes then fails on its first write.
 pub fn open(path: &Path) -> Result<Connection, BucketError> {
+    if path.exists() && !writable(path) {
+        return open_read_only(path);
+    }
     let conn = Connection::open(path).map_err(sqlite_err(path))?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(sqlite_err(path))?;
@@ -46,6 +51,63 @@ pub fn open(path: &Path) -> Result<Connection, BucketError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sqlite_err(path))?;
     Ok(conn)
+}
+
+/// Whether this user may write the database file and create its WAL side files beside it.
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let may_write = |p: &Path| {
+        let Ok(c_path) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: access(2) reads the NUL-terminated path and nothing else.
+        unsafe { libc::access(c_path.as_ptr(), libc::W_OK) == 0 }
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    may_write(path) && may_write(dir.unwrap_or(Path::new(".")))
+}
+
+/// A read-only connection through [`read_only_uri`].
+fn open_read_only(path: &Path) -> Result<Connection, BucketError> {
+    let conn = Connection::open_with_flags(
+        read_only_uri(path),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(sqlite_err(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sqlite_err(path))?;
+    Ok(conn)
+}
+
+/// The `file:` URI that reads the database at `path` without writing anything. When this user
+/// may not write the bucket and no WAL file lies beside the database, no writer is active (the
+/// last one to close removes it), so the file is read as immutable: SQLite then needs no
+/// shared-memory file, which this user could not create.
+pub fn read_only_uri(path: &Path) -> String {
+    let wal = path.with_file_name(format!(
+        "{}-wal",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("maand.db")
+    ));
+    let mut uri = url_path(path);
+    uri.push_str("?mode=ro");
+    if !writable(path) && !wal.exists() {
+        uri.push_str("&immutable=1");
+    }
+    uri
+}
+
+/// `path` as an SQLite `file:` URI, with the characters URIs reserve percent-encoded.
+fn url_path(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", c as u32)),
+            _ => uri.push(c),
+        }
+    }
+    uri
 }
 
 pub fn schema_state(conn: &Connection, path: &Path) -> Result<SchemaState, BucketError> {

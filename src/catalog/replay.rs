@@ -84,12 +84,12 @@ pub fn diff_with_replay(conn: &Connection) -> Result<Vec<TableDiff>, CatalogErro
         replay(conn, &tx)?;
         tx.commit()?;
     }
-    scratch
-        .execute(
-            "ATTACH DATABASE ?1 AS live",
-            [format!("file:{live_path}?mode=ro")],
-        )
-        .or_else(|_| scratch.execute("ATTACH DATABASE ?1 AS live", [&live_path]))?;
+    scratch.execute(
+        "ATTACH DATABASE ?1 AS live",
+        [crate::bucket::read_only_uri(std::path::Path::new(
+            &live_path,
+        ))],
+    )?;
     let mut diffs = Vec::new();
     for table in PROJECTION_TABLES {
         let only_live = rows_of(
