@@ -544,13 +544,23 @@ pub fn identity_path(bucket_id: &str) -> String {
     format!("{}/worker.json", bucket_dir_on_worker(bucket_id))
 }
 
-/// Prints the worker's `worker.json`, or exits 3 when it does not exist.
+/// Largest `worker.json` maand reads; the one deploy writes is a few hundred bytes.
+pub const MAX_IDENTITY_BYTES: u64 = 64 * 1024;
+
+/// Prints the worker's `worker.json`, exits 3 when it does not exist, and refuses (exit 4, with
+/// the reason on stderr) one larger than [`MAX_IDENTITY_BYTES`].
 pub fn identity_command(bucket_id: &str) -> Result<RemoteCommand, RemoteError> {
+    let script = format!(
+        "[ -e \"$1\" ] || exit 3; size=$(wc -c < \"$1\") || exit 4; \
+         if [ \"$size\" -gt {MAX_IDENTITY_BYTES} ]; then \
+         echo \"it is $size bytes, more than the {MAX_IDENTITY_BYTES} maand reads: not a file maand wrote; remove it and run maand deploy\" >&2; exit 4; fi; \
+         cat -- \"$1\""
+    );
     RemoteCommand::new(
         [
             "bash",
             "-c",
-            "[ -e \"$1\" ] || exit 3; cat -- \"$1\"",
+            &script,
             "maand-sync-check",
             &identity_path(bucket_id),
         ],

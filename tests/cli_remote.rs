@@ -778,3 +778,35 @@ fn a_key_others_may_read_is_named_with_the_fix_before_any_connection() {
     );
     assert!(!ran.stderr.contains("authorized_keys"), "{}", ran.stderr);
 }
+
+#[test]
+fn an_oversized_worker_json_is_refused_with_its_size() {
+    let cluster = Cluster::start(1);
+    let hosts = cluster.hosts();
+    let dir = bucket(&cluster, &workers_json(hosts, &[&[]]));
+    let bucket = dir.path();
+    std::fs::create_dir_all(bucket.join("workspace/jobs/app")).unwrap();
+    std::fs::write(
+        bucket.join("workspace/jobs/app/manifest.json"),
+        r#"{"version": "1.0.0", "selectors": ["worker"]}"#,
+    )
+    .unwrap();
+    std::fs::write(bucket.join("workspace/jobs/app/Makefile"), APP_MAKEFILE).unwrap();
+    run_ok(bucket, &["build"]);
+    let bucket_id = info(bucket)["bucket_id"].as_str().unwrap().to_string();
+    run_ok(
+        bucket,
+        &[
+            "run_command",
+            &format!(
+                "sudo mkdir -p /opt/worker/{bucket_id} && head -c 300000 /dev/zero | tr '\\0' x | sudo tee /opt/worker/{bucket_id}/worker.json >/dev/null"
+            ),
+        ],
+    );
+    let ran = run_failing(bucket, &["job", "status", "app"]);
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        all.contains("it is 300000 bytes, more than the 65536 maand reads"),
+        "{all}"
+    );
+}

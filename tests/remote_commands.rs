@@ -386,3 +386,37 @@ async fn the_runner_runs_make_targets_with_versions_and_skips_disabled_jobs() {
     let unknown = runner_command("bucket-1", "start", &["ghost".into()], LIMIT).unwrap();
     assert_eq!(session.run(&unknown, &recorder).await.unwrap().exit_code, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_output_without_newlines_arrives_in_bounded_lines_and_captures_are_capped() {
+    let cluster = Cluster::start(1);
+    let host = cluster.hosts()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = fleet(&cluster, &dir);
+    let session = fleet.session(&host).await.unwrap();
+
+    // One 1 MB "line": streamed as lines of at most MAX_LINE_BYTES, nothing lost.
+    let recorder = Recorder::default();
+    let one_line = command(&["sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x"]);
+    session.run(&one_line, &recorder).await.unwrap();
+    let lines = recorder.lines(&host, Stream::Stdout);
+    assert!(lines
+        .iter()
+        .all(|l| l.len() <= maand::remote::MAX_LINE_BYTES));
+    assert_eq!(lines.iter().map(String::len).sum::<usize>(), 1_000_000);
+
+    // A capture (how maand reads worker files and probes) refuses more than its limit.
+    let huge = command(&["sh", "-c", "seq 1 2000000"]);
+    let err = session
+        .capture(&huge, &Recorder::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RemoteError::OutputTooLarge { ref worker, .. } if *worker == host),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("printed more than 4194304 bytes"),
+        "{err}"
+    );
+}

@@ -50,6 +50,13 @@ pub enum RemoteError {
         after: Duration,
     },
 
+    #[error("worker {worker}: `{command}` printed more than {limit} bytes, more than maand reads from a worker for it; look at what the worker serves there (a file maand wrote is far smaller)")]
+    OutputTooLarge {
+        worker: String,
+        command: String,
+        limit: usize,
+    },
+
     #[error("worker {worker}: the connection was lost while running `{command}`: {detail}")]
     ConnectionLost {
         worker: String,

@@ -46,7 +46,7 @@ pub use prerequisites::{
 };
 pub use quote::shell_quote;
 pub use record::{Observer, RemoteRecord, Stream};
-pub use session::{CapturedOutput, CommandOutcome, Session};
+pub use session::{CapturedOutput, CommandOutcome, Session, MAX_CAPTURED_BYTES, MAX_LINE_BYTES};
 pub use transfer::{FilterRule, Transfer, TransferSummary};
 pub use worker_files::{
     bucket_dir_on_worker, runner_command, stage_worker_files, JobEntry, StageError, WorkerFiles,

@@ -24,6 +24,12 @@ const MASTER_IDLE_EXIT: Duration = Duration::from_secs(120);
 /// Keepalive probes of the master: a peer silent for interval × count is declared dead.
 const SERVER_ALIVE_INTERVAL_SECS: u64 = 5;
 const SERVER_ALIVE_COUNT_MAX: u64 = 3;
+/// Longest output line kept whole; a longer one (a worker printing a file with no newlines)
+/// arrives as several lines of this size, so memory stays bounded.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Most output bytes [`Session::capture`] keeps (its callers read small files and probe
+/// results); a command printing more fails with [`RemoteError::OutputTooLarge`].
+pub const MAX_CAPTURED_BYTES: usize = 4 * 1024 * 1024;
 /// Time allowed for key exchange and authentication after the TCP connect succeeded.
 const MIN_HANDSHAKE_ALLOWANCE: Duration = Duration::from_secs(5);
 
@@ -172,6 +178,19 @@ impl Session {
         let finished = self
             .supervise(ssh, &line, command.timeout(), observer, keep_output)
             .await?;
+        let captured: usize = finished
+            .stdout
+            .iter()
+            .chain(&finished.stderr)
+            .map(|l| l.len() + 1)
+            .sum();
+        if captured > MAX_CAPTURED_BYTES {
+            return Err(RemoteError::OutputTooLarge {
+                worker: self.worker.clone(),
+                command: line,
+                limit: MAX_CAPTURED_BYTES,
+            });
+        }
         Ok(finished)
     }
 
@@ -283,10 +302,11 @@ impl Session {
     ) -> std::io::Result<Vec<String>> {
         let mut reader = BufReader::new(reader);
         let mut kept = Vec::new();
+        let mut kept_bytes = 0;
         let mut buffer = Vec::new();
         loop {
             buffer.clear();
-            if reader.read_until(b'\n', &mut buffer).await? == 0 {
+            if read_line_bounded(&mut reader, &mut buffer, MAX_LINE_BYTES).await? == 0 {
                 return Ok(kept);
             }
             if buffer.last() == Some(&b'\n') {
@@ -296,7 +316,10 @@ impl Session {
                 }
             }
             let line = String::from_utf8_lossy(&buffer).into_owned();
-            if keep_output {
+            // Past the capture limit lines still stream to the observer; keeping one more
+            // than the limit is enough for the caller to refuse the output.
+            if keep_output && kept_bytes <= MAX_CAPTURED_BYTES {
+                kept_bytes += line.len() + 1;
                 kept.push(line.clone());
             }
             observer.record(RemoteRecord::OutputLine {
@@ -469,6 +492,34 @@ impl Drop for Session {
             }
         }
     }
+}
+
+/// Reads up to and including the next newline into `buffer`, but never more than `max` bytes;
+/// returns the number of bytes read (0 at the end of the stream).
+async fn read_line_bounded(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    buffer: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<usize> {
+    let mut read = 0;
+    while read < max {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            break;
+        }
+        let room = (max - read).min(available.len());
+        let (take, done) = match available[..room].iter().position(|&b| b == b'\n') {
+            Some(newline) => (newline + 1, true),
+            None => (room, false),
+        };
+        buffer.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        read += take;
+        if done {
+            break;
+        }
+    }
+    Ok(read)
 }
 
 /// Kills the whole process group of `child` (rsync and the ssh it started, or one ssh) and
