@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub enum RunOutcome {
     Succeeded,
     Failed,
+    /// Stopped by SIGINT or SIGTERM after it finished or stopped what was running.
+    Interrupted,
 }
 
 impl RunOutcome {
@@ -22,8 +24,18 @@ impl RunOutcome {
         match self {
             RunOutcome::Succeeded => "succeeded",
             RunOutcome::Failed => "failed",
+            RunOutcome::Interrupted => "interrupted",
         }
     }
+}
+
+/// A run that never recorded its end (its process was killed) was found by a later run, which
+/// closes it: its outcome becomes `abandoned`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAbandoned {
+    pub run_id: String,
+    pub command: String,
+    pub pid: u32,
 }
 
 /// A maand command invocation began.
@@ -520,6 +532,7 @@ pub enum Event {
     AllocationPurged(AllocationPurged),
     KvPurged(KvPurged),
     HealthChecked(HealthChecked),
+    RunAbandoned(RunAbandoned),
 }
 
 /// A payload could not be encoded or decoded.
@@ -619,6 +632,7 @@ event_kinds! {
     AllocationPurged => "allocation_purged" v 1,
     KvPurged => "kv_purged" v 1,
     HealthChecked => "health_checked" v 1,
+    RunAbandoned => "run_abandoned" v 1,
 }
 
 #[cfg(test)]
@@ -639,6 +653,16 @@ mod tests {
                 outcome: RunOutcome::Failed,
                 duration_ms: 12,
                 error: Some("boom".into()),
+            }),
+            Event::RunFinished(RunFinished {
+                outcome: RunOutcome::Interrupted,
+                duration_ms: 3,
+                error: Some("interrupted by SIGINT".into()),
+            }),
+            Event::RunAbandoned(RunAbandoned {
+                run_id: "r0".into(),
+                command: "deploy".into(),
+                pid: 7,
             }),
             Event::BucketInitialized(BucketInitialized {
                 bucket_id: "b".into(),

@@ -6,7 +6,7 @@
 
 use crate::bucket::{self, Bucket, BucketLock, LockHolder};
 use crate::catalog::{self, Blob, CatalogError};
-use crate::events::{Event, RunFinished, RunOutcome, RunStarted};
+use crate::events::{Event, RunAbandoned, RunFinished, RunOutcome, RunStarted};
 use rusqlite::Connection;
 use std::time::Instant;
 
@@ -86,7 +86,18 @@ impl Run {
             host: whoami::fallible::hostname().unwrap_or_else(|_| "unknown".into()),
             pid: std::process::id(),
         };
-        catalog::commit(&mut conn, &id, now_ms(), &[Event::RunStarted(started)], &[])?;
+        // Holding the lock, no other run is alive: one without an end was killed.
+        let mut events = vec![Event::RunStarted(started)];
+        events.extend(catalog::read::open_runs(&conn)?.into_iter().map(
+            |(run_id, command, pid)| {
+                Event::RunAbandoned(RunAbandoned {
+                    run_id,
+                    command,
+                    pid,
+                })
+            },
+        ));
+        catalog::commit(&mut conn, &id, now_ms(), &events, &[])?;
         Ok(Run {
             id,
             conn,

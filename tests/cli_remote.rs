@@ -810,3 +810,49 @@ fn an_oversized_worker_json_is_refused_with_its_size() {
         "{all}"
     );
 }
+
+#[test]
+fn a_run_killed_with_sigkill_is_closed_as_abandoned_by_the_next_command() {
+    let cluster = Cluster::start(1);
+    let hosts = cluster.hosts();
+    let dir = bucket(&cluster, &workers_json(hosts, &[&["web"]]));
+    let bucket = dir.path();
+    run_ok(bucket, &["build"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
+        .args(["run_command", "echo started; sleep 60"])
+        .current_dir(bucket)
+        .env_remove("MAAND_BUCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the command is started on the worker (its begin is committed at once), then
+    // kill maand without a chance to clean up.
+    let mut seen = false;
+    for _ in 0..300 {
+        let logs = run_ok(bucket, &["logs", "show", "--format", "json"]).stdout;
+        if logs.contains("\"command_begin\"") {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(seen, "the command started on the worker");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    run_ok(bucket, &["build"]);
+    let records = last_run_records(bucket, "build");
+    let abandoned: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "run_abandoned")
+        .collect();
+    assert_eq!(abandoned.len(), 1, "{records:#?}");
+    assert_eq!(abandoned[0]["command"], "run_command");
+    assert_eq!(abandoned[0]["pid"], child.id().to_string());
+    // Closed once: the next command finds nothing open.
+    run_ok(bucket, &["build"]);
+    let records = last_run_records(bucket, "build");
+    assert!(records.iter().all(|r| r["event"] != "run_abandoned"));
+    run_ok(bucket, &["journal", "verify"]);
+}

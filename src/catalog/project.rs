@@ -55,6 +55,16 @@ pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result
             )?
             .execute(params![meta.run_id, meta.time_ms, e.outcome.as_str(), e.duration_ms as i64, e.error])?;
         }
+        Event::RunAbandoned(e) => {
+            tx.prepare_cached(
+                "UPDATE runs SET finished_ms = ?2, outcome = 'abandoned', error = ?3 WHERE run_id = ?1 AND outcome IS NULL",
+            )?
+            .execute(params![
+                e.run_id,
+                meta.time_ms,
+                format!("never recorded its end (process {} was killed); closed by run {}", e.pid, meta.run_id)
+            ])?;
+        }
         Event::BucketInitialized(e) => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO bucket (id, bucket_id, update_seq, ca_fingerprint, schema_version, initialized_ms)

@@ -700,3 +700,41 @@ fn health_checked_without_a_hash_row_records_only_the_result() {
     assert_eq!(count(&conn, "SELECT count(*) FROM deployments"), 0);
     assert_eq!(count(&conn, "SELECT attempt FROM health"), 3);
 }
+
+#[test]
+fn run_abandoned_closes_an_open_run_and_leaves_a_finished_one_alone() {
+    let (_dir, mut conn) = catalog();
+    commit(&mut conn, "dead", 1, &[started("deploy")], &[]).unwrap();
+    commit(&mut conn, "done", 2, &[started("build")], &[]).unwrap();
+    let finished = Event::RunFinished(RunFinished {
+        outcome: RunOutcome::Succeeded,
+        duration_ms: 1,
+        error: None,
+    });
+    commit(&mut conn, "done", 3, &[finished], &[]).unwrap();
+    let abandon = |run: &str| {
+        Event::RunAbandoned(RunAbandoned {
+            run_id: run.into(),
+            command: "deploy".into(),
+            pid: 9,
+        })
+    };
+    commit(
+        &mut conn,
+        "next",
+        4,
+        &[abandon("dead"), abandon("done")],
+        &[],
+    )
+    .unwrap();
+    let runs = read::runs(&conn).unwrap();
+    let outcome = |id: &str| {
+        runs.iter()
+            .find(|r| r.run_id == id)
+            .unwrap()
+            .outcome
+            .clone()
+    };
+    assert_eq!(outcome("dead").as_deref(), Some("abandoned"));
+    assert_eq!(outcome("done").as_deref(), Some("succeeded"));
+}

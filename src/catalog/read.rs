@@ -88,6 +88,17 @@ pub struct RunRow {
     pub error: Option<String>,
 }
 
+/// Runs that recorded a start but no end: (run id, command, pid), oldest first.
+pub fn open_runs(conn: &Connection) -> Result<Vec<(String, String, u32)>, CatalogError> {
+    let mut stmt = conn.prepare(
+        "SELECT run_id, command, pid FROM runs WHERE outcome IS NULL ORDER BY started_seq",
+    )?;
+    let rows = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 /// Runs in journal order.
 pub fn runs(conn: &Connection) -> Result<Vec<RunRow>, CatalogError> {
     let mut stmt = conn.prepare(

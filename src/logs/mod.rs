@@ -96,6 +96,12 @@ pub fn record_of(meta: &EventMeta, event: &Event, maand: &str) -> LogRecord {
                 record.level = "ERROR";
             }
         }
+        Event::RunAbandoned(e) => {
+            field("abandoned_run", e.run_id.clone());
+            field("command", e.command.clone());
+            field("pid", e.pid.to_string());
+            record.level = "WARN";
+        }
         Event::BucketInitialized(e) => {
             field("bucket_id", e.bucket_id.clone());
             field("schema", e.schema_version.to_string());
