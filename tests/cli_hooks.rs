@@ -306,6 +306,7 @@ fn run_event(bucket: &HookBucket, event: CommandEvent) -> hooks::HookOutcome {
         concurrency: 0,
         extra_env: BTreeMap::from([("BATCH_INDEX".to_string(), "7".to_string())]),
         verbose: false,
+        timeout: None,
     };
     let outcome = hooks::run_hook_blocking(&host, &catalog, &shared, &request).unwrap();
     let run = shared.into_run().unwrap();

@@ -133,8 +133,17 @@ pub(super) async fn run<J: HookJournal + ?Sized>(
                 .await
                 .expect("the semaphore is never closed");
             env.insert("MAAND_API_TOKEN".into(), session.admit(allocation));
-            let run =
-                run_allocation(activity, program, script, display, host, allocation, env).await;
+            let run = run_allocation(
+                activity,
+                program,
+                script,
+                display,
+                host,
+                allocation,
+                env,
+                request.timeout,
+            )
+            .await;
             session.dismiss(&allocation.alloc_id);
             run
         }
@@ -439,11 +448,17 @@ async fn run_allocation<J: HookJournal + ?Sized>(
     host: &HookHost,
     allocation: &AllocationContext,
     env: BTreeMap<String, String>,
+    timeout: Option<Duration>,
 ) -> AllocationRun {
     let worker = allocation.worker_ip.as_str();
     activity.started(worker, display);
     let started = Instant::now();
-    let spawned = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    if timeout.is_some() {
+        // Its own process group, so a timeout kills whatever the script started too.
+        command.process_group(0);
+    }
+    let spawned = command
         .arg(script)
         .current_dir(host.bucket.root())
         .envs(env)
@@ -468,15 +483,39 @@ async fn run_allocation<J: HookJournal + ?Sized>(
     };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    let ended = async {
+        let Some(limit) = timeout else {
+            return child.wait().await.map(Some);
+        };
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(status) => status.map(Some),
+            Err(_) => {
+                if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+                    // SAFETY: kill(2) on the process group this child leads; no memory involved.
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                    }
+                }
+                child.wait().await.map(|_| None)
+            }
+        }
+    };
     let (_, last_stderr, status) = tokio::join!(
         pump(activity, worker, Stream::Stdout, stdout),
         pump(activity, worker, Stream::Stderr, stderr),
-        child.wait()
+        ended
     );
     let duration = started.elapsed();
     let (exit_code, error) = match status {
-        Ok(status) if status.success() => (Some(0), None),
-        Ok(status) => {
+        Ok(None) => (
+            None,
+            Some(format!(
+                "timed out after {} s and was killed",
+                timeout.unwrap_or_default().as_secs()
+            )),
+        ),
+        Ok(Some(status)) if status.success() => (Some(0), None),
+        Ok(Some(status)) => {
             let why = match (
                 status.code(),
                 std::os::unix::process::ExitStatusExt::signal(&status),

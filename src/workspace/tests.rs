@@ -1072,7 +1072,7 @@ fn certs_are_read_with_defaults() {
     assert_eq!(
         certs["tls"],
         CertSpec {
-            common_name: "api.internal".into(),
+            subject: crate::certs::CertSubject::with_common_name("api.internal"),
             pkcs8: false,
             one: false
         }
@@ -1080,7 +1080,7 @@ fn certs_are_read_with_defaults() {
     assert_eq!(
         certs["client"],
         CertSpec {
-            common_name: "cluster".into(),
+            subject: crate::certs::CertSubject::with_common_name("cluster"),
             pkcs8: true,
             one: true
         }
