@@ -25,7 +25,7 @@ fn write(root: &Path, path: &str, text: &str) {
 fn journal_head(bucket: &Path) -> String {
     let out = std::process::Command::new("sqlite3")
         .arg(bucket.join("data/maand.db"))
-        .arg("SELECT max(seq) || ':' || (SELECT hash FROM journal ORDER BY seq DESC LIMIT 1) FROM journal")
+        .arg("SELECT max(seq) || ':' || (SELECT hex(hash) FROM journal ORDER BY seq DESC LIMIT 1) FROM journal")
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()

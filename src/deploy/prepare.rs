@@ -524,3 +524,95 @@ fn stage_allocation(
     let render = |path: &str, text: &str| render_template(alloc, &ctx, upstream, kv, path, text);
     stage_tree(&alloc.job, sources, extra, &render)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(
+        worker: &str,
+        path: &str,
+        message: &str,
+        from_template: bool,
+    ) -> (String, StageError) {
+        (
+            worker.to_string(),
+            StageError {
+                job: "api".into(),
+                path: path.into(),
+                message: message.into(),
+                from_template,
+            },
+        )
+    }
+
+    #[test]
+    fn one_error_of_a_file_on_many_workers_is_one_line_naming_them() {
+        let failures = [
+            failure(
+                "10.0.0.1",
+                "a.tpl",
+                "template a.tpl line 1: key `x` is not in namespace `vars/job/api`",
+                true,
+            ),
+            failure(
+                "10.0.0.2",
+                "a.tpl",
+                "template a.tpl line 1: key `x` is not in namespace `vars/job/api`",
+                true,
+            ),
+            failure(
+                "10.0.0.3",
+                "a.tpl",
+                "template a.tpl line 1: key `x` is not in namespace `vars/job/api`",
+                true,
+            ),
+        ];
+        assert_eq!(
+            group_failures(&failures),
+            ["api on 10.0.0.1, 10.0.0.2, 10.0.0.3: template a.tpl line 1: key `x` is not in namespace `vars/job/api`"]
+        );
+    }
+
+    #[test]
+    fn a_workers_own_address_does_not_split_a_group_but_other_differences_do() {
+        let failures = [
+            failure(
+                "10.0.0.1",
+                "a.tpl",
+                "template a.tpl: no `k` in `maand/job/api/worker/10.0.0.1`",
+                true,
+            ),
+            failure(
+                "10.0.0.2",
+                "a.tpl",
+                "template a.tpl: no `k` in `maand/job/api/worker/10.0.0.2`",
+                true,
+            ),
+            failure("10.0.0.3", "a.tpl", "template a.tpl line 4: other", true),
+            failure("10.0.0.3", "certs/tls", "the certificate is missing", false),
+        ];
+        assert_eq!(
+            group_failures(&failures),
+            [
+                "api on 10.0.0.1, 10.0.0.2: template a.tpl: no `k` in `maand/job/api/worker/<worker>`",
+                "api on 10.0.0.3: template a.tpl line 4: other",
+                "api on 10.0.0.3: certs/tls: the certificate is missing",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_allocation_keeps_its_own_address() {
+        let failures = [failure(
+            "10.0.0.1",
+            "a.tpl",
+            "no `k` in `maand/job/api/worker/10.0.0.1`",
+            true,
+        )];
+        assert_eq!(
+            group_failures(&failures),
+            ["api on 10.0.0.1: no `k` in `maand/job/api/worker/10.0.0.1`"]
+        );
+    }
+}
