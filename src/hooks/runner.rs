@@ -115,35 +115,28 @@ pub(super) async fn run<J: HookJournal + ?Sized>(
         n => n,
     };
     let slots = tokio::sync::Semaphore::new(limit);
-    let display = format!(
-        "{} {}",
-        interpreter.display(),
-        Path::new(&command.script).display()
-    );
+    let launch = Launch {
+        display: format!(
+            "{} {}",
+            interpreter.display(),
+            Path::new(&command.script).display()
+        ),
+        program: interpreter,
+        script,
+        timeout: request.timeout,
+    };
     let runs = join_all(request.allocations.iter().map(|allocation| {
         let mut env = common.clone();
         env.extend(allocation_env(allocation));
         env.extend(request.extra_env.clone());
-        let (session, slots, activity, script, display) =
-            (&session, &slots, &activity, &script, &display);
-        let program = &interpreter;
+        let (session, slots, activity, launch) = (&session, &slots, &activity, &launch);
         async move {
             let _slot = slots
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
             env.insert("MAAND_API_TOKEN".into(), session.admit(allocation));
-            let run = run_allocation(
-                activity,
-                program,
-                script,
-                display,
-                host,
-                allocation,
-                env,
-                request.timeout,
-            )
-            .await;
+            let run = run_allocation(activity, launch, host, allocation, env).await;
             session.dismiss(&allocation.alloc_id);
             run
         }
@@ -440,16 +433,31 @@ impl<J: HookJournal + ?Sized> Activity<'_, J> {
     }
 }
 
+/// How every process of a run is started: the same interpreter and script for each
+/// allocation.
+struct Launch {
+    program: PathBuf,
+    script: PathBuf,
+    /// `program script`, as the journal shows the command.
+    display: String,
+    /// Longest time one process may run (see [`HookRequest::timeout`]).
+    timeout: Option<Duration>,
+}
+
 async fn run_allocation<J: HookJournal + ?Sized>(
     activity: &Activity<'_, J>,
-    program: &Path,
-    script: &Path,
-    display: &str,
+    launch: &Launch,
     host: &HookHost,
     allocation: &AllocationContext,
     env: BTreeMap<String, String>,
-    timeout: Option<Duration>,
 ) -> AllocationRun {
+    let Launch {
+        program,
+        script,
+        display,
+        timeout,
+    } = launch;
+    let timeout = *timeout;
     let worker = allocation.worker_ip.as_str();
     activity.started(worker, display);
     let started = Instant::now();
