@@ -390,7 +390,7 @@ async fn run_health_command(
     targets: &[HealthTarget],
     ready: &[usize],
 ) -> BTreeMap<usize, CheckOutcome> {
-    let (job, timeout) = (plan.job.as_str(), plan.timeout);
+    let job = plan.job.as_str();
     let contexts = hooks.catalog.allocations(job);
     let mut outcomes = BTreeMap::new();
     let mut allocations = Vec::new();
@@ -425,7 +425,7 @@ async fn run_health_command(
         concurrency: 1,
         extra_env: BTreeMap::new(),
         verbose: prober.echo,
-        timeout: Some(timeout),
+        timeout: plan.command_timeout,
     };
     // What the scripts write to KV is not kept: a health check observes, it does not change
     // the catalog.
