@@ -496,9 +496,15 @@ fn rollout_field_names(
     let warnings = if renamed.is_empty() {
         Vec::new()
     } else {
+        let (noun, pronoun) = if renamed.len() == 1 {
+            ("name", "it")
+        } else {
+            ("names", "them")
+        };
         vec![format!(
-            "uses the Go maand's old field names {}; they take effect, but rename them",
-            renamed.join(", ")
+            "uses the Go maand's old field {noun} {}; {pronoun} still take{} effect, but rename {pronoun}",
+            renamed.join(", "),
+            if renamed.len() == 1 { "s" } else { "" }
         )]
     };
     (chosen[1], chosen[0], warnings)
