@@ -306,11 +306,53 @@ fn run_event(bucket: &HookBucket, event: CommandEvent) -> hooks::HookOutcome {
         concurrency: 0,
         extra_env: BTreeMap::from([("BATCH_INDEX".to_string(), "7".to_string())]),
         verbose: false,
+        timeout: None,
     };
     let outcome = hooks::run_hook_blocking(&host, &catalog, &shared, &request).unwrap();
     let run = shared.into_run().unwrap();
     run.finish(&Ok::<(), String>(())).unwrap();
     outcome
+}
+
+#[test]
+fn a_command_past_its_timeout_is_killed_with_what_it_started_and_fails() {
+    let bucket = HookBucket::new(&[("127.0.0.1", &["api"])]);
+    // The script starts a child that holds stdout open: only killing the whole process group
+    // lets the run end.
+    bucket.job(
+        "api",
+        r#"{"selectors": ["api"], "commands": {"command_slow": {"executed_on": ["health_check"]}}}"#,
+        &[(
+            "command_slow.py",
+            "import subprocess, time\nprint('started', flush=True)\nsubprocess.Popen(['sleep', '3600'])\ntime.sleep(3600)\n",
+        )],
+    );
+    bucket.maand_ok(&["build"]);
+    let maand_bucket = Bucket::at(bucket.path());
+    let run = maand::run::Run::begin(&maand_bucket, "test", &[]).unwrap();
+    let shared = SharedRun::new(run);
+    let host = HookHost::new(&maand_bucket).unwrap();
+    let catalog = shared.with(|run| HookCatalog::load(run.conn())).unwrap();
+    let request = HookRequest {
+        job: "api".into(),
+        command: "command_slow".into(),
+        event: CommandEvent::HealthCheck,
+        allocations: catalog.active_allocations("api"),
+        concurrency: 0,
+        extra_env: BTreeMap::new(),
+        verbose: false,
+        timeout: Some(std::time::Duration::from_secs(1)),
+    };
+    let outcome = hooks::run_hook_blocking(&host, &catalog, &shared, &request).unwrap();
+    shared
+        .into_run()
+        .unwrap()
+        .finish(&Ok::<(), String>(()))
+        .unwrap();
+    assert_eq!(outcome.runs.len(), 1);
+    let error = outcome.runs[0].error.clone().unwrap_or_default();
+    assert!(error.contains("timed out after 1 s"), "{error}");
+    assert_eq!(outcome.runs[0].exit_code, None);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use super::placement::Placement;
 use super::{derived_id, BuildContext, BuildError, CatalogSnapshot};
-use crate::certs::{self, CertDefinition, CertSubject, WorkerAddress};
+use crate::certs::{self, CertDefinition, WorkerAddress};
 use crate::events::{Event, KvChange, KvChanged, KvValue};
 use crate::workspace::{CertSpec, Workspace};
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,12 +22,7 @@ pub(super) fn cert_definition(
     name: &str,
     spec: &CertSpec,
 ) -> Result<CertDefinition, certs::CertError> {
-    CertDefinition::new(
-        name,
-        CertSubject::with_common_name(&spec.common_name),
-        spec.one,
-        spec.pkcs8,
-    )
+    CertDefinition::new(name, spec.subject.clone(), spec.one, spec.pkcs8)
 }
 
 fn put(desired: &mut Desired, namespace: &str, key: impl Into<String>, value: impl Into<String>) {
@@ -79,6 +74,19 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
     for (key, value) in &ws.bucket_conf.vars {
         put(&mut desired, "vars/bucket", key.clone(), value.clone());
     }
+    // The port pool is published with the other bucket variables, as the Go maand does.
+    put(
+        &mut desired,
+        "vars/bucket",
+        "port_min",
+        ws.bucket_conf.port_min.to_string(),
+    );
+    put(
+        &mut desired,
+        "vars/bucket",
+        "port_max",
+        ws.bucket_conf.port_max.to_string(),
+    );
 
     // maand/worker (per label) and maand/worker/<ip>
     let mut by_label: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -174,7 +182,8 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
         }
     }
 
-    // maand/job/<job>, vars/bucket/job/<job> (active jobs), allocation namespaces
+    // maand/job/<job> and vars/bucket/job/<job> of every job (a job without an active
+    // allocation has empty worker lists), allocation namespaces
     for job in ws.jobs.values() {
         let name = job.name.as_str();
         let mut present: Vec<String> = placement
@@ -183,81 +192,79 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
             .map(|a| a.worker_ip.clone())
             .collect();
         by_position(&mut present);
-        if active_jobs.contains(name) {
-            let ns = format!("maand/job/{name}");
-            let resources = ws.resources(name).expect("job exists");
-            let mut workers: Vec<String> = placement
-                .active()
-                .filter(|a| a.job == name)
-                .map(|a| a.worker_ip.clone())
-                .collect();
-            by_position(&mut workers);
-            put(&mut desired, &ns, "name", name);
-            put(&mut desired, &ns, "job_id", derived_id("job", name));
-            put(&mut desired, &ns, "job_name", name);
-            put(
-                &mut desired,
-                &ns,
-                "version",
-                job.manifest.version.to_string(),
-            );
-            put(
-                &mut desired,
-                &ns,
-                "selectors",
-                job.manifest
-                    .selectors
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-            put(&mut desired, &ns, "workers", workers.join(","));
-            put(
-                &mut desired,
-                &ns,
-                "workers_length",
-                workers.len().to_string(),
-            );
-            for (i, host) in workers.iter().enumerate() {
-                put(&mut desired, &ns, format!("worker_{i}"), host.clone());
-            }
-            put(&mut desired, &ns, "rollout_order", workers.join(","));
-            put(&mut desired, &ns, "memory", resources.memory_mb.to_string());
-            put(&mut desired, &ns, "cpu", resources.cpu_mhz.to_string());
-            put(
-                &mut desired,
-                &ns,
-                "min_memory_mb",
-                resources.min_memory_mb.to_string(),
-            );
-            put(
-                &mut desired,
-                &ns,
-                "max_memory_mb",
-                resources.max_memory_mb.to_string(),
-            );
-            put(
-                &mut desired,
-                &ns,
-                "min_cpu_mhz",
-                resources.min_cpu_mhz.to_string(),
-            );
-            put(
-                &mut desired,
-                &ns,
-                "max_cpu_mhz",
-                resources.max_cpu_mhz.to_string(),
-            );
-            if let Some(reservation) = ws.job_reservations.get(name) {
-                for (key, value) in &reservation.vars {
-                    put(
-                        &mut desired,
-                        &format!("vars/bucket/job/{name}"),
-                        key.clone(),
-                        value.clone(),
-                    );
-                }
+        let ns = format!("maand/job/{name}");
+        let resources = ws.resources(name).expect("job exists");
+        let mut workers: Vec<String> = placement
+            .active()
+            .filter(|a| a.job == name)
+            .map(|a| a.worker_ip.clone())
+            .collect();
+        by_position(&mut workers);
+        put(&mut desired, &ns, "name", name);
+        put(&mut desired, &ns, "job_id", derived_id("job", name));
+        put(&mut desired, &ns, "job_name", name);
+        put(
+            &mut desired,
+            &ns,
+            "version",
+            job.manifest.version.to_string(),
+        );
+        put(
+            &mut desired,
+            &ns,
+            "selectors",
+            job.manifest
+                .selectors
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        put(&mut desired, &ns, "workers", workers.join(","));
+        put(
+            &mut desired,
+            &ns,
+            "workers_length",
+            workers.len().to_string(),
+        );
+        for (i, host) in workers.iter().enumerate() {
+            put(&mut desired, &ns, format!("worker_{i}"), host.clone());
+        }
+        put(&mut desired, &ns, "rollout_order", workers.join(","));
+        put(&mut desired, &ns, "memory", resources.memory_mb.to_string());
+        put(&mut desired, &ns, "cpu", resources.cpu_mhz.to_string());
+        put(
+            &mut desired,
+            &ns,
+            "min_memory_mb",
+            resources.min_memory_mb.to_string(),
+        );
+        put(
+            &mut desired,
+            &ns,
+            "max_memory_mb",
+            resources.max_memory_mb.to_string(),
+        );
+        put(
+            &mut desired,
+            &ns,
+            "min_cpu_mhz",
+            resources.min_cpu_mhz.to_string(),
+        );
+        put(
+            &mut desired,
+            &ns,
+            "max_cpu_mhz",
+            resources.max_cpu_mhz.to_string(),
+        );
+        if let Some(reservation) = ws.job_reservations.get(name) {
+            for (key, value) in &reservation.vars {
+                put(
+                    &mut desired,
+                    &format!("vars/bucket/job/{name}"),
+                    key.clone(),
+                    value.clone(),
+                );
             }
         }
         for (index, host) in present.iter().enumerate() {

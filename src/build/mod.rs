@@ -177,10 +177,24 @@ fn job_record(
         .certs
         .iter()
         .map(|(name, spec)| {
-            let definition = serde_json::json!({
-                "common_name": spec.common_name, "one": spec.one, "pkcs8": spec.pkcs8,
-            })
-            .to_string();
+            let subject = &spec.subject;
+            let mut definition = serde_json::json!({
+                "common_name": subject.common_name, "one": spec.one, "pkcs8": spec.pkcs8,
+            });
+            // Optional attributes only when set, so definitions without them keep the text
+            // (and the job record hash) they always had.
+            for (key, value) in [
+                ("organization", &subject.organization),
+                ("organizational_unit", &subject.organizational_unit),
+                ("country", &subject.country),
+                ("province", &subject.province),
+                ("locality", &subject.locality),
+            ] {
+                if let Some(value) = value {
+                    definition[key] = serde_json::Value::from(value.as_str());
+                }
+            }
+            let definition = definition.to_string();
             let definition_hash = kv::cert_definition(name, spec)
                 .map(|d| crate::certs::definition_hash(&d))
                 .unwrap_or_default();

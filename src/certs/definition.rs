@@ -34,8 +34,8 @@ pub struct CertDefinition {
     pkcs8: bool,
 }
 
-/// Subject fields of a leaf certificate. The manifest documents only `common_name`; the
-/// other X.509 attributes are optional and absent unless a caller sets them.
+/// Subject fields of a leaf certificate: `common_name` and the optional X.509 attributes a
+/// manifest's `subject` may set (absent unless given).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CertSubject {
     pub common_name: String,
@@ -48,13 +48,66 @@ pub struct CertSubject {
     pub locality: Option<String>,
 }
 
+/// Why a subject attribute is refused: the manifest field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectProblem {
+    /// The manifest field under `subject` (`common_name`, `country`, ...).
+    pub field: String,
+    /// What is wrong, naming the field.
+    pub reason: String,
+}
+
 impl CertSubject {
-    /// A subject with only a common name, as the manifest's `subject` has.
+    /// A subject with only a common name.
     pub fn with_common_name(common_name: &str) -> CertSubject {
         CertSubject {
             common_name: common_name.to_string(),
             ..CertSubject::default()
         }
+    }
+
+    /// Checks every attribute: 1 to 64 characters, no control characters; `country` is two
+    /// letters.
+    pub fn validate(&self) -> Result<(), SubjectProblem> {
+        let attributes = [
+            ("common_name", Some(&self.common_name)),
+            ("organization", self.organization.as_ref()),
+            ("organizational_unit", self.organizational_unit.as_ref()),
+            ("country", self.country.as_ref()),
+            ("province", self.province.as_ref()),
+            ("locality", self.locality.as_ref()),
+        ];
+        let problem = |field: &str, reason: String| SubjectProblem {
+            field: field.to_string(),
+            reason,
+        };
+        for (field, value) in attributes {
+            let Some(value) = value else { continue };
+            if value.trim().is_empty() {
+                return Err(problem(field, format!("subject.{field} is empty")));
+            }
+            if value.chars().count() > MAX_ATTRIBUTE_LEN {
+                return Err(problem(
+                    field,
+                    format!("subject.{field} is longer than {MAX_ATTRIBUTE_LEN} characters"),
+                ));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(problem(
+                    field,
+                    format!("subject.{field} contains a control character"),
+                ));
+            }
+        }
+        if let Some(country) = &self.country {
+            if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
+                return Err(problem(
+                    "country",
+                    format!("subject.country `{country}` is not a two-letter country code"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -69,10 +122,12 @@ impl CertDefinition {
         pkcs8: bool,
     ) -> Result<CertDefinition, CertError> {
         validate_name(name)?;
-        validate_subject(&subject).map_err(|reason| CertError::InvalidDefinition {
-            name: name.to_string(),
-            reason,
-        })?;
+        subject
+            .validate()
+            .map_err(|problem| CertError::InvalidDefinition {
+                name: name.to_string(),
+                reason: problem.reason,
+            })?;
         Ok(CertDefinition {
             name: name.to_string(),
             subject,
@@ -142,39 +197,6 @@ fn validate_name(name: &str) -> Result<(), CertError> {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err(invalid("it contains a character outside the allowed set"));
-    }
-    Ok(())
-}
-
-fn validate_subject(subject: &CertSubject) -> Result<(), String> {
-    let attributes = [
-        ("common_name", Some(&subject.common_name)),
-        ("organization", subject.organization.as_ref()),
-        ("organizational_unit", subject.organizational_unit.as_ref()),
-        ("country", subject.country.as_ref()),
-        ("province", subject.province.as_ref()),
-        ("locality", subject.locality.as_ref()),
-    ];
-    for (field, value) in attributes {
-        let Some(value) = value else { continue };
-        if value.trim().is_empty() {
-            return Err(format!("subject.{field} is empty"));
-        }
-        if value.chars().count() > MAX_ATTRIBUTE_LEN {
-            return Err(format!(
-                "subject.{field} is longer than {MAX_ATTRIBUTE_LEN} characters"
-            ));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(format!("subject.{field} contains a control character"));
-        }
-    }
-    if let Some(country) = &subject.country {
-        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(format!(
-                "subject.country `{country}` is not a two-letter country code"
-            ));
-        }
     }
     Ok(())
 }

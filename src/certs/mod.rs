@@ -20,7 +20,8 @@ pub use authority::{
     CA_KEY_BITS, CA_KEY_FILE, CA_VALIDITY_DAYS,
 };
 pub use definition::{
-    definition_hash, CertDefinition, CertSubject, CA_KV_KEY, CA_KV_NAMESPACE, CERTS_KV_PREFIX,
+    definition_hash, CertDefinition, CertSubject, SubjectProblem, CA_KV_KEY, CA_KV_NAMESPACE,
+    CERTS_KV_PREFIX,
 };
 pub use error::CertError;
 pub use key::{KeyEncoding, MIN_KEY_BITS};

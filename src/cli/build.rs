@@ -63,6 +63,9 @@ pub(crate) fn build(bucket: &Bucket, args: &BuildArgs, run: &mut Run) -> anyhow:
         workspace::load(&bucket.workspace_dir(), &conf.job_config_selector).map_err(|errors| {
             anyhow::anyhow!("the workspace has {} problem(s):\n{errors}", errors.len())
         })?;
+    for warning in &ws.warnings {
+        eprintln!("warning: {warning}");
+    }
     let ca = crate::certs::read_bucket_ca(&bucket.secrets_dir())?.ok_or_else(|| {
         anyhow::anyhow!(
             "{} is missing: run `maand init` to create the bucket CA",

@@ -74,6 +74,7 @@ fn job_command(
             concurrency: usize::from(args.concurrency),
             extra_env: Default::default(),
             verbose,
+            timeout: None,
         };
         if request.allocations.is_empty() {
             println!("jobcommand: job {job} has no active allocation; nothing ran for it");

@@ -15,6 +15,7 @@ mod jobcommand;
 mod journal_cmd;
 mod logs_cmd;
 mod run_command;
+mod template_render;
 mod worker_facts;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -148,6 +149,9 @@ pub enum Command {
     ///   maand worker_facts --build
     #[command(name = "worker_facts", alias = "worker-facts", verbatim_doc_comment)]
     WorkerFacts(worker_facts::WorkerFactsArgs),
+    /// Work with job templates (.tpl files).
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell to generate completions for.
@@ -159,6 +163,24 @@ pub enum Command {
         #[arg(long, default_value = "man")]
         out: PathBuf,
     },
+}
+
+/// `maand template ...`.
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Print what a job's templates render to for one of its allocations, from the catalog
+    /// as it stands (after `maand build`), like `helm template`. Contacts no worker and
+    /// records nothing.
+    ///
+    /// Templates see exactly what deploy staging gives them: the allocation's context and
+    /// the KV its job may read. KV that pre_deploy hooks would write during a deploy is not
+    /// there yet. See docs/templates.md.
+    ///
+    /// Examples:
+    ///   maand template render api
+    ///   maand template render api config.yml.tpl --worker 10.0.0.2
+    #[command(verbatim_doc_comment)]
+    Render(template_render::TemplateRenderArgs),
 }
 
 impl Cli {
@@ -188,6 +210,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::RunCommand(_) => "run_command",
         Command::JobCommand(_) => "jobcommand",
         Command::WorkerFacts(_) => "worker_facts",
+        Command::Template(TemplateCommand::Render(_)) => "template render",
         Command::Completions { .. } => "completions",
         Command::Man { .. } => "man",
     }
@@ -264,6 +287,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::RunCommand(args) => run_command::run(&cli.bucket()?, args, &argv),
         Command::JobCommand(args) => jobcommand::run(&cli.bucket()?, args, cli.verbose > 0, &argv),
         Command::WorkerFacts(args) => worker_facts::run(&cli.bucket()?, args, &argv),
+        Command::Template(TemplateCommand::Render(args)) => {
+            template_render::run(&cli.bucket()?, args)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "maand", &mut std::io::stdout());
             Ok(0)

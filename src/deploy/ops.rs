@@ -321,6 +321,7 @@ impl RemoteOps for FleetOps {
             concurrency: 0,
             extra_env: env.iter().cloned().collect(),
             verbose: self.echo,
+            timeout: None,
         };
         let outcome = crate::hooks::run_hook(&host, &catalog, &self.run, &request)
             .await

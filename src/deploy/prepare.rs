@@ -3,7 +3,7 @@
 
 use super::execute::AllocationFacts;
 use super::plan::{Deployed, PlanAllocation, PlanInput, PlanJob, Staged};
-use super::stage::{stage_tree, SourceFile, StagedTree};
+use super::stage::{stage_tree, SourceFile, StageError, StagedTree};
 use crate::events::DeployFlags;
 use crate::kv::access::ReadScope;
 use crate::kv::secret::{self, SealedSecret, SecretKey};
@@ -203,22 +203,17 @@ pub fn prepare(
         return Err(PrepareError::NotBuilt);
     }
 
-    let mut upstream: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut stmt =
-        conn.prepare("SELECT job, name, event, demand_job FROM job_commands ORDER BY job, name")?;
+    let upstream = load_upstream(conn)?;
+    let mut stmt = conn.prepare("SELECT job, name, event FROM job_commands ORDER BY job, name")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
         ))
     })?;
     for row in rows {
-        let (job, name, event, demand_job) = row?;
-        if !demand_job.is_empty() {
-            upstream.entry(job.clone()).or_default().push(demand_job);
-        }
+        let (job, name, event) = row?;
         if event == "health_check" {
             if let Some(plan_job) = jobs.get_mut(&job) {
                 plan_job.health = true;
@@ -231,29 +226,7 @@ pub fn prepare(
         }
     }
 
-    let mut sources: BTreeMap<String, Vec<SourceFile>> = BTreeMap::new();
-    let mut stmt = conn.prepare(
-        "SELECT f.job, f.path, f.hash, f.executable, b.content FROM job_files f JOIN blobs b ON b.hash = f.hash ORDER BY f.job, f.path",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let job: String = row.get(0)?;
-        if !selected(&job) {
-            continue;
-        }
-        let path: String = row.get(1)?;
-        let hash: String = row.get(2)?;
-        let content: Vec<u8> = row.get(4)?;
-        if let Err(source) = crate::catalog::integrity::check_blob(&hash, &content) {
-            return Err(PrepareError::DamagedFile { job, path, source });
-        }
-        sources.entry(job).or_default().push(SourceFile {
-            path,
-            hash,
-            executable: row.get(3)?,
-            content: Arc::new(content),
-        });
-    }
+    let sources = load_sources(conn, &selected)?;
     let mut cert_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut stmt = conn.prepare("SELECT job, name FROM job_certs ORDER BY job, name")?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
@@ -261,62 +234,14 @@ pub fn prepare(
         cert_names.entry(job).or_default().push(name);
     }
 
-    let mut workers = BTreeMap::new();
-    let mut stmt = conn.prepare("SELECT host, worker_id, labels FROM workers")?;
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })? {
-        let (host, id, labels) = row?;
-        workers.insert(
-            host,
-            (
-                id,
-                serde_json::from_str::<Vec<String>>(&labels).unwrap_or_default(),
-            ),
-        );
-    }
+    let workers = load_workers(conn)?;
 
     let mut allocations = Vec::new();
     let mut trees = BTreeMap::new();
     let mut facts = BTreeMap::new();
     let mut failures = Vec::new();
-    let mut stmt = conn.prepare(
-        "SELECT a.alloc_id, a.job, a.worker_ip, a.disabled, a.removed, a.new_version,
-                d.current_hash, d.previous_hash, d.current_version, d.previous_files, d.stopped
-         FROM allocations a LEFT JOIN deployments d ON d.alloc_id = a.alloc_id ORDER BY a.job, a.worker_ip",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let deployed = match r.get::<_, Option<String>>(6)? {
-            Some(current_hash) => Some(Deployed {
-                current_hash,
-                previous_hash: r.get(7)?,
-                current_version: r.get(8)?,
-                previous_files: r
-                    .get::<_, Option<String>>(9)?
-                    .and_then(|f| serde_json::from_str(&f).ok())
-                    .unwrap_or_default(),
-                stopped: r.get(10)?,
-            }),
-            None => None,
-        };
-        Ok(PlanAllocation {
-            alloc_id: r.get(0)?,
-            job: r.get(1)?,
-            worker: r.get(2)?,
-            disabled: r.get(3)?,
-            removed: r.get(4)?,
-            new_version: r.get(5)?,
-            deployed,
-            staged: None,
-        })
-    })?;
     let no_sources = Vec::new();
-    for alloc in rows {
-        let mut alloc = alloc?;
+    for mut alloc in load_allocations(conn)? {
         if !selected(&alloc.job) {
             continue;
         }
@@ -352,7 +277,7 @@ pub fn prepare(
                         files: BTreeMap::new(),
                     });
                 }
-                Err(message) => failures.push(format!("{}@{}: {message}", alloc.job, alloc.worker)),
+                Err(error) => failures.push((alloc.worker.clone(), error)),
             }
         }
         facts.insert(
@@ -373,7 +298,7 @@ pub fn prepare(
         allocations.push(alloc);
     }
     if !failures.is_empty() {
-        return Err(PrepareError::Staging(failures));
+        return Err(PrepareError::Staging(group_failures(&failures)));
     }
     let input = PlanInput {
         jobs,
@@ -392,18 +317,151 @@ pub fn prepare(
     })
 }
 
-fn stage_allocation(
+/// `demand_job`s of each job's commands: the jobs whose namespaces its templates may read.
+pub(super) fn load_upstream(
+    conn: &Connection,
+) -> Result<BTreeMap<String, Vec<String>>, rusqlite::Error> {
+    let mut upstream: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT job, demand_job FROM job_commands WHERE demand_job != '' ORDER BY job, name",
+    )?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (job, demand_job) = row?;
+        upstream.entry(job).or_default().push(demand_job);
+    }
+    Ok(upstream)
+}
+
+/// The files of every selected job, with their content, sorted by path.
+/// The stored files of the selected jobs, each checked against its content hash (a damaged
+/// blob is refused before anything is staged or shipped).
+pub(super) fn load_sources(
+    conn: &Connection,
+    selected: &dyn Fn(&str) -> bool,
+) -> Result<BTreeMap<String, Vec<SourceFile>>, PrepareError> {
+    let mut sources: BTreeMap<String, Vec<SourceFile>> = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT f.job, f.path, f.hash, f.executable, b.content FROM job_files f JOIN blobs b ON b.hash = f.hash ORDER BY f.job, f.path",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let job: String = row.get(0)?;
+        if !selected(&job) {
+            continue;
+        }
+        let path: String = row.get(1)?;
+        let hash: String = row.get(2)?;
+        let content: Vec<u8> = row.get(4)?;
+        if let Err(source) = crate::catalog::integrity::check_blob(&hash, &content) {
+            return Err(PrepareError::DamagedFile { job, path, source });
+        }
+        sources.entry(job).or_default().push(SourceFile {
+            path,
+            hash,
+            executable: row.get(3)?,
+            content: Arc::new(content),
+        });
+    }
+    Ok(sources)
+}
+
+/// Worker id and labels by host.
+pub(super) fn load_workers(
+    conn: &Connection,
+) -> Result<BTreeMap<String, (String, Vec<String>)>, rusqlite::Error> {
+    let mut workers = BTreeMap::new();
+    let mut stmt = conn.prepare("SELECT host, worker_id, labels FROM workers")?;
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })? {
+        let (host, id, labels) = row?;
+        workers.insert(
+            host,
+            (
+                id,
+                serde_json::from_str::<Vec<String>>(&labels).unwrap_or_default(),
+            ),
+        );
+    }
+    Ok(workers)
+}
+
+/// Every allocation row with its deployment, ordered by job then worker.
+pub(super) fn load_allocations(conn: &Connection) -> Result<Vec<PlanAllocation>, rusqlite::Error> {
+    let mut stmt = conn.prepare(
+        "SELECT a.alloc_id, a.job, a.worker_ip, a.disabled, a.removed, a.new_version,
+                d.current_hash, d.previous_hash, d.current_version, d.previous_files, d.stopped
+         FROM allocations a LEFT JOIN deployments d ON d.alloc_id = a.alloc_id ORDER BY a.job, a.worker_ip",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let deployed = match r.get::<_, Option<String>>(6)? {
+            Some(current_hash) => Some(Deployed {
+                current_hash,
+                previous_hash: r.get(7)?,
+                current_version: r.get(8)?,
+                previous_files: r
+                    .get::<_, Option<String>>(9)?
+                    .and_then(|f| serde_json::from_str(&f).ok())
+                    .unwrap_or_default(),
+                stopped: r.get(10)?,
+            }),
+            None => None,
+        };
+        Ok(PlanAllocation {
+            alloc_id: r.get(0)?,
+            job: r.get(1)?,
+            worker: r.get(2)?,
+            disabled: r.get(3)?,
+            removed: r.get(4)?,
+            new_version: r.get(5)?,
+            deployed,
+            staged: None,
+        })
+    })?;
+    rows.collect()
+}
+
+/// One line per distinct staging problem: the same error of one file on several allocations
+/// of a job is reported once, naming every worker it affects. A worker's own address inside
+/// the message (a namespace such as `maand/job/<job>/worker/<ip>`) does not make errors
+/// distinct; when several workers share a line it reads `<worker>`.
+fn group_failures(failures: &[(String, StageError)]) -> Vec<String> {
+    let mut groups: Vec<(String, String, String, Vec<&str>)> = Vec::new();
+    for (worker, error) in failures {
+        let text = error.describe();
+        let general = text.replace(worker.as_str(), "<worker>");
+        match groups.iter_mut().find(|(job, path, known, _)| {
+            *job == error.job && *path == error.path && *known == general
+        }) {
+            Some((_, _, _, workers)) => workers.push(worker),
+            None => groups.push((error.job.clone(), error.path.clone(), general, vec![worker])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(job, _, general, workers)| {
+            let text = match workers.as_slice() {
+                [only] => general.replace("<worker>", only),
+                _ => general,
+            };
+            format!("{job} on {}: {text}", workers.join(", "))
+        })
+        .collect()
+}
+
+/// What templates of `alloc` see: the allocation, its worker and the bucket's paths there.
+pub(super) fn template_context(
     alloc: &PlanAllocation,
     bucket_id: &str,
     workers: &BTreeMap<String, (String, Vec<String>)>,
-    kv: &KvSnapshot,
-    upstream: &[String],
-    sources: &[SourceFile],
-    cert_names: Option<&Vec<String>>,
-) -> Result<StagedTree, String> {
+) -> TemplateContext {
     let (worker_id, labels) = workers.get(&alloc.worker).cloned().unwrap_or_default();
     let bucket_path = bucket_dir_on_worker(bucket_id);
-    let ctx = TemplateContext {
+    TemplateContext {
         allocation_id: alloc.alloc_id.clone(),
         job: alloc.job.clone(),
         worker_ip: alloc.worker.clone(),
@@ -417,26 +475,59 @@ fn stage_allocation(
         new_version: alloc.new_version.clone(),
         job_path: format!("{bucket_path}/jobs/{}", alloc.job),
         bucket_path,
-    };
+    }
+}
+
+/// Renders one template of `alloc` with the KV its job may read.
+pub(super) fn render_template(
+    alloc: &PlanAllocation,
+    ctx: &TemplateContext,
+    upstream: &[String],
+    kv: &KvSnapshot,
+    path: &str,
+    text: &str,
+) -> Result<String, String> {
     let scope = ReadScope {
         job: &alloc.job,
         worker_ip: &alloc.worker,
         upstream_jobs: upstream,
+    };
+    templates::render(path, text, ctx, &scope, kv).map_err(|e| e.to_string())
+}
+
+fn stage_allocation(
+    alloc: &PlanAllocation,
+    bucket_id: &str,
+    workers: &BTreeMap<String, (String, Vec<String>)>,
+    kv: &KvSnapshot,
+    upstream: &[String],
+    sources: &[SourceFile],
+    cert_names: Option<&Vec<String>>,
+) -> Result<StagedTree, StageError> {
+    let ctx = template_context(alloc, bucket_id, workers);
+    let cert_error = |name: &str, message: String| StageError {
+        job: alloc.job.clone(),
+        path: format!("certs/{name}"),
+        message,
+        from_template: false,
     };
     let mut extra = Vec::new();
     if let Some(names) = cert_names {
         let namespace = crate::kv::access::allocation(&alloc.job, &alloc.worker);
         for name in names {
             let cert = kv.get(&namespace, &format!("certs/{name}.crt"));
-            let key = kv.open_sealed(&namespace, &format!("certs/{name}.key"))?;
+            let key = kv
+                .open_sealed(&namespace, &format!("certs/{name}.key"))
+                .map_err(|message| cert_error(name, message))?;
             match (cert, key) {
                 (Some(cert), Some(key)) => {
                     extra.push((format!("certs/{name}.crt"), cert.into_bytes(), 0o644));
                     extra.push((format!("certs/{name}.key"), key.into_bytes(), 0o600));
                 }
                 _ => {
-                    return Err(format!(
-                        "certificate {name} is missing from the catalog: run `maand build`"
+                    return Err(cert_error(
+                        name,
+                        "the certificate is missing from the catalog: run `maand build`".into(),
                     ))
                 }
             }
@@ -445,8 +536,98 @@ fn stage_allocation(
             extra.push(("certs/ca.crt".into(), ca.into_bytes(), 0o644));
         }
     }
-    let render = |path: &str, text: &str| {
-        templates::render(path, text, &ctx, &scope, kv).map_err(|e| e.to_string())
-    };
-    stage_tree(&alloc.job, sources, extra, &render).map_err(|e| e.message)
+    let render = |path: &str, text: &str| render_template(alloc, &ctx, upstream, kv, path, text);
+    stage_tree(&alloc.job, sources, extra, &render)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(
+        worker: &str,
+        path: &str,
+        message: &str,
+        from_template: bool,
+    ) -> (String, StageError) {
+        (
+            worker.to_string(),
+            StageError {
+                job: "api".into(),
+                path: path.into(),
+                message: message.into(),
+                from_template,
+            },
+        )
+    }
+
+    #[test]
+    fn one_error_of_a_file_on_many_workers_is_one_line_naming_them() {
+        let failures = [
+            failure(
+                "10.0.0.1",
+                "a.tpl",
+                "template a.tpl line 1: key `x` is not in namespace `vars/job/api`",
+                true,
+            ),
+            failure(
+                "10.0.0.2",
+                "a.tpl",
+                "template a.tpl line 1: key `x` is not in namespace `vars/job/api`",
+                true,
+            ),
+            failure(
+                "10.0.0.3",
+                "a.tpl",
+                "template a.tpl line 1: key `x` is not in namespace `vars/job/api`",
+                true,
+            ),
+        ];
+        assert_eq!(
+            group_failures(&failures),
+            ["api on 10.0.0.1, 10.0.0.2, 10.0.0.3: template a.tpl line 1: key `x` is not in namespace `vars/job/api`"]
+        );
+    }
+
+    #[test]
+    fn a_workers_own_address_does_not_split_a_group_but_other_differences_do() {
+        let failures = [
+            failure(
+                "10.0.0.1",
+                "a.tpl",
+                "template a.tpl: no `k` in `maand/job/api/worker/10.0.0.1`",
+                true,
+            ),
+            failure(
+                "10.0.0.2",
+                "a.tpl",
+                "template a.tpl: no `k` in `maand/job/api/worker/10.0.0.2`",
+                true,
+            ),
+            failure("10.0.0.3", "a.tpl", "template a.tpl line 4: other", true),
+            failure("10.0.0.3", "certs/tls", "the certificate is missing", false),
+        ];
+        assert_eq!(
+            group_failures(&failures),
+            [
+                "api on 10.0.0.1, 10.0.0.2: template a.tpl: no `k` in `maand/job/api/worker/<worker>`",
+                "api on 10.0.0.3: template a.tpl line 4: other",
+                "api on 10.0.0.3: certs/tls: the certificate is missing",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_allocation_keeps_its_own_address() {
+        let failures = [failure(
+            "10.0.0.1",
+            "a.tpl",
+            "no `k` in `maand/job/api/worker/10.0.0.1`",
+            true,
+        )];
+        assert_eq!(
+            group_failures(&failures),
+            ["api on 10.0.0.1: no `k` in `maand/job/api/worker/10.0.0.1`"]
+        );
+    }
 }

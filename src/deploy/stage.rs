@@ -109,6 +109,20 @@ pub struct StageError {
     pub job: String,
     pub path: String,
     pub message: String,
+    /// The message is the renderer's, which names the template itself.
+    pub from_template: bool,
+}
+
+impl StageError {
+    /// The problem without the job: the renderer's message as is (it names the template),
+    /// any other message after the path it concerns.
+    pub fn describe(&self) -> String {
+        if self.from_template {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.path, self.message)
+        }
+    }
 }
 
 fn file(path: &str, content: Vec<u8>, mode: u32) -> StagedFile {
@@ -122,7 +136,8 @@ fn file(path: &str, content: Vec<u8>, mode: u32) -> StagedFile {
 }
 
 /// Builds an allocation's tree: every job file (`.tpl` files rendered by `render` and stored
-/// without the suffix) plus `extra` files such as certificates.
+/// without the suffix) plus `extra` files such as certificates. `render`'s errors must name
+/// the template they concern.
 pub fn stage_tree(
     job: &str,
     sources: &[SourceFile],
@@ -138,11 +153,13 @@ pub fn stage_tree(
                     job: job.to_string(),
                     path: source.path.clone(),
                     message: "a .tpl file must be UTF-8 text".into(),
+                    from_template: false,
                 })?;
                 let rendered = render(&source.path, text).map_err(|message| StageError {
                     job: job.to_string(),
                     path: source.path.clone(),
                     message,
+                    from_template: true,
                 })?;
                 files.push(file(output, rendered.into_bytes(), mode));
             }
@@ -164,6 +181,7 @@ pub fn stage_tree(
                 job: job.to_string(),
                 path: f.path.clone(),
                 message: "two staged files have this path (a template renders onto a plain file, or a job file collides with certs/); rename one".into(),
+                from_template: false,
             });
         }
     }

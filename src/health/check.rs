@@ -357,7 +357,7 @@ async fn attempt_job(
             .collect();
         let outcomes = match hooks {
             Some(hooks) if !ready.is_empty() => {
-                run_health_command(prober, hooks, &plan.job, command, targets, &ready).await
+                run_health_command(prober, hooks, plan, command, targets, &ready).await
             }
             _ => BTreeMap::new(),
         };
@@ -378,17 +378,19 @@ async fn attempt_job(
     Ok(results)
 }
 
-/// Runs `command` of `job` for `health_check` on the targets at `ready`, one at a time.
+/// Runs `command` of the plan's job for `health_check` on the targets at `ready`, one at a
+/// time, each run bounded by the plan's timeout.
 /// Returns each one's outcome by target index; a command that cannot start at all fails
 /// every one of them with the reason.
 async fn run_health_command(
     prober: &Prober,
     hooks: &CommandHost,
-    job: &str,
+    plan: &JobPlan,
     command: &str,
     targets: &[HealthTarget],
     ready: &[usize],
 ) -> BTreeMap<usize, CheckOutcome> {
+    let job = plan.job.as_str();
     let contexts = hooks.catalog.allocations(job);
     let mut outcomes = BTreeMap::new();
     let mut allocations = Vec::new();
@@ -423,6 +425,7 @@ async fn run_health_command(
         concurrency: 1,
         extra_env: BTreeMap::new(),
         verbose: prober.echo,
+        timeout: plan.command_timeout,
     };
     // What the scripts write to KV is not kept: a health check observes, it does not change
     // the catalog.

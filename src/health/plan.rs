@@ -72,8 +72,12 @@ pub struct JobPlan {
     pub probes: Vec<PlannedCheck>,
     /// `health_check` commands in catalog order; they run once every probe passed.
     pub commands: Vec<String>,
-    /// Longest time one check may take.
+    /// Longest time one probe may take.
     pub timeout: Duration,
+    /// Longest time one run of a `health_check` command may take: the manifest's
+    /// `timeout_seconds` when the job declares a `health_check` block (with or without
+    /// probes); no limit otherwise.
+    pub command_timeout: Option<Duration>,
     /// Attempts and pause when waiting for health (the manifest's, or the default).
     pub wait: HealthWait,
 }
@@ -125,11 +129,13 @@ impl JobPlan {
             .probes
             .as_ref()
             .map_or(DEFAULT_TIMEOUT_SECONDS, |h| h.timeout_seconds);
+        let timeout = Duration::from_secs(u64::from(timeout_seconds.max(1)));
         Some(JobPlan {
             job: job.job.clone(),
             probes,
             commands: job.commands.clone(),
-            timeout: Duration::from_secs(u64::from(timeout_seconds.max(1))),
+            timeout,
+            command_timeout: job.probes.as_ref().map(|_| timeout),
             wait: job.probes.as_ref().map(|h| h.wait).unwrap_or_default(),
         })
     }
@@ -282,6 +288,7 @@ mod tests {
         );
         assert_eq!(plan.commands, ["command_health"]);
         assert_eq!(plan.timeout, Duration::from_secs(3));
+        assert_eq!(plan.command_timeout, Some(Duration::from_secs(3)));
         assert_eq!(plan.wait.attempts, 4);
     }
 
@@ -311,6 +318,21 @@ mod tests {
             Duration::from_secs(u64::from(DEFAULT_TIMEOUT_SECONDS))
         );
         assert_eq!(plan.wait, HealthWait::default());
+        assert_eq!(plan.command_timeout, None);
+    }
+
+    #[test]
+    fn a_health_check_block_without_probes_bounds_and_paces_its_commands() {
+        let plan = JobPlan::of(&job(Some(vec![]), &["command_health"])).unwrap();
+        assert!(plan.probes.is_empty());
+        assert_eq!(plan.command_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(
+            plan.wait,
+            HealthWait {
+                attempts: 4,
+                interval_seconds: 2
+            }
+        );
     }
 
     fn result(check: &str, outcome: CheckOutcome) -> CheckResult {

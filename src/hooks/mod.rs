@@ -72,6 +72,9 @@ pub struct HookRequest {
     pub extra_env: BTreeMap<String, String>,
     /// Echo output lines to stderr as `job@worker | line` (`!` for stderr).
     pub verbose: bool,
+    /// Longest time one process may run; on expiry its whole process group is killed and the
+    /// allocation fails. `None`: no limit.
+    pub timeout: Option<Duration>,
 }
 
 /// How one allocation's process ended.

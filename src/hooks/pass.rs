@@ -66,6 +66,7 @@ pub async fn run_pass<J: HookJournal + ?Sized>(
             concurrency,
             extra_env: Default::default(),
             verbose,
+            timeout: None,
         };
         let outcome = run_hook(host, catalog, journal, &request).await?;
         catalog.apply(&outcome.kv_changes);

@@ -115,26 +115,28 @@ pub(super) async fn run<J: HookJournal + ?Sized>(
         n => n,
     };
     let slots = tokio::sync::Semaphore::new(limit);
-    let display = format!(
-        "{} {}",
-        interpreter.display(),
-        Path::new(&command.script).display()
-    );
+    let launch = Launch {
+        display: format!(
+            "{} {}",
+            interpreter.display(),
+            Path::new(&command.script).display()
+        ),
+        program: interpreter,
+        script,
+        timeout: request.timeout,
+    };
     let runs = join_all(request.allocations.iter().map(|allocation| {
         let mut env = common.clone();
         env.extend(allocation_env(allocation));
         env.extend(request.extra_env.clone());
-        let (session, slots, activity, script, display) =
-            (&session, &slots, &activity, &script, &display);
-        let program = &interpreter;
+        let (session, slots, activity, launch) = (&session, &slots, &activity, &launch);
         async move {
             let _slot = slots
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
             env.insert("MAAND_API_TOKEN".into(), session.admit(allocation));
-            let run =
-                run_allocation(activity, program, script, display, host, allocation, env).await;
+            let run = run_allocation(activity, launch, host, allocation, env).await;
             session.dismiss(&allocation.alloc_id);
             run
         }
@@ -442,19 +444,40 @@ impl<J: HookJournal + ?Sized> Activity<'_, J> {
     }
 }
 
+/// How every process of a run is started: the same interpreter and script for each
+/// allocation.
+struct Launch {
+    program: PathBuf,
+    script: PathBuf,
+    /// `program script`, as the journal shows the command.
+    display: String,
+    /// Longest time one process may run (see [`HookRequest::timeout`]).
+    timeout: Option<Duration>,
+}
+
 async fn run_allocation<J: HookJournal + ?Sized>(
     activity: &Activity<'_, J>,
-    program: &Path,
-    script: &Path,
-    display: &str,
+    launch: &Launch,
     host: &HookHost,
     allocation: &AllocationContext,
     env: BTreeMap<String, String>,
 ) -> AllocationRun {
+    let Launch {
+        program,
+        script,
+        display,
+        timeout,
+    } = launch;
+    let timeout = *timeout;
     let worker = allocation.worker_ip.as_str();
     activity.started(worker, display);
     let started = Instant::now();
-    let spawned = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    if timeout.is_some() {
+        // Its own process group, so a timeout kills whatever the script started too.
+        command.process_group(0);
+    }
+    let spawned = command
         .arg(script)
         .current_dir(host.bucket.root())
         .envs(env)
@@ -479,15 +502,39 @@ async fn run_allocation<J: HookJournal + ?Sized>(
     };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    let ended = async {
+        let Some(limit) = timeout else {
+            return child.wait().await.map(Some);
+        };
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(status) => status.map(Some),
+            Err(_) => {
+                if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+                    // SAFETY: kill(2) on the process group this child leads; no memory involved.
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                    }
+                }
+                child.wait().await.map(|_| None)
+            }
+        }
+    };
     let (_, last_stderr, status) = tokio::join!(
         pump(activity, worker, Stream::Stdout, stdout),
         pump(activity, worker, Stream::Stderr, stderr),
-        child.wait()
+        ended
     );
     let duration = started.elapsed();
     let (exit_code, error) = match status {
-        Ok(status) if status.success() => (Some(0), None),
-        Ok(status) => {
+        Ok(None) => (
+            None,
+            Some(format!(
+                "timed out after {} s and was killed",
+                timeout.unwrap_or_default().as_secs()
+            )),
+        ),
+        Ok(Some(status)) if status.success() => (Some(0), None),
+        Ok(Some(status)) => {
             let why = match (
                 status.code(),
                 std::os::unix::process::ExitStatusExt::signal(&status),

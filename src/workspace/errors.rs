@@ -110,6 +110,22 @@ impl fmt::Display for WorkspaceError {
     }
 }
 
+/// Something in the workspace that works but should change (for example a field spelled the
+/// way the Go maand used to spell it). It never stops a load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceWarning {
+    /// The file to change, relative to the bucket.
+    pub file: PathBuf,
+    /// What to change and why.
+    pub message: String,
+}
+
+impl fmt::Display for WorkspaceWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)
+    }
+}
+
 /// Every problem found while loading a workspace, sorted by file then location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkspaceErrors {

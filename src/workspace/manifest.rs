@@ -15,6 +15,7 @@ use super::json_reader::{self, Field, Object};
 use super::names;
 use super::units;
 use super::version::parse_version;
+use crate::certs::CertSubject;
 
 const KIND: ErrorKind = ErrorKind::InvalidManifest;
 
@@ -264,9 +265,11 @@ impl ScriptRuntime {
 /// Built-in health probes (`health_check`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
-    /// Probes; all must pass on every allocation. Never empty.
+    /// Probes; all must pass on every allocation. Empty only when the job registers a command
+    /// for the `health_check` event: the block then only sets that command's timeout and wait.
     pub checks: Vec<Probe>,
-    /// Per-probe timeout; default 5 seconds.
+    /// Per-check timeout (each probe, and each run of a `health_check` command); default 5
+    /// seconds.
     pub timeout_seconds: u32,
     /// Retry policy when waiting for health; default 30 attempts, 1 second apart.
     pub wait: HealthWait,
@@ -331,8 +334,9 @@ pub enum HttpScheme {
 /// One certificate definition (`certs.<name>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSpec {
-    /// `subject.common_name`.
-    pub common_name: String,
+    /// `subject`: `common_name` (required) and the optional `organization`,
+    /// `organizational_unit`, `country`, `province` and `locality`.
+    pub subject: CertSubject,
     /// PKCS#8 private key (`PRIVATE KEY`) instead of PKCS#1 (`RSA PRIVATE KEY`); default false.
     pub pkcs8: bool,
     /// One shared cert for all allocations instead of one per worker; default false.
@@ -350,13 +354,23 @@ pub(crate) struct ParsedManifest {
     /// Some command lists `job_control` in `executed_on`, even if that command was
     /// dropped for another error (so the Makefile rule does not pile on).
     pub(crate) declares_job_control: bool,
+    /// Things that work but should change (old field names), for the operator.
+    pub(crate) warnings: Vec<String>,
 }
+
+/// Field names of the Go maand that still work, with the name that replaced each.
+const RENAMED_FIELDS: &[(&str, &str)] = &[
+    ("deploy_parallel_count", "max_concurrent_starts"),
+    ("update_parallel_count", "max_concurrent_upgrades"),
+];
 
 const TOP_LEVEL: &[&str] = &[
     "version",
     "selectors",
     "max_concurrent_upgrades",
     "max_concurrent_starts",
+    "deploy_parallel_count",
+    "update_parallel_count",
     "min_allocations_count",
     "restart_policy",
     "restart_globs",
@@ -388,8 +402,9 @@ pub(crate) fn parse(
     };
 
     let selectors = parse_selectors(&object, job, report);
-    let max_concurrent_upgrades = count_or(&object, "max_concurrent_upgrades", 1, 1, report);
-    let max_concurrent_starts = count_or(&object, "max_concurrent_starts", 0, 0, report);
+    let (upgrades_key, starts_key, warnings) = rollout_field_names(&object, report);
+    let max_concurrent_upgrades = count_or(&object, upgrades_key, 1, 1, report);
+    let max_concurrent_starts = count_or(&object, starts_key, 0, 0, report);
     let min_allocations_count = count_or(&object, "min_allocations_count", 0, 0, report);
     let restart_policy = parse_restart_policy(&object, report);
     let restart_globs = parse_restart_globs(&object, restart_policy, report);
@@ -401,29 +416,19 @@ pub(crate) fn parse(
         .get("commands")
         .map(|value| parse_commands(value, job, files, report))
         .unwrap_or_default();
-    let health_check = object
-        .get("health_check")
-        .and_then(|value| parse_health_check(value, &resources.ports, report));
+    let declared_commands = match object.get("commands") {
+        Some(Value::Object(map)) => map.keys().cloned().collect(),
+        _ => BTreeSet::new(),
+    };
+    let declares_job_control = declares_event(&object, CommandEvent::JobControl);
+    let health_check = object.get("health_check").and_then(|value| {
+        let has_command = declares_event(&object, CommandEvent::HealthCheck);
+        parse_health_check(value, &resources.ports, has_command, report)
+    });
     let certs = object
         .get("certs")
         .map(|value| parse_certs(value, report))
         .unwrap_or_default();
-    let (declared_commands, declares_job_control) = match object.get("commands") {
-        Some(Value::Object(map)) => (
-            map.keys().cloned().collect(),
-            map.values().any(|command| {
-                command
-                    .get("executed_on")
-                    .and_then(Value::as_array)
-                    .is_some_and(|events| {
-                        events
-                            .iter()
-                            .any(|e| e.as_str() == Some(CommandEvent::JobControl.as_str()))
-                    })
-            }),
-        ),
-        _ => (BTreeSet::new(), false),
-    };
 
     Some(ParsedManifest {
         manifest: Manifest {
@@ -443,7 +448,66 @@ pub(crate) fn parse(
         version_unreadable,
         declared_commands,
         declares_job_control,
+        warnings,
     })
+}
+
+/// Whether some entry of `commands` lists `event` in `executed_on`, even one dropped for
+/// another error (so rules that depend on it do not pile on).
+fn declares_event(object: &Object<'_>, event: CommandEvent) -> bool {
+    let Some(Value::Object(commands)) = object.get("commands") else {
+        return false;
+    };
+    commands.values().any(|command| {
+        command
+            .get("executed_on")
+            .and_then(Value::as_array)
+            .is_some_and(|events| events.iter().any(|e| e.as_str() == Some(event.as_str())))
+    })
+}
+
+/// Which keys hold the rollout batch sizes: the current names, or the Go maand's old names
+/// (`update_parallel_count`, `deploy_parallel_count`), which take effect with one warning for
+/// the file. Both names of one setting in one manifest are an error. Returns the key for
+/// upgrades, the key for starts, and the warnings.
+fn rollout_field_names(
+    object: &Object<'_>,
+    report: &mut FileReport<'_>,
+) -> (&'static str, &'static str, Vec<String>) {
+    let mut chosen = Vec::with_capacity(RENAMED_FIELDS.len());
+    let mut renamed = Vec::new();
+    for (old, new) in RENAMED_FIELDS {
+        match (object.get(old).is_some(), object.get(new).is_some()) {
+            (true, true) => {
+                report.at(
+                    old,
+                    KIND,
+                    format!("both {new} and {old} are set; {old} is the old name of {new}, keep only {new}"),
+                );
+                chosen.push(*new);
+            }
+            (true, false) => {
+                renamed.push(format!("{old} (now {new})"));
+                chosen.push(*old);
+            }
+            _ => chosen.push(*new),
+        }
+    }
+    let warnings = if renamed.is_empty() {
+        Vec::new()
+    } else {
+        let (noun, pronoun) = if renamed.len() == 1 {
+            ("name", "it")
+        } else {
+            ("names", "them")
+        };
+        vec![format!(
+            "uses the Go maand's old field {noun} {}; {pronoun} still take{} effect, but rename {pronoun}",
+            renamed.join(", "),
+            if renamed.len() == 1 { "s" } else { "" }
+        )]
+    };
+    (chosen[1], chosen[0], warnings)
 }
 
 /// Pairs a value with a path string owned by the caller's stack frame.
@@ -982,9 +1046,12 @@ fn find_script(
     }
 }
 
+/// `health_check`: probes, their timeout and wait. Without probes the block is valid only
+/// when the job registers a command for the `health_check` event (`has_command`).
 fn parse_health_check(
     value: &Value,
     ports: &BTreeMap<String, PortSpec>,
+    has_command: bool,
     report: &mut FileReport<'_>,
 ) -> Option<HealthCheck> {
     let before = report.count();
@@ -1000,10 +1067,11 @@ fn parse_health_check(
                 }
             }
         }
+        Some(Value::Array(_)) | None if has_command => {}
         Some(Value::Array(_)) | None => report.at(
             &object.path_of("checks"),
             KIND,
-            "no probes; add at least one, e.g. {\"type\": \"tcp\", \"port\": \"http_port\"}, or remove health_check",
+            "health_check has neither probes nor a health_check command; add a probe to checks, e.g. {\"type\": \"tcp\", \"port\": \"http_port\"}, or a command with \"executed_on\": [\"health_check\"], or remove health_check",
         ),
         Some(other) => report.at(
             &object.path_of("checks"),
@@ -1214,12 +1282,12 @@ fn parse_certs(value: &Value, report: &mut FileReport<'_>) -> BTreeMap<String, C
         };
         let pkcs8 = flag("pkcs8", report);
         let one = flag("one", report);
-        let common_name = parse_subject(&cert, report);
-        if let (Some(pkcs8), Some(one), Some(common_name)) = (pkcs8, one, common_name) {
+        let subject = parse_subject(&cert, report);
+        if let (Some(pkcs8), Some(one), Some(subject)) = (pkcs8, one, subject) {
             certs.insert(
                 name.clone(),
                 CertSpec {
-                    common_name,
+                    subject,
                     pkcs8,
                     one,
                 },
@@ -1229,7 +1297,16 @@ fn parse_certs(value: &Value, report: &mut FileReport<'_>) -> BTreeMap<String, C
     certs
 }
 
-fn parse_subject(cert: &Object<'_>, report: &mut FileReport<'_>) -> Option<String> {
+/// The optional subject attributes after `common_name`, as the manifest spells them.
+const SUBJECT_ATTRIBUTES: &[&str] = &[
+    "organization",
+    "organizational_unit",
+    "country",
+    "province",
+    "locality",
+];
+
+fn parse_subject(cert: &Object<'_>, report: &mut FileReport<'_>) -> Option<CertSubject> {
     let Some(value) = cert.get("subject") else {
         report.at(
             &cert.path,
@@ -1239,7 +1316,9 @@ fn parse_subject(cert: &Object<'_>, report: &mut FileReport<'_>) -> Option<Strin
         return None;
     };
     let subject = Object::expect(value, &cert.path_of("subject"), KIND, report)?;
-    subject.reject_unknown(&["common_name"], KIND, report);
+    let mut allowed = vec!["common_name"];
+    allowed.extend_from_slice(SUBJECT_ATTRIBUTES);
+    subject.reject_unknown(&allowed, KIND, report);
     let Some(value) = subject.get("common_name") else {
         report.at(
             &subject.path,
@@ -1248,15 +1327,39 @@ fn parse_subject(cert: &Object<'_>, report: &mut FileReport<'_>) -> Option<Strin
         );
         return None;
     };
-    let owned = field(&subject, "common_name", value);
-    let name = json_reader::string(owned.borrow(), KIND, report)?;
-    if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+    let text = |key: &str, value: &Value, report: &mut FileReport<'_>| {
+        let owned = field(&subject, key, value);
+        json_reader::string(owned.borrow(), KIND, report).map(str::to_string)
+    };
+    let mut parsed = CertSubject::with_common_name(&text("common_name", value, report)?);
+    let mut complete = true;
+    for key in SUBJECT_ATTRIBUTES {
+        let Some(value) = subject.get(key) else {
+            continue;
+        };
+        let Some(value) = text(key, value, report) else {
+            complete = false;
+            continue;
+        };
+        let slot = match *key {
+            "organization" => &mut parsed.organization,
+            "organizational_unit" => &mut parsed.organizational_unit,
+            "country" => &mut parsed.country,
+            "province" => &mut parsed.province,
+            _ => &mut parsed.locality,
+        };
+        *slot = Some(value);
+    }
+    if !complete {
+        return None;
+    }
+    if let Err(problem) = parsed.validate() {
         report.at(
-            &owned.path,
+            &subject.path_of(&problem.field),
             KIND,
-            "common_name must be 1 to 64 printable characters on one line; shorten or fix it",
+            format!("{}; fix the value", problem.reason),
         );
         return None;
     }
-    Some(name.to_string())
+    Some(parsed)
 }

@@ -35,7 +35,7 @@ pub use bucket_conf::{
     job_config_file_name, BucketConf, Reservation, DEFAULT_PORT_MAX, DEFAULT_PORT_MIN,
 };
 pub use disabled::{Disabled, DisabledJob};
-pub use errors::{ErrorKind, WorkspaceError, WorkspaceErrors};
+pub use errors::{ErrorKind, WorkspaceError, WorkspaceErrors, WorkspaceWarning};
 pub use files::JobFile;
 pub use manifest::{
     Bounds, CertSpec, Command, CommandEvent, CommandScript, Demand, HealthCheck, HealthWait,
@@ -63,6 +63,8 @@ pub struct Workspace {
     pub job_reservations: BTreeMap<String, Reservation>,
     /// Jobs by name, one per directory under `jobs/`.
     pub jobs: BTreeMap<String, Job>,
+    /// What works but should change, in file order; for the operator to see.
+    pub warnings: Vec<WorkspaceWarning>,
 }
 
 /// One job directory.
@@ -201,8 +203,9 @@ pub fn load(workspace_dir: &Path, job_config_selector: &str) -> Result<Workspace
     let job_names = list_jobs(workspace_dir, &root, &mut errors);
     let known_jobs: BTreeSet<String> = job_names.iter().cloned().collect();
     let mut drafts = BTreeMap::new();
+    let mut warnings = Vec::new();
     for name in &job_names {
-        if let Some(draft) = load_job(workspace_dir, &root, name, &mut errors) {
+        if let Some(draft) = load_job(workspace_dir, &root, name, &mut errors, &mut warnings) {
             drafts.insert(name.clone(), draft);
         }
     }
@@ -281,6 +284,7 @@ pub fn load(workspace_dir: &Path, job_config_selector: &str) -> Result<Workspace
         bucket_conf,
         job_reservations,
         jobs,
+        warnings,
     })
 }
 
@@ -376,6 +380,7 @@ fn load_job(
     root: &Path,
     name: &str,
     errors: &mut Vec<WorkspaceError>,
+    warnings: &mut Vec<WorkspaceWarning>,
 ) -> Option<JobDraft> {
     let display_dir = root.join("jobs").join(name);
     let files = files::read_job_files(&workspace_dir.join("jobs").join(name), &display_dir, errors);
@@ -388,6 +393,10 @@ fn load_job(
         return None;
     };
     let parsed = manifest::parse(&manifest_file.content, name, &files, &mut report)?;
+    warnings.extend(parsed.warnings.iter().map(|message| WorkspaceWarning {
+        file: display_dir.join("manifest.json"),
+        message: message.clone(),
+    }));
 
     let vars = match files.iter().find(|f| f.path == "vars.toml") {
         Some(file) => {

@@ -1058,6 +1058,118 @@ fn health_check_without_probes_is_rejected() {
     );
 }
 
+#[test]
+fn health_check_without_probes_is_valid_with_a_health_check_command() {
+    let bucket = Bucket::new();
+    bucket.job_with_scripts(
+        "db",
+        r#"{"health_check": {"timeout_seconds": 9, "wait": {"attempts": 3, "interval_seconds": 2}},
+            "commands": {"command_health": {"executed_on": ["health_check"]}}}"#,
+        &["command_health"],
+    );
+    let health = bucket.loaded().jobs["db"]
+        .manifest
+        .health_check
+        .clone()
+        .unwrap();
+    assert!(health.checks.is_empty());
+    assert_eq!(health.timeout_seconds, 9);
+    assert_eq!(
+        health.wait,
+        HealthWait {
+            attempts: 3,
+            interval_seconds: 2
+        }
+    );
+}
+
+#[test]
+fn health_check_with_neither_probes_nor_command_says_so() {
+    let bucket = Bucket::new();
+    bucket.job_with_scripts(
+        "db",
+        r#"{"health_check": {"timeout_seconds": 9},
+            "commands": {"command_status": {"executed_on": ["cli"]}}}"#,
+        &["command_status"],
+    );
+    assert_error(
+        &bucket.single_error(),
+        "workspace/jobs/db/manifest.json",
+        Some("health_check.checks"),
+        ErrorKind::InvalidManifest,
+        &["neither probes nor a health_check command"],
+    );
+}
+
+// ---------------------------------------------------------------- Go maand field names
+
+#[test]
+fn go_maand_parallel_counts_take_effect_with_one_warning_per_manifest() {
+    let bucket = Bucket::new();
+    bucket.job(
+        "api",
+        r#"{"deploy_parallel_count": 2, "update_parallel_count": 3}"#,
+    );
+    bucket.job("db", r#"{"max_concurrent_starts": 4}"#);
+    let workspace = bucket.loaded();
+    let manifest = &workspace.jobs["api"].manifest;
+    assert_eq!(manifest.max_concurrent_starts, 2);
+    assert_eq!(manifest.max_concurrent_upgrades, 3);
+    assert_eq!(workspace.jobs["db"].manifest.max_concurrent_starts, 4);
+    assert_eq!(workspace.warnings.len(), 1, "{:?}", workspace.warnings);
+    let warning = workspace.warnings[0].to_string();
+    assert!(
+        warning.starts_with("workspace/jobs/api/manifest.json: "),
+        "{warning}"
+    );
+    for part in [
+        "deploy_parallel_count (now max_concurrent_starts)",
+        "update_parallel_count (now max_concurrent_upgrades)",
+    ] {
+        assert!(warning.contains(part), "{warning}");
+    }
+}
+
+#[test]
+fn an_old_parallel_count_is_validated_like_the_new_field() {
+    let bucket = Bucket::new();
+    bucket.job("api", r#"{"update_parallel_count": 0}"#);
+    assert_eq!(
+        bucket.single_error().location.as_deref(),
+        Some("update_parallel_count")
+    );
+}
+
+#[test]
+fn both_names_of_one_setting_are_an_error_naming_both() {
+    let bucket = Bucket::new();
+    bucket.job(
+        "api",
+        r#"{"max_concurrent_upgrades": 2, "update_parallel_count": 3}"#,
+    );
+    assert_error(
+        &bucket.single_error(),
+        "workspace/jobs/api/manifest.json",
+        Some("update_parallel_count"),
+        ErrorKind::InvalidManifest,
+        &[
+            "max_concurrent_upgrades",
+            "update_parallel_count",
+            "keep only",
+        ],
+    );
+}
+
+#[test]
+fn a_workspace_with_current_names_has_no_warnings() {
+    let bucket = Bucket::new();
+    bucket.job(
+        "api",
+        r#"{"max_concurrent_upgrades": 2, "max_concurrent_starts": 1}"#,
+    );
+    assert!(bucket.loaded().warnings.is_empty());
+}
+
 // ---------------------------------------------------------------- certs
 
 #[test]
@@ -1072,7 +1184,7 @@ fn certs_are_read_with_defaults() {
     assert_eq!(
         certs["tls"],
         CertSpec {
-            common_name: "api.internal".into(),
+            subject: crate::certs::CertSubject::with_common_name("api.internal"),
             pkcs8: false,
             one: false
         }
@@ -1080,10 +1192,58 @@ fn certs_are_read_with_defaults() {
     assert_eq!(
         certs["client"],
         CertSpec {
-            common_name: "cluster".into(),
+            subject: crate::certs::CertSubject::with_common_name("cluster"),
             pkcs8: true,
             one: true
         }
+    );
+}
+
+#[test]
+fn cert_subject_attributes_beyond_the_common_name_are_read() {
+    let bucket = Bucket::new();
+    bucket.job(
+        "api",
+        r#"{"certs": {"tls": {"subject": {"common_name": "api.internal", "organization": "Acme",
+            "organizational_unit": "Ops", "country": "DE", "province": "Berlin", "locality": "Mitte"}}}}"#,
+    );
+    let subject = bucket.loaded().jobs["api"].manifest.certs["tls"]
+        .subject
+        .clone();
+    assert_eq!(
+        subject,
+        crate::certs::CertSubject {
+            common_name: "api.internal".into(),
+            organization: Some("Acme".into()),
+            organizational_unit: Some("Ops".into()),
+            country: Some("DE".into()),
+            province: Some("Berlin".into()),
+            locality: Some("Mitte".into()),
+        }
+    );
+}
+
+#[test]
+fn a_bad_subject_attribute_is_named_by_its_path() {
+    let bucket = Bucket::new();
+    bucket.job(
+        "api",
+        r#"{"certs": {"tls": {"subject": {"common_name": "a", "country": "Germany", "state": "x"}}}}"#,
+    );
+    let errors = bucket.errors();
+    let locations: Vec<_> = errors
+        .errors()
+        .iter()
+        .map(|e| e.location.clone().unwrap())
+        .collect();
+    assert_eq!(
+        locations,
+        ["certs.tls.subject.country", "certs.tls.subject.state"],
+        "{errors}"
+    );
+    assert!(
+        errors.errors()[0].message.contains("two-letter"),
+        "{errors}"
     );
 }
 
