@@ -3,6 +3,7 @@
 
 use super::execute::AllocationFacts;
 use super::plan::{Deployed, PlanAllocation, PlanInput, PlanJob, Staged};
+use super::prometheus_stage::{self, ServerStaging};
 use super::stage::{stage_tree, SourceFile, StagedTree};
 use crate::events::DeployFlags;
 use crate::kv::access::ReadScope;
@@ -231,11 +232,13 @@ pub fn prepare(
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let job: String = row.get(0)?;
-        if !selected(&job) {
+        let path: String = row.get(1)?;
+        // `_prometheus/` never goes to workers; the server job assembles from it.
+        if !selected(&job) || crate::prometheus::is_prometheus_file(&path) {
             continue;
         }
         sources.entry(job).or_default().push(SourceFile {
-            path: row.get(1)?,
+            path,
             hash: row.get(2)?,
             executable: row.get(3)?,
             content: Arc::new(row.get(4)?),
@@ -266,6 +269,15 @@ pub fn prepare(
             ),
         );
     }
+
+    let server_staging = if sources
+        .values()
+        .any(|files| prometheus_stage::is_server(files))
+    {
+        Some(ServerStaging::load(conn).map_err(|e| PrepareError::Staging(vec![e]))?)
+    } else {
+        None
+    };
 
     let mut allocations = Vec::new();
     let mut trees = BTreeMap::new();
@@ -318,6 +330,7 @@ pub fn prepare(
                 &job_upstream,
                 sources.get(&alloc.job).unwrap_or(&no_sources),
                 cert_names.get(&alloc.job),
+                server_staging.as_ref(),
             ) {
                 Ok(tree) => {
                     alloc.staged = Some(Staged {
@@ -387,6 +400,7 @@ fn stage_allocation(
     upstream: &[String],
     sources: &[SourceFile],
     cert_names: Option<&Vec<String>>,
+    server_staging: Option<&ServerStaging>,
 ) -> Result<StagedTree, String> {
     let (worker_id, labels) = workers.get(&alloc.worker).cloned().unwrap_or_default();
     let bucket_path = bucket_dir_on_worker(bucket_id);
@@ -432,8 +446,22 @@ fn stage_allocation(
             extra.push(("certs/ca.crt".into(), ca.into_bytes(), 0o644));
         }
     }
+    let inserts = match server_staging.filter(|_| prometheus_stage::is_server(sources)) {
+        Some(server) => {
+            let (files, inserts) = server.for_worker(&alloc.worker, kv)?;
+            extra.extend(files);
+            Some(inserts)
+        }
+        None => None,
+    };
     let render = |path: &str, text: &str| {
-        templates::render(path, text, &ctx, &scope, kv).map_err(|e| e.to_string())
+        match &inserts {
+            Some(inserts) => {
+                templates::render_server_template(path, text, &ctx, &scope, kv, inserts)
+            }
+            None => templates::render(path, text, &ctx, &scope, kv),
+        }
+        .map_err(|e| e.to_string())
     };
     stage_tree(&alloc.job, sources, extra, &render).map_err(|e| e.message)
 }
