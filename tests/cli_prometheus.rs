@@ -91,6 +91,26 @@ groups:
         expr: sum(up{job=\"app\"})
 ";
 
+/// A `/metrics` endpoint on the address and port given as arguments.
+const SERVE_PY: &str = r#"import http.server, sys
+
+
+class Metrics(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"app_requests_total 7\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Metrics).serve_forever()
+"#;
+
 /// The monitored app: serves `/metrics` with python3 on its worker and metrics port.
 fn app_job(root: &Path) {
     write(
@@ -128,22 +148,7 @@ fn app_job(root: &Path) {
         "workspace/jobs/app/_prometheus/dashboards/partials/row.html",
         "<tr></tr>\n",
     );
-    write(
-        root,
-        "workspace/jobs/app/serve.py",
-        "import http.server, sys\n\
-class Metrics(http.server.BaseHTTPRequestHandler):\n\
-    def do_GET(self):\n\
-        body = b'app_requests_total 7\\n'\n\
-        self.send_response(200)\n\
-        self.send_header('Content-Type', 'text/plain; version=0.0.4')\n\
-        self.send_header('Content-Length', str(len(body)))\n\
-        self.end_headers()\n\
-        self.wfile.write(body)\n\
-    def log_message(self, *args):\n\
-        pass\n\
-http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Metrics).serve_forever()\n",
-    );
+    write(root, "workspace/jobs/app/serve.py", SERVE_PY);
     write(
         root,
         "workspace/jobs/app/run.env.tpl",
@@ -155,8 +160,8 @@ http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Metrics).serve_forever()
         "include run.env\n\
 .PHONY: start stop restart\n\
 start:\n\
-\t@mkdir -p data\n\
-\t@nohup python3 serve.py $(HOST) $(PORT) > /dev/null 2>&1 < /dev/null & echo $$! > data/app.pid\n\
+\t@mkdir -p data logs\n\
+\t@nohup python3 serve.py $(HOST) $(PORT) > logs/app.log 2>&1 < /dev/null & echo $$! > data/app.pid\n\
 stop:\n\
 \t@if [ -f data/app.pid ]; then kill $$(cat data/app.pid) 2>/dev/null || true; rm -f data/app.pid; fi\n\
 restart: stop start\n",
@@ -432,11 +437,14 @@ fn promtool(dir: &Path, args: &[&str]) {
     );
 }
 
-/// Stops prometheus through its Makefile and checks no prometheus process is left.
+/// Stops prometheus through its Makefile (as root, like maand runs it) and checks no prometheus process is left.
 fn stop_prometheus(cluster: &Cluster, bucket: &TestBucket, host: &str) {
     cluster.ssh_ok(
         host,
-        &format!("cd {}/jobs/prometheus && make -s stop", bucket.remote_dir()),
+        &format!(
+            "cd {}/jobs/prometheus && sudo make -s stop",
+            bucket.remote_dir()
+        ),
     );
     let left = cluster.ssh(host, "pgrep -x prometheus");
     assert!(
