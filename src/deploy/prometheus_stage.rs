@@ -6,7 +6,7 @@
 //! prepared, so a change of targets changes the staged tree and the server job redeploys.
 
 use super::stage::SourceFile;
-use crate::prometheus::assemble::{self, MonitoredFiles};
+use crate::prometheus::assemble::{self, ExtraFile, MonitoredFiles};
 use crate::prometheus::{read, scrape, SERVER_HTTP_PORT};
 use crate::templates::{KvSource, PrometheusInserts};
 use rusqlite::Connection;
@@ -42,7 +42,7 @@ impl ServerStaging {
         &self,
         worker: &str,
         kv: &dyn KvSource,
-    ) -> Result<(Vec<(String, Vec<u8>, u32)>, PrometheusInserts), String> {
+    ) -> Result<(Vec<ExtraFile>, PrometheusInserts), String> {
         let port = kv
             .get("maand/bucket", SERVER_HTTP_PORT)
             .unwrap_or_else(|| DEFAULT_WEB_PORT.into());

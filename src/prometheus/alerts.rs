@@ -58,10 +58,10 @@ pub fn validate(
     let mut found = RuleFile::default();
     for (g, group) in groups.iter().enumerate() {
         let at = format!(".groups[{g}]");
-        if !group
+        if group
             .get("name")
             .and_then(Value::as_str)
-            .is_some_and(|n| !n.trim().is_empty())
+            .is_none_or(|n| n.trim().is_empty())
         {
             problems.push(problem(
                 format!("{at}.name"),

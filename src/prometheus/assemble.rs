@@ -18,11 +18,13 @@ const DASHBOARDS_DIR: &str = "_prometheus/dashboards/";
 /// `_prometheus/` files per job: job → (job-relative path, content), sorted by path.
 pub type MonitoredFiles = BTreeMap<String, Vec<(String, Arc<Vec<u8>>)>>;
 
+/// A file added to a staged tree: (path relative to the job directory, content, mode).
+pub type ExtraFile = (String, Vec<u8>, u32);
+
 /// What staging a server job adds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Assembly {
-    /// (path relative to the job directory, content, mode).
-    pub files: Vec<(String, Vec<u8>, u32)>,
+    pub files: Vec<ExtraFile>,
     /// Every assembled rule file, relative to the job directory, sorted.
     pub rule_files: Vec<String>,
 }

@@ -129,10 +129,13 @@ fn placeholder(target: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
-/// The `static_configs` blocks of a config, each with its targets, or the problems found.
-fn static_blocks(
-    config: &ScrapeConfig,
-) -> Result<Vec<(&ScrapeConfig, Vec<&str>)>, (String, String)> {
+/// A `static_configs` block with its target strings.
+type StaticBlock<'a> = (&'a ScrapeConfig, Vec<&'a str>);
+/// A problem located in a config: (YAML path below the config, message).
+type Located = (String, String);
+
+/// The `static_configs` blocks of a config, each with its targets, or the problem found.
+fn static_blocks(config: &ScrapeConfig) -> Result<Vec<StaticBlock<'_>>, Located> {
     let Some(raw) = config.get("static_configs") else {
         return Err((
             ".static_configs".into(),
