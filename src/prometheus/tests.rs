@@ -587,3 +587,43 @@ fn cert_gauges_encode_as_a_snappy_write_request() {
         request
     );
 }
+
+#[test]
+fn scrape_templates_read_job_level_kv_only() {
+    use super::scrape_template::{render, JobKv};
+    let kv = JobKv {
+        namespaces: BTreeMap::from([(
+            "vars/job/api".to_string(),
+            BTreeMap::from([("path".to_string(), "/m".to_string())]),
+        )]),
+        secrets: BTreeMap::from([("token".to_string(), Ok("t0ps3cret".to_string()))]),
+    };
+    let out = render(
+        "api",
+        "1.0.0",
+        "{{ job }} {{ new_version }} {{ get(ns=\"vars/job/api\", key=\"path\") }} {{ keys(ns=\"vars/job/api\") | join(sep=\",\") }} {{ get_secret(key=\"token\") | length }}",
+        kv.clone(),
+    )
+    .unwrap();
+    assert_eq!(out, "api 1.0.0 /m path 9");
+    let denied = render(
+        "api",
+        "1",
+        "{{ get(ns=\"maand/job/db\", key=\"x\") }}",
+        kv.clone(),
+    )
+    .unwrap_err();
+    assert!(
+        denied.contains("not readable from a scrape template"),
+        "{denied}"
+    );
+    let no_worker = render(
+        "api",
+        "1",
+        "{{ get_optional(ns=\"vars/job/api\", key=\"x\") }}",
+        kv.clone(),
+    );
+    assert!(no_worker.is_err(), "get_optional is a deploy-time function");
+    let leaked = render("api", "1", "{{ get_secret(key=\"token\") | int }}", kv).unwrap_err();
+    assert!(!leaked.contains("t0ps3cret"), "{leaked}");
+}
