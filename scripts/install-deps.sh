@@ -15,6 +15,22 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Prometheus tests run the real server and check assembled trees with promtool (the Debian
+# package ships both). Installed with services kept from starting: tests start their own.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  echo "installing: prometheus"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+  fi
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if [ -n "$guard" ]; then rm -f "$guard"; fi
+fi
+
 # Job commands written in TypeScript or JavaScript run with Bun on the operator host; the npm
 # package `bun` ships the binary, so npm is all it takes.
 if ! command -v bun >/dev/null 2>&1; then

@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod job_control;
 pub mod kv;
 pub mod logs;
+pub mod prometheus;
 pub mod remote;
 pub mod run;
 pub mod templates;

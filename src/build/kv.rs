@@ -291,6 +291,7 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
         decide_certs(ws, job, &present, current, ctx, &mut desired)?;
     }
 
+    super::prometheus_kv::extend(ws, current, &active_jobs, &mut desired, ctx)?;
     let mut events = diff(current, &desired);
     events.extend(merge_job_vars(ws, current, placement, ctx.purge_job_kv));
     Ok(events)

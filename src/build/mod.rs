@@ -8,6 +8,7 @@
 mod kv;
 mod placement;
 mod ports;
+mod prometheus_kv;
 pub mod snapshot;
 
 pub use snapshot::CatalogSnapshot;
@@ -84,6 +85,7 @@ pub fn decide_build<R: rand::CryptoRng + ?Sized>(
     let placement = placement::place(ws, current);
     placement::check(ws, &placement, &mut errors);
     let port_plan = ports::assign(ws, current, &mut errors);
+    errors.extend(prometheus_kv::validate(ws));
     if !errors.is_empty() {
         return Err(errors);
     }

@@ -68,6 +68,10 @@ pub enum CatCommand {
     /// KV keys at their current version: namespace, key, version, deleted, value (cut to 48
     /// characters, secrets shown as <sealed>). `cat kv get` prints one value in full.
     Kv(KvArgs),
+    /// Monitoring content: jobs with `_prometheus/` files (scrape config, alert rule files,
+    /// runbooks, dashboards, and whether the scrape catalog includes the job); `get` prints
+    /// one file, `scrape` the scrape configs expanded against the current allocations.
+    Prometheus(super::cat_prometheus::PrometheusArgs),
 }
 
 /// Output format shared by every listing.
@@ -358,6 +362,7 @@ pub fn run(bucket: &Bucket, args: &CatArgs) -> anyhow::Result<i32> {
             }) => kv_get(bucket, &conn, namespace, key, *reveal),
             None => kv_list(&conn, args),
         },
+        CatCommand::Prometheus(args) => super::cat_prometheus::run(&conn, args),
     }
 }
 
@@ -501,7 +506,7 @@ fn shorten(value: &str) -> String {
 
 /// Prints `rows` as JSON, or as a table with `header` and one `cells` line per row. Columns
 /// are separated by two spaces; nothing wraps, whatever the terminal width.
-fn print<T: Serialize>(
+pub(super) fn print<T: Serialize>(
     rows: &[T],
     output: &JsonFlag,
     header: &[&str],

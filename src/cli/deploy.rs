@@ -140,6 +140,7 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
             for job in &skipped {
                 println!("deploy: skip job {job:?} (already promoted on all allocations)");
             }
+            super::cert_metrics::push_after_deploy(bucket, &shared);
             if report.failures.is_empty() {
                 println!("deploy {deploy_id}: done");
                 Ok(0)

@@ -5,6 +5,8 @@
 
 mod build;
 mod cat;
+mod cat_prometheus;
+mod cert_metrics;
 mod deploy;
 mod gc;
 mod health_check;

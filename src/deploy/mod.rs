@@ -10,6 +10,7 @@ pub mod execute;
 pub mod ops;
 pub mod plan;
 pub mod prepare;
+pub mod prometheus_stage;
 pub mod render;
 pub mod stage;
 

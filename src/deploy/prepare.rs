@@ -3,6 +3,7 @@
 
 use super::execute::AllocationFacts;
 use super::plan::{Deployed, PlanAllocation, PlanInput, PlanJob, Staged};
+use super::prometheus_stage::{self, ServerStaging};
 use super::stage::{stage_tree, SourceFile, StageError, StagedTree};
 use crate::events::DeployFlags;
 use crate::kv::access::ReadScope;
@@ -236,6 +237,15 @@ pub fn prepare(
 
     let workers = load_workers(conn)?;
 
+    let server_staging = if sources
+        .values()
+        .any(|files| prometheus_stage::is_server(files))
+    {
+        Some(ServerStaging::load(conn).map_err(|e| PrepareError::Staging(vec![e]))?)
+    } else {
+        None
+    };
+
     let mut allocations = Vec::new();
     let mut trees = BTreeMap::new();
     let mut facts = BTreeMap::new();
@@ -256,6 +266,7 @@ pub fn prepare(
                 &job_upstream,
                 sources.get(&alloc.job).unwrap_or(&no_sources),
                 cert_names.get(&alloc.job),
+                server_staging.as_ref(),
             ) {
                 Ok(tree) => {
                     alloc.staged = Some(Staged {
@@ -346,10 +357,11 @@ pub(super) fn load_sources(
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let job: String = row.get(0)?;
-        if !selected(&job) {
+        let path: String = row.get(1)?;
+        // `_prometheus/` never goes to workers; the server job assembles from it.
+        if !selected(&job) || crate::prometheus::is_prometheus_file(&path) {
             continue;
         }
-        let path: String = row.get(1)?;
         let hash: String = row.get(2)?;
         let content: Vec<u8> = row.get(4)?;
         if let Err(source) = crate::catalog::integrity::check_blob(&hash, &content) {
@@ -478,23 +490,30 @@ pub(super) fn template_context(
     }
 }
 
-/// Renders one template of `alloc` with the KV its job may read.
+/// Renders one template of `alloc` with the KV its job may read; a prometheus server job's
+/// templates also get `scrape_configs()` and `rule_files()` from `inserts`.
 pub(super) fn render_template(
     alloc: &PlanAllocation,
     ctx: &TemplateContext,
     upstream: &[String],
     kv: &KvSnapshot,
-    path: &str,
-    text: &str,
+    inserts: Option<&templates::PrometheusInserts>,
+    (path, text): (&str, &str),
 ) -> Result<String, String> {
     let scope = ReadScope {
         job: &alloc.job,
         worker_ip: &alloc.worker,
         upstream_jobs: upstream,
     };
-    templates::render(path, text, ctx, &scope, kv).map_err(|e| e.to_string())
+    match inserts {
+        Some(inserts) => templates::render_server_template(path, text, ctx, &scope, kv, inserts),
+        None => templates::render(path, text, ctx, &scope, kv),
+    }
+    .map_err(|e| e.to_string())
 }
 
+// Every argument is one independent input of the tree; bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn stage_allocation(
     alloc: &PlanAllocation,
     bucket_id: &str,
@@ -503,6 +522,7 @@ fn stage_allocation(
     upstream: &[String],
     sources: &[SourceFile],
     cert_names: Option<&Vec<String>>,
+    server_staging: Option<&ServerStaging>,
 ) -> Result<StagedTree, StageError> {
     let ctx = template_context(alloc, bucket_id, workers);
     let cert_error = |name: &str, message: String| StageError {
@@ -536,7 +556,25 @@ fn stage_allocation(
             extra.push(("certs/ca.crt".into(), ca.into_bytes(), 0o644));
         }
     }
-    let render = |path: &str, text: &str| render_template(alloc, &ctx, upstream, kv, path, text);
+    let inserts = match server_staging.filter(|_| prometheus_stage::is_server(sources)) {
+        Some(server) => {
+            let (files, inserts) =
+                server
+                    .for_worker(&alloc.worker, kv)
+                    .map_err(|message| StageError {
+                        job: alloc.job.clone(),
+                        path: "_prometheus".into(),
+                        message,
+                        from_template: false,
+                    })?;
+            extra.extend(files);
+            Some(inserts)
+        }
+        None => None,
+    };
+    let render = |path: &str, text: &str| {
+        render_template(alloc, &ctx, upstream, kv, inserts.as_ref(), (path, text))
+    };
     stage_tree(&alloc.job, sources, extra, &render)
 }
 

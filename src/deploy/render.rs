@@ -138,7 +138,20 @@ pub fn render_job_templates(
     let kv = KvSnapshot::load(conn, kv_key)?;
     let upstream = load_upstream(conn)?.remove(job).unwrap_or_default();
     let ctx = template_context(alloc, &bucket_id, &load_workers(conn)?);
-    let render = |path: &str, text: &str| render_template(alloc, &ctx, &upstream, &kv, path, text);
+    // A prometheus server job's templates read the scrape catalog as deploy would expand it.
+    let inserts = if super::prometheus_stage::is_server(&sources) {
+        let server = super::prometheus_stage::ServerStaging::load(conn)
+            .map_err(|e| PrepareError::Staging(vec![e]))?;
+        let (_, inserts) = server
+            .for_worker(&alloc.worker, &kv)
+            .map_err(|e| PrepareError::Staging(vec![e]))?;
+        Some(inserts)
+    } else {
+        None
+    };
+    let render = |path: &str, text: &str| {
+        render_template(alloc, &ctx, &upstream, &kv, inserts.as_ref(), (path, text))
+    };
 
     let mut files = Vec::with_capacity(chosen.len());
     let mut errors = Vec::new();

@@ -68,6 +68,39 @@ pub fn render(
     scope: &ReadScope<'_>,
     kv: &dyn KvSource,
 ) -> Result<String, TemplateError> {
+    render_with(template_path, source, ctx, scope, kv, None)
+}
+
+/// The text a prometheus server job's templates insert with `scrape_configs()` (expanded
+/// scrape configs as list items under `scrape_configs:`) and `rule_files()` (a `rule_files:`
+/// key listing the assembled rule files). Built by [`crate::prometheus::assemble`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrometheusInserts {
+    pub scrape_configs: String,
+    pub rule_files: String,
+}
+
+/// [`render`] for a template of a prometheus server job: the same language plus the
+/// functions `scrape_configs()` and `rule_files()`, which no other job's templates have.
+pub fn render_server_template(
+    template_path: &str,
+    source: &str,
+    ctx: &TemplateContext,
+    scope: &ReadScope<'_>,
+    kv: &dyn KvSource,
+    inserts: &PrometheusInserts,
+) -> Result<String, TemplateError> {
+    render_with(template_path, source, ctx, scope, kv, Some(inserts))
+}
+
+fn render_with(
+    template_path: &str,
+    source: &str,
+    ctx: &TemplateContext,
+    scope: &ReadScope<'_>,
+    kv: &dyn KvSource,
+    inserts: Option<&PrometheusInserts>,
+) -> Result<String, TemplateError> {
     if ctx.job != scope.job || ctx.worker_ip != scope.worker_ip {
         return Err(TemplateError::ScopeMismatch {
             template: template_path.to_string(),
@@ -84,6 +117,16 @@ pub fn render(
     // Templates produce configuration files, not HTML: never escape anything.
     tera.autoescape_on(Vec::<&str>::new());
     lookup::register(&mut tera, &readable, &lookups);
+    if let Some(inserts) = inserts {
+        let scrape_configs = inserts.scrape_configs.clone();
+        tera.register_function("scrape_configs", move |_: Kwargs, _: &State| {
+            Ok::<_, Error>(scrape_configs.clone())
+        });
+        let rule_files = inserts.rule_files.clone();
+        tera.register_function("rule_files", move |_: Kwargs, _: &State| {
+            Ok::<_, Error>(rule_files.clone())
+        });
+    }
     tera.register_filter("min", |values: Vec<i128>, _: Kwargs, _: &State| {
         extreme("min", values.into_iter().min())
     });
