@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_catalog.sql"),
     include_str!("../../migrations/0003_deploy.sql"),
     include_str!("../../migrations/0004_health.sql"),
+    include_str!("../../migrations/0005_import.sql"),
 ];
 
 /// The schema version this binary reads and writes.
@@ -68,6 +69,11 @@ pub fn open_checked(bucket: &Bucket) -> Result<Connection, BucketError> {
     let conn = open(&path)?;
     match schema_state(&conn, &path)? {
         SchemaState::Current => Ok(conn),
+        SchemaState::Fresh if crate::gobucket::is_go_database(&conn) => {
+            Err(BucketError::GoBucket {
+                dir: bucket.root().to_path_buf(),
+            })
+        }
         SchemaState::Fresh => Err(BucketError::NotABucket {
             dir: bucket.root().to_path_buf(),
         }),
