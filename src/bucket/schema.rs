@@ -66,14 +66,15 @@ pub fn schema_state(conn: &Connection, path: &Path) -> Result<SchemaState, Bucke
 pub fn open_checked(bucket: &Bucket) -> Result<Connection, BucketError> {
     bucket.require_exists()?;
     let path = bucket.db_path();
+    // Read-only first: opening a Go maand database with our settings would write to it.
+    if let Ok(crate::gobucket::Detected::Go { .. }) = crate::gobucket::detect(&path) {
+        return Err(BucketError::GoBucket {
+            dir: bucket.root().to_path_buf(),
+        });
+    }
     let conn = open(&path)?;
     match schema_state(&conn, &path)? {
         SchemaState::Current => Ok(conn),
-        SchemaState::Fresh if crate::gobucket::is_go_database(&conn) => {
-            Err(BucketError::GoBucket {
-                dir: bucket.root().to_path_buf(),
-            })
-        }
         SchemaState::Fresh => Err(BucketError::NotABucket {
             dir: bucket.root().to_path_buf(),
         }),

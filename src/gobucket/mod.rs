@@ -172,9 +172,3 @@ pub fn detect(path: &Path) -> Result<Detected, ImportError> {
     };
     Ok(Detected::Go { schema_version })
 }
-
-/// Whether an open database (that is not ours) is a Go maand database: for the
-/// "not a maand bucket" message of commands other than `init`.
-pub fn is_go_database(conn: &Connection) -> bool {
-    table_names(conn).is_ok_and(|tables| is_go_schema(&tables))
-}
