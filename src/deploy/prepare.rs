@@ -428,9 +428,11 @@ fn stage_allocation(
                 }
             }
         }
-        if let Some(ca) = kv.get(crate::certs::CA_KV_NAMESPACE, crate::certs::CA_KV_KEY) {
-            extra.push(("certs/ca.crt".into(), ca.into_bytes(), 0o644));
-        }
+    }
+    // Every job's tree carries the bucket CA, certificates of its own or not, as on the Go
+    // maand: jobs that talk TLS to other jobs need it, and trees stay comparable.
+    if let Some(ca) = kv.get(crate::certs::CA_KV_NAMESPACE, crate::certs::CA_KV_KEY) {
+        extra.push(("certs/ca.crt".into(), ca.into_bytes(), 0o644));
     }
     let render = |path: &str, text: &str| {
         templates::render(path, text, &ctx, &scope, kv).map_err(|e| e.to_string())
