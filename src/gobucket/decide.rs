@@ -304,12 +304,12 @@ fn created_ms(value: Option<&str>) -> Option<i64> {
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
+/// Per port name of a job: whether the bucket pool assigned it (`{}` in the manifest).
+type PoolPorts = BTreeMap<String, bool>;
+
 /// A job's record, its file blobs and which ports come from the bucket pool, from the Go job
 /// rows and the `manifest.json` among its files (for settings the Go tables do not keep).
-fn job_record(
-    go: &GoBucket,
-    job: &GoJob,
-) -> Result<(JobRecord, Vec<Blob>, BTreeMap<String, bool>), String> {
+fn job_record(go: &GoBucket, job: &GoJob) -> Result<(JobRecord, Vec<Blob>, PoolPorts), String> {
     use sha2::Digest;
     let prefix = format!("{}/", job.name);
     let mut files: Vec<(String, Vec<u8>)> = job
@@ -399,7 +399,7 @@ fn job_record(
             }
         })
         .collect();
-    let pool: BTreeMap<String, bool> = manifest
+    let pool: PoolPorts = manifest
         .pointer("/resources/ports")
         .or_else(|| manifest.get("ports"))
         .and_then(serde_json::Value::as_object)
