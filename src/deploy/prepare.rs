@@ -273,7 +273,7 @@ pub fn prepare(
     let mut failures = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT a.alloc_id, a.job, a.worker_ip, a.disabled, a.removed, a.new_version,
-                d.current_hash, d.previous_hash, d.current_version, d.previous_files, d.stopped
+                d.current_hash, d.previous_hash, d.current_version, d.previous_files, d.stopped, d.adopted
          FROM allocations a LEFT JOIN deployments d ON d.alloc_id = a.alloc_id ORDER BY a.job, a.worker_ip",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -287,6 +287,7 @@ pub fn prepare(
                     .and_then(|f| serde_json::from_str(&f).ok())
                     .unwrap_or_default(),
                 stopped: r.get(10)?,
+                adopted: r.get(11)?,
             }),
             None => None,
         };
@@ -367,6 +368,7 @@ pub fn prepare(
         allocations,
         workers: workers.keys().cloned().collect(),
         flags: flags.clone(),
+        adopted_unchanged: Default::default(),
     };
     Ok(Prepared {
         bucket_id,
