@@ -384,3 +384,89 @@ fn leftovers_of_a_killed_import_do_not_stop_the_next_one() {
     run_maand_ok(dir.path(), &["journal", "verify"]);
     assert!(!dir.path().join("data/maand.db.importing").exists());
 }
+
+/// A Makefile that appends every lifecycle target it runs to `data/events`.
+const RECORDING_MAKEFILE: &str = "\
+.PHONY: start stop restart reload
+start:
+\t@mkdir -p data && echo start >> data/events
+stop:
+\t@mkdir -p data && echo stop >> data/events
+restart:
+\t@mkdir -p data && echo restart >> data/events
+reload:
+\t@mkdir -p data && echo reload >> data/events
+";
+
+fn lifecycle_lines(
+    cluster: &support::cluster::Cluster,
+    bucket: &support::bucket::TestBucket,
+    host: &str,
+    job: &str,
+) -> Vec<String> {
+    cluster
+        .ssh_ok(
+            host,
+            &format!("cat {}/jobs/{job}/data/events", bucket.remote_dir()),
+        )
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_deployed_bucket_imported_from_the_go_format_redeploys_without_restarting_anything() {
+    let cluster = support::cluster::Cluster::start(2);
+    let bucket = support::bucket::TestBucket::new(&cluster, &[&["a"], &["a"]]);
+    for job in ["one", "two"] {
+        bucket.write(
+            &format!("workspace/jobs/{job}/manifest.json"),
+            r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+        );
+        bucket.write(
+            &format!("workspace/jobs/{job}/Makefile"),
+            RECORDING_MAKEFILE,
+        );
+        bucket.write(&format!("workspace/jobs/{job}/app.conf"), "v1\n");
+    }
+    bucket.maand_ok(&["build"]);
+    bucket.maand_ok(&["deploy"]);
+    let update_seq = bucket.sql("SELECT update_seq FROM bucket");
+
+    support::go_bucket::convert_to_go_bucket(bucket.path());
+    bucket.maand_ok(&["init", "--yes"]);
+    assert_eq!(bucket.sql("SELECT bucket_id FROM bucket"), bucket.bucket_id);
+    assert_eq!(bucket.sql("SELECT update_seq FROM bucket"), update_seq);
+    assert_eq!(
+        bucket.sql("SELECT count(*) FROM deployments WHERE adopted = 1"),
+        "4"
+    );
+    bucket.maand_ok(&["build"]);
+    bucket.maand_ok(&["deploy"]);
+    for host in cluster.hosts() {
+        for job in ["one", "two"] {
+            assert_eq!(
+                lifecycle_lines(&cluster, &bucket, host, job),
+                ["start"],
+                "{job}@{host} ran a lifecycle target after the import"
+            );
+        }
+    }
+    assert_eq!(
+        bucket.sql("SELECT count(*) FROM deployments WHERE adopted = 0 AND previous_hash = current_hash AND current_version = '1.0.0'"),
+        "4"
+    );
+    bucket.maand_ok(&["journal", "verify"]);
+
+    // After that first deploy the allocations are ordinary: a changed file restarts its job only.
+    bucket.write("workspace/jobs/one/app.conf", "v2\n");
+    bucket.maand_ok(&["build"]);
+    bucket.maand_ok(&["deploy"]);
+    for host in cluster.hosts() {
+        assert_eq!(
+            lifecycle_lines(&cluster, &bucket, host, "one"),
+            ["start", "restart"]
+        );
+        assert_eq!(lifecycle_lines(&cluster, &bucket, host, "two"), ["start"]);
+    }
+}
