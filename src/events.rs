@@ -499,6 +499,54 @@ pub struct HealthChecked {
     pub attempt: u32,
 }
 
+/// `maand init` imported a bucket of the Go maand in place: its identity (same bucket id and
+/// update sequence) now lives in this journal. Replaces `bucket_initialized` for such a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketImported {
+    pub bucket_id: String,
+    pub update_seq: u64,
+    /// The schema of the database the import wrote (ours).
+    pub schema_version: u32,
+    /// SHA-256 of the bucket CA certificate (DER), hex.
+    pub ca_fingerprint: String,
+    /// `schema_version` of the Go maand database that was imported.
+    pub go_schema_version: u32,
+    /// Where the Go database was kept, relative to the bucket (never modified afterwards).
+    pub kept_copy: String,
+    /// SHA-256 of the Go database file as imported, hex.
+    pub source_sha256: String,
+}
+
+/// One version of a key as the Go maand recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedKvVersion {
+    /// `None`: the version deleted the key.
+    pub value: Option<KvValue>,
+    /// When the Go maand wrote the version (Unix milliseconds; 0 when it recorded none).
+    pub time_ms: i64,
+}
+
+/// The whole history of one key of an imported Go bucket, oldest version first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvImported {
+    pub namespace: String,
+    pub key: String,
+    pub versions: Vec<ImportedKvVersion>,
+}
+
+/// An allocation the Go maand had deployed and promoted. Its Go content hash cannot be compared
+/// with ours, so the first deploy decides by comparing the staged tree with the worker's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationAdopted {
+    pub alloc_id: String,
+    pub job: String,
+    pub worker_ip: String,
+    /// The version the Go maand promoted (running on the worker).
+    pub version: String,
+    /// The Go maand's content hash of the promoted tree (for the record only).
+    pub go_hash: String,
+}
+
 /// One fact recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -533,6 +581,9 @@ pub enum Event {
     KvPurged(KvPurged),
     HealthChecked(HealthChecked),
     RunAbandoned(RunAbandoned),
+    BucketImported(BucketImported),
+    KvImported(KvImported),
+    AllocationAdopted(AllocationAdopted),
 }
 
 /// A payload could not be encoded or decoded.
@@ -633,6 +684,9 @@ event_kinds! {
     KvPurged => "kv_purged" v 1,
     HealthChecked => "health_checked" v 1,
     RunAbandoned => "run_abandoned" v 1,
+    BucketImported => "bucket_imported" v 1,
+    KvImported => "kv_imported" v 1,
+    AllocationAdopted => "allocation_adopted" v 1,
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod deploy;
 pub mod events;
 pub mod gc;
+pub mod gobucket;
 pub mod health;
 pub mod hooks;
 pub mod job_control;

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 pub enum BucketError {
     #[error("{dir} is not a maand bucket (no data/maand.db): run `maand init` there, or pass --bucket DIR")]
     NotABucket { dir: PathBuf },
+    #[error("{dir} holds a bucket of the Go maand (data/maand.db has its schema): run `maand init` there to import it in place (see docs/migrating.md)")]
+    GoBucket { dir: PathBuf },
     #[error("database schema upgrade required: {db} is at schema {found}, this maand needs {latest}; run `maand init` to upgrade")]
     SchemaBehind {
         db: PathBuf,

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_catalog.sql"),
     include_str!("../../migrations/0003_deploy.sql"),
     include_str!("../../migrations/0004_health.sql"),
+    include_str!("../../migrations/0005_import.sql"),
 ];
 
 /// The schema version this binary reads and writes.
@@ -127,6 +128,12 @@ pub fn schema_state(conn: &Connection, path: &Path) -> Result<SchemaState, Bucke
 pub fn open_checked(bucket: &Bucket) -> Result<Connection, BucketError> {
     bucket.require_exists()?;
     let path = bucket.db_path();
+    // Read-only first: opening a Go maand database with our settings would write to it.
+    if let Ok(crate::gobucket::Detected::Go { .. }) = crate::gobucket::detect(&path) {
+        return Err(BucketError::GoBucket {
+            dir: bucket.root().to_path_buf(),
+        });
+    }
     let conn = open(&path)?;
     match schema_state(&conn, &path)? {
         SchemaState::Current => Ok(conn),

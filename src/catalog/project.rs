@@ -2,7 +2,7 @@
 //! (an event whose subject is missing changes nothing rather than failing the replay).
 
 use super::{CatalogError, EventMeta};
-use crate::events::{Event, JobRecord, KvChange, KvChanged, KvValue};
+use crate::events::{Event, JobRecord, KvChange, KvChanged, KvImported, KvValue};
 use rusqlite::{params, Transaction};
 
 /// Every projection table, in an order safe for deleting rows (children first).
@@ -190,7 +190,7 @@ pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result
         Event::AllocationPromoted(e) => {
             tx.prepare_cached(
                 "UPDATE deployments SET previous_hash = current_hash, previous_files = current_files, current_version = ?2,
-                     stopped = 0, health_failed = 0 WHERE alloc_id = ?1",
+                     stopped = 0, health_failed = 0, adopted = 0 WHERE alloc_id = ?1",
             )?
             .execute(params![e.alloc_id, e.version])?;
         }
@@ -235,6 +235,22 @@ pub(super) fn apply(tx: &Transaction, meta: &EventMeta, event: &Event) -> Result
             ])?;
             tx.prepare_cached("UPDATE deployments SET health_failed = ?2 WHERE alloc_id = ?1")?
                 .execute(params![e.alloc_id, !e.healthy])?;
+        }
+        Event::BucketImported(e) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO bucket (id, bucket_id, update_seq, ca_fingerprint, schema_version, initialized_ms)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![e.bucket_id, e.update_seq as i64, e.ca_fingerprint, e.schema_version, meta.time_ms])?;
+        }
+        Event::KvImported(e) => project_imported_kv(tx, meta, e)?,
+        Event::AllocationAdopted(e) => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO deployments (alloc_id, job, worker_ip, current_hash, previous_hash, current_version,
+                     current_files, previous_files, health_failed, stopped, adopted)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, '{}', NULL, 0, 0, 1)",
+            )?
+            .execute(params![e.alloc_id, e.job, e.worker_ip, e.go_hash, e.version])?;
         }
     }
     Ok(())
@@ -385,6 +401,45 @@ fn project_kv(tx: &Transaction, meta: &EventMeta, e: &KvChanged) -> Result<(), C
         if version > KV_VERSIONS_KEPT {
             trim.execute(params![e.namespace, key, version - KV_VERSIONS_KEPT])?;
         }
+    }
+    Ok(())
+}
+
+/// The versions of an imported key, oldest first, numbered after whatever the key already has
+/// and stamped with the time the Go maand wrote them.
+fn project_imported_kv(
+    tx: &Transaction,
+    meta: &EventMeta,
+    e: &KvImported,
+) -> Result<(), CatalogError> {
+    let previous: Option<i64> = tx
+        .prepare_cached("SELECT max(version) FROM kv WHERE namespace = ?1 AND key = ?2")?
+        .query_row(params![e.namespace, e.key], |r| r.get(0))?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO kv (namespace, key, version, value, sealed, deleted, seq, time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut version = previous.unwrap_or(0);
+    for imported in &e.versions {
+        version += 1;
+        let (value, sealed) = match &imported.value {
+            Some(KvValue::Plain(v)) => (v.as_str(), false),
+            Some(KvValue::Sealed(v)) => (v.as_str(), true),
+            None => ("", false),
+        };
+        insert.execute(params![
+            e.namespace,
+            e.key,
+            version,
+            value,
+            sealed,
+            imported.value.is_none(),
+            meta.seq as i64,
+            imported.time_ms
+        ])?;
+    }
+    if version > KV_VERSIONS_KEPT {
+        tx.prepare_cached("DELETE FROM kv WHERE namespace = ?1 AND key = ?2 AND version <= ?3")?
+            .execute(params![e.namespace, e.key, version - KV_VERSIONS_KEPT])?;
     }
     Ok(())
 }

@@ -738,3 +738,103 @@ fn run_abandoned_closes_an_open_run_and_leaves_a_finished_one_alone() {
     assert_eq!(outcome("dead").as_deref(), Some("abandoned"));
     assert_eq!(outcome("done").as_deref(), Some("succeeded"));
 }
+
+#[test]
+fn bucket_imported_keeps_the_go_bucket_id_and_update_seq() {
+    let (_dir, mut conn) = catalog();
+    let imported = Event::BucketImported(BucketImported {
+        bucket_id: "go-id".into(),
+        update_seq: 7,
+        schema_version: crate::bucket::LATEST_SCHEMA,
+        ca_fingerprint: "ab".into(),
+        go_schema_version: 1,
+        kept_copy: "data/go-maand.db".into(),
+        source_sha256: "cd".into(),
+    });
+    commit(&mut conn, "r", 42, &[imported], &[]).unwrap();
+    assert_eq!(
+        text(
+            &conn,
+            "SELECT bucket_id || ' ' || update_seq || ' ' || ca_fingerprint || ' ' || initialized_ms FROM bucket"
+        ),
+        "go-id 7 ab 42"
+    );
+}
+
+#[test]
+fn kv_imported_numbers_versions_in_order_with_their_go_times_and_keeps_seven() {
+    let (_dir, mut conn) = catalog();
+    let version = |value: Option<&str>, time_ms: i64| ImportedKvVersion {
+        value: value.map(|v| KvValue::Plain(v.into())),
+        time_ms,
+    };
+    let imported = Event::KvImported(KvImported {
+        namespace: "vars/job/api".into(),
+        key: "k".into(),
+        versions: vec![
+            version(Some("a"), 1000),
+            version(None, 2000),
+            version(Some("b"), 3000),
+        ],
+    });
+    commit(&mut conn, "r", 99, &[imported], &[]).unwrap();
+    assert_eq!(
+        text(
+            &conn,
+            "SELECT group_concat(version || ':' || value || ':' || deleted || ':' || time_ms, ' ') FROM (SELECT * FROM kv ORDER BY version)"
+        ),
+        "1:a:0:1000 2::1:2000 3:b:0:3000"
+    );
+    let many = Event::KvImported(KvImported {
+        namespace: "vars/job/api".into(),
+        key: "many".into(),
+        versions: (0..9).map(|i| version(Some("v"), i)).collect(),
+    });
+    commit(&mut conn, "r", 100, &[many], &[]).unwrap();
+    assert_eq!(
+        text(
+            &conn,
+            "SELECT count(*) || ' ' || min(version) FROM kv WHERE key = 'many'"
+        ),
+        "7 3"
+    );
+}
+
+#[test]
+fn allocation_adopted_is_promoted_by_the_go_hash_until_our_first_promote() {
+    let (_dir, mut conn) = catalog();
+    let adopted = Event::AllocationAdopted(AllocationAdopted {
+        alloc_id: "a".into(),
+        job: "api".into(),
+        worker_ip: "127.0.0.1".into(),
+        version: "1.2.0".into(),
+        go_hash: "md5".into(),
+    });
+    commit(&mut conn, "r", 1, &[adopted], &[]).unwrap();
+    assert_eq!(
+        text(
+            &conn,
+            "SELECT current_hash || ' ' || previous_hash || ' ' || current_version || ' ' || adopted FROM deployments"
+        ),
+        "md5 md5 1.2.0 1"
+    );
+    let staged = Event::AllocationStaged(AllocationStaged {
+        alloc_id: "a".into(),
+        job: "api".into(),
+        worker_ip: "127.0.0.1".into(),
+        tree_hash: "ours".into(),
+        files: vec![],
+    });
+    let promoted = Event::AllocationPromoted(AllocationPromoted {
+        alloc_id: "a".into(),
+        version: "1.2.0".into(),
+    });
+    commit(&mut conn, "r", 2, &[staged, promoted], &[]).unwrap();
+    assert_eq!(
+        text(
+            &conn,
+            "SELECT previous_hash || ' ' || adopted FROM deployments"
+        ),
+        "ours 0"
+    );
+}

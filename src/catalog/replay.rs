@@ -193,6 +193,43 @@ mod tests {
                     to_schema
                 }
             )),
+            ("[0-9a-f]{8}", 0u64..100).prop_map(|(bucket_id, update_seq)| {
+                Event::BucketImported(BucketImported {
+                    bucket_id,
+                    update_seq,
+                    schema_version: 5,
+                    ca_fingerprint: "ff".into(),
+                    go_schema_version: 1,
+                    kept_copy: "data/go-maand.db".into(),
+                    source_sha256: "00".into(),
+                })
+            }),
+            (
+                "[ab]",
+                prop::collection::vec((proptest::option::of("[ -~]{0,4}"), 0i64..1_000_000), 1..10)
+            )
+                .prop_map(|(key, versions)| {
+                    Event::KvImported(KvImported {
+                        namespace: "vars/job/x".into(),
+                        key,
+                        versions: versions
+                            .into_iter()
+                            .map(|(value, time_ms)| ImportedKvVersion {
+                                value: value.map(KvValue::Plain),
+                                time_ms,
+                            })
+                            .collect(),
+                    })
+                }),
+            ("[ab]", "[0-9]\\.[0-9]\\.[0-9]").prop_map(|(alloc_id, version)| {
+                Event::AllocationAdopted(AllocationAdopted {
+                    alloc_id,
+                    job: "j".into(),
+                    worker_ip: "127.0.0.1".into(),
+                    version,
+                    go_hash: "d41d8cd98f00b204e9800998ecf8427e".into(),
+                })
+            }),
         ]
     }
 

@@ -360,6 +360,9 @@ pub enum Rollout {
     Promoted,
     /// Active, and a health check marked the promoted content as failing.
     HealthFailed,
+    /// Active and imported from the Go maand, not deployed by this maand yet: the next deploy
+    /// compares its staged tree with the worker's and restarts it only when they differ.
+    Adopted,
 }
 
 impl Rollout {
@@ -372,6 +375,7 @@ impl Rollout {
             Rollout::Restart => "restart",
             Rollout::Promoted => "promoted",
             Rollout::HealthFailed => "health_failed",
+            Rollout::Adopted => "adopted",
         }
     }
 }
@@ -403,6 +407,7 @@ struct HashRow {
     current_version: String,
     health_failed: bool,
     stopped: bool,
+    adopted: bool,
 }
 
 fn rollout(allocation: &AllocationRow, hashes: Option<&HashRow>) -> Rollout {
@@ -423,6 +428,7 @@ fn rollout(allocation: &AllocationRow, hashes: Option<&HashRow>) -> Rollout {
         None => Rollout::New,
         Some(h) if h.previous_hash.is_none() || h.stopped => Rollout::New,
         Some(h) if h.health_failed => Rollout::HealthFailed,
+        Some(h) if h.adopted => Rollout::Adopted,
         Some(h) if pending(h) => Rollout::Restart,
         Some(_) => Rollout::Promoted,
     }
@@ -437,7 +443,7 @@ pub fn deployments(
 ) -> Result<Vec<DeploymentRow>, TableError> {
     let allocations = allocations(conn, selection)?;
     let mut stmt = conn.prepare(
-        "SELECT alloc_id, current_hash, previous_hash, current_version, health_failed, stopped
+        "SELECT alloc_id, current_hash, previous_hash, current_version, health_failed, stopped, adopted
          FROM deployments",
     )?;
     let hashes: BTreeMap<String, HashRow> = stmt
@@ -450,6 +456,7 @@ pub fn deployments(
                     current_version: r.get(3)?,
                     health_failed: r.get(4)?,
                     stopped: r.get(5)?,
+                    adopted: r.get(6)?,
                 },
             ))
         })?

@@ -49,8 +49,9 @@ pub enum CatCommand {
     /// rollout is `removed`; `disabled`, or `disabled_restart` when staged content or version is
     /// not promoted yet; for active allocations `new` (never promoted, or stopped while
     /// disabled: the next deploy starts it), `restart` (staged tree or version differs from the
-    /// promoted one), `promoted` (in sync: deploy skips it) or `health_failed`. Hashes change
-    /// when a deploy stages content, not when a build records it.
+    /// promoted one), `promoted` (in sync: deploy skips it), `health_failed`, or `adopted`
+    /// (imported from the Go maand: the next deploy restarts it only if its worker's tree
+    /// differs). Hashes change when a deploy stages content, not when a build records it.
     Deployments(DeploymentsArgs),
     /// Manifest commands, one row per (command, executed_on event), with their demands.
     #[command(name = "job_commands", alias = "job-commands")]

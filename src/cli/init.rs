@@ -1,13 +1,31 @@
-//! `maand init`: create or upgrade the bucket.
+//! `maand init`: create or upgrade the bucket, or import a Go maand bucket in place.
 
 use crate::bucket::init::{decide_init, lay_out, InitOutcome};
 use crate::bucket::{self, Bucket};
 use crate::catalog::read;
 use crate::certs::{self, BucketCa};
+use crate::events::RunStarted;
+use crate::gobucket::{self, Detected};
 use crate::kv::secret::SecretKey;
 use crate::run::Run;
 
-pub fn run(bucket: &Bucket, argv: &[String]) -> anyhow::Result<i32> {
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Import a Go maand bucket found here without asking first (needed without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+pub fn run(bucket: &Bucket, args: &InitArgs, argv: &[String]) -> anyhow::Result<i32> {
+    match gobucket::detect(&bucket.db_path())? {
+        Detected::Go { .. } => return import_go_bucket(bucket, args, argv),
+        Detected::Foreign(tables) => anyhow::bail!(
+            "{} is a SQLite database of neither this maand nor the Go maand (tables: {}); move it away or pass --bucket DIR",
+            bucket.db_path().display(),
+            tables.join(", ")
+        ),
+        Detected::Absent | Detected::Ours => {}
+    }
     lay_out(bucket)?;
     let lock = Run::lock(bucket, "init")?;
     let db_path = bucket.db_path();
@@ -74,4 +92,70 @@ fn ensure_kv_key(bucket: &Bucket) -> anyhow::Result<()> {
         SecretKey::generate(&mut rand::rng()).write_new(&path)?;
     }
     Ok(())
+}
+
+/// Says what the import will do, asks (unless `--yes`), imports, and finishes the layout.
+fn import_go_bucket(bucket: &Bucket, args: &InitArgs, argv: &[String]) -> anyhow::Result<i32> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let _lock = Run::lock(bucket, "init")?;
+    let go = gobucket::apply::inspect(bucket)?;
+    let summary = gobucket::decide::summarize(&go);
+    println!(
+        "{} holds a bucket of the Go maand (schema_version {}, bucket id {}).",
+        bucket.db_path().display(),
+        go.schema_version,
+        summary.bucket_id
+    );
+    println!("maand init will import it in place:");
+    println!(
+        "  - keep the Go database, unchanged, as {}",
+        gobucket::KEPT_COPY
+    );
+    println!(
+        "  - record the bucket identity (same bucket id, update_seq {}), {} worker(s), {} job(s), {} allocation(s) and {} port(s)",
+        summary.update_seq, summary.workers, summary.jobs, summary.allocations, summary.ports
+    );
+    println!(
+        "  - record {} KV key(s) with their whole history ({} version(s)); {} secret value(s) re-encrypted bound to their namespace and key",
+        summary.kv_keys, summary.kv_versions, summary.secrets
+    );
+    println!(
+        "  - mark {} deployed allocation(s) adopted: the first `maand deploy` compares each with its worker and restarts only what differs",
+        summary.adopted
+    );
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("refusing to import without confirmation: no terminal to ask on; run `maand init --yes` to import");
+        }
+        print!("Import it? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            println!("nothing imported");
+            return Ok(1);
+        }
+    }
+    let started = RunStarted {
+        command: "init".into(),
+        argv: argv.to_vec(),
+        maand_version: env!("CARGO_PKG_VERSION").to_string(),
+        user: whoami::username(),
+        host: whoami::fallible::hostname().unwrap_or_else(|_| "unknown".into()),
+        pid: std::process::id(),
+    };
+    let summary = gobucket::apply::import_in_place(bucket, started, crate::run::now_ms)?;
+    lay_out(bucket)?;
+    ensure_kv_key(bucket)?;
+    let conn = bucket::open(&bucket.db_path())?;
+    let format = bucket.conf().map(|c| c.log_format).unwrap_or_default();
+    if let Err(error) = crate::logs::files::export(&conn, &bucket.logs_dir(), format) {
+        tracing::warn!("could not update {}: {error}", bucket.logs_dir().display());
+    }
+    println!(
+        "imported the Go maand bucket {} (the Go database is kept as {}); next: `maand template convert`, `maand build`, `maand deploy` (see docs/migrating.md)",
+        summary.bucket_id,
+        gobucket::KEPT_COPY
+    );
+    Ok(0)
 }

@@ -57,7 +57,11 @@ pub enum Command {
     /// encrypts secrets), tmp/ and logs/. On an existing bucket: applies pending schema
     /// migrations and creates anything missing; never overwrites a file, never changes the
     /// bucket id or the CA. Contacts no worker.
-    Init,
+    ///
+    /// In a directory holding a bucket of the Go maand, imports it in place (after asking, or
+    /// with --yes): same bucket id, KV history, secrets and certificates; the Go database is
+    /// kept as data/go-maand.db. See docs/migrating.md.
+    Init(init::InitArgs),
     /// Read the workspace and bring the catalog (workers, jobs, allocations, ports, KV,
     /// certificates) in line with it. Contacts no worker.
     ///
@@ -198,7 +202,7 @@ impl Cli {
 /// The command name as recorded in the journal (`journal verify`, `logs show`, `init`, ...).
 fn command_name(command: &Command) -> &'static str {
     match command {
-        Command::Init => "init",
+        Command::Init(_) => "init",
         Command::Build(_) => "build",
         Command::Deploy(_) => "deploy",
         Command::Gc(_) => "gc",
@@ -274,7 +278,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     let name = command_name(&cli.command);
     tracing::debug!(command = name, "dispatch");
     match &cli.command {
-        Command::Init => init::run(&cli.bucket()?, &argv),
+        Command::Init(args) => init::run(&cli.bucket()?, args, &argv),
         Command::Build(args) => build::run(&cli.bucket()?, args, &argv),
         Command::Deploy(args) => deploy::run(&cli.bucket()?, args, &argv),
         Command::Gc(args) => gc::run(&cli.bucket()?, args, &argv),

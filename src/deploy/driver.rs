@@ -207,7 +207,7 @@ pub fn deploy(
             .unwrap_or_default(),
         None => request.flags.clone(),
     };
-    let prepared = run.with(|r| prepare(r.conn(), kv_key, &flags))?;
+    let mut prepared = run.with(|r| prepare(r.conn(), kv_key, &flags))?;
 
     let (deploy_id, steps, done, update_seq, skipped) = match unfinished {
         Some(u) => {
@@ -247,6 +247,9 @@ pub fn deploy(
             (u.deploy_id, u.steps, u.done, u.update_seq, vec![])
         }
         None => {
+            prepared.input.adopted_unchanged =
+                super::adopt::unchanged_on_workers(bucket, &prepared, run)
+                    .map_err(DeployError::Other)?;
             let plan = plan(&prepared.input)?;
             if request.dry_run {
                 return Ok(DeployOutcome::DryRun {

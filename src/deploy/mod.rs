@@ -5,6 +5,7 @@
 //! latest unfinished plan and runs every step without a success event again (a step that
 //! started but never ended is in doubt and simply runs again: steps are idempotent).
 
+pub mod adopt;
 pub mod driver;
 pub mod execute;
 pub mod ops;

@@ -85,6 +85,9 @@ pub struct Deployed {
     pub current_version: String,
     pub previous_files: BTreeMap<String, String>,
     pub stopped: bool,
+    /// Imported from the Go maand and not deployed by us yet: `previous_hash` is the Go
+    /// maand's hash, not comparable with ours.
+    pub adopted: bool,
 }
 
 /// A tree staged for an allocation.
@@ -104,6 +107,10 @@ pub struct PlanInput {
     /// `workers.json`).
     pub workers: BTreeSet<String>,
     pub flags: DeployFlags,
+    /// Adopted allocations whose worker already holds exactly their staged job tree (rsync's
+    /// checksum comparison found nothing to change): promoted without a lifecycle target when
+    /// their version is unchanged.
+    pub adopted_unchanged: BTreeSet<String>,
 }
 
 /// Why an allocation gets the action it gets, for `--dry-run`.
@@ -111,7 +118,7 @@ pub struct PlanInput {
 pub struct AllocationAction {
     pub job: String,
     pub worker: String,
-    /// `start`, `restart`, `reload`, `sync`, `skip`, `stop`, `remove`, `disabled`.
+    /// `start`, `restart`, `reload`, `sync`, `adopt`, `skip`, `stop`, `remove`, `disabled`.
     pub action: String,
     pub previous_hash: Option<String>,
     pub current_hash: Option<String>,
@@ -167,9 +174,10 @@ fn changed_paths(
 fn active_action(
     job: &PlanJob,
     alloc: &PlanAllocation,
-    flags: &DeployFlags,
+    input: &PlanInput,
     globs: &globset::GlobSet,
 ) -> (String, Vec<String>) {
+    let flags = &input.flags;
     let staged = alloc
         .staged
         .as_ref()
@@ -178,6 +186,15 @@ fn active_action(
         Some(d) if d.previous_hash.is_some() && !d.stopped => d,
         _ => return ("start".into(), vec![]),
     };
+    // An adopted allocation whose worker already holds its staged tree, at the version it
+    // runs, is copied (helper files) and promoted: nothing of it changed, nothing restarts.
+    if deployed.adopted
+        && !flags.force
+        && input.adopted_unchanged.contains(&alloc.alloc_id)
+        && deployed.current_version == alloc.new_version
+    {
+        return ("adopt".into(), vec![]);
+    }
     let changed = deployed.previous_hash.as_deref() != Some(staged.tree_hash.as_str())
         || deployed.current_version != alloc.new_version;
     if !changed && !flags.force {
@@ -405,7 +422,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
                 }
                 continue;
             }
-            let (what, matched) = active_action(job, alloc, flags, &globs);
+            let (what, matched) = active_action(job, alloc, input, &globs);
             plan.actions.push(action(alloc, &what, matched));
             match what.as_str() {
                 "start" => {
@@ -415,7 +432,7 @@ pub fn plan(input: &PlanInput) -> Result<Plan, PlanError> {
                     starts.push(*alloc);
                 }
                 "restart" | "reload" => updates.push((*alloc, what)),
-                "sync" => syncs.push(*alloc),
+                "sync" | "adopt" => syncs.push(*alloc),
                 _ => {}
             }
         }
@@ -610,5 +627,98 @@ fn action(alloc: &PlanAllocation, what: &str, matched: Vec<String>) -> Allocatio
             .and_then(|d| d.previous_hash.clone()),
         current_hash: alloc.staged.as_ref().map(|s| s.tree_hash.clone()),
         matched,
+    }
+}
+
+#[cfg(test)]
+mod adopted_tests {
+    use super::*;
+
+    fn input(unchanged: &[&str], new_version: &str) -> PlanInput {
+        let job = PlanJob {
+            name: "web".into(),
+            deployment_seq: 0,
+            restart_policy: "always".into(),
+            restart_globs: vec![],
+            max_concurrent_starts: 0,
+            max_concurrent_upgrades: 1,
+            rollout_order: vec![],
+            hooks: BTreeMap::new(),
+            health: false,
+        };
+        let allocation = |id: &str, worker: &str| PlanAllocation {
+            alloc_id: id.into(),
+            job: "web".into(),
+            worker: worker.into(),
+            disabled: false,
+            removed: false,
+            new_version: new_version.into(),
+            deployed: Some(Deployed {
+                current_hash: "go-md5".into(),
+                previous_hash: Some("go-md5".into()),
+                current_version: "1.0.0".into(),
+                previous_files: BTreeMap::new(),
+                stopped: false,
+                adopted: true,
+            }),
+            staged: Some(Staged {
+                tree_hash: "ours".into(),
+                files: BTreeMap::new(),
+            }),
+        };
+        PlanInput {
+            jobs: [("web".to_string(), job)].into_iter().collect(),
+            allocations: vec![allocation("a1", "127.0.0.1"), allocation("a2", "127.0.0.2")],
+            workers: ["127.0.0.1".to_string(), "127.0.0.2".to_string()]
+                .into_iter()
+                .collect(),
+            flags: DeployFlags::default(),
+            adopted_unchanged: unchanged.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn lifecycles(plan: &Plan) -> Vec<(String, String)> {
+        plan.steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Lifecycle { alloc_id, target } => {
+                    Some((alloc_id.clone(), target.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_adopted_allocation_unchanged_on_its_worker_is_copied_and_promoted_without_a_target() {
+        let plan = plan(&input(&["a1"], "1.0.0")).unwrap();
+        assert_eq!(
+            lifecycles(&plan),
+            [("a2".to_string(), "restart".to_string())]
+        );
+        let actions: Vec<&str> = plan.actions.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(actions, ["adopt", "restart"]);
+        let promoted = plan.steps.iter().find_map(|s| match &s.kind {
+            StepKind::Promote { alloc_ids } => Some(alloc_ids.clone()),
+            _ => None,
+        });
+        assert_eq!(promoted, Some(vec!["a1".to_string(), "a2".to_string()]));
+    }
+
+    #[test]
+    fn an_adopted_allocation_with_a_new_version_or_forced_is_an_ordinary_update() {
+        let plan = plan(&input(&["a1", "a2"], "1.1.0")).unwrap();
+        assert_eq!(lifecycles(&plan).len(), 2);
+        let mut forced = input(&["a1", "a2"], "1.0.0");
+        forced.flags.force = true;
+        assert_eq!(
+            super::plan(&forced)
+                .unwrap()
+                .steps
+                .iter()
+                .filter(|s| matches!(s.kind, StepKind::Lifecycle { .. }))
+                .count(),
+            2
+        );
     }
 }

@@ -316,6 +316,7 @@ pub fn prepare(
         allocations,
         workers: workers.keys().cloned().collect(),
         flags: flags.clone(),
+        adopted_unchanged: Default::default(),
     };
     Ok(Prepared {
         bucket_id,
@@ -406,7 +407,7 @@ pub(super) fn load_workers(
 pub(super) fn load_allocations(conn: &Connection) -> Result<Vec<PlanAllocation>, rusqlite::Error> {
     let mut stmt = conn.prepare(
         "SELECT a.alloc_id, a.job, a.worker_ip, a.disabled, a.removed, a.new_version,
-                d.current_hash, d.previous_hash, d.current_version, d.previous_files, d.stopped
+                d.current_hash, d.previous_hash, d.current_version, d.previous_files, d.stopped, d.adopted
          FROM allocations a LEFT JOIN deployments d ON d.alloc_id = a.alloc_id ORDER BY a.job, a.worker_ip",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -420,6 +421,7 @@ pub(super) fn load_allocations(conn: &Connection) -> Result<Vec<PlanAllocation>,
                     .and_then(|f| serde_json::from_str(&f).ok())
                     .unwrap_or_default(),
                 stopped: r.get(10)?,
+                adopted: r.get(11)?,
             }),
             None => None,
         };
@@ -552,9 +554,11 @@ fn stage_allocation(
                 }
             }
         }
-        if let Some(ca) = kv.get(crate::certs::CA_KV_NAMESPACE, crate::certs::CA_KV_KEY) {
-            extra.push(("certs/ca.crt".into(), ca.into_bytes(), 0o644));
-        }
+    }
+    // Every job's tree carries the bucket CA, certificates of its own or not, as on the Go
+    // maand: jobs that talk TLS to other jobs need it, and trees stay comparable.
+    if let Some(ca) = kv.get(crate::certs::CA_KV_NAMESPACE, crate::certs::CA_KV_KEY) {
+        extra.push(("certs/ca.crt".into(), ca.into_bytes(), 0o644));
     }
     let inserts = match server_staging.filter(|_| prometheus_stage::is_server(sources)) {
         Some(server) => {

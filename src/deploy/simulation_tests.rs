@@ -150,11 +150,13 @@ fn built_catalog(dir: &Path) -> Connection {
     });
     catalog::commit(&mut conn, "init", 1, &[init], &[]).unwrap();
     let workspace = crate::workspace::load(&ws, "").unwrap();
+    // The same CA in every catalog: it is staged into every job's tree (certs/ca.crt), and
+    // the runs compared here must stage the same trees.
     let ca = crate::certs::BucketCa::generate(
         "b",
         crate::certs::MIN_KEY_BITS,
-        time::OffsetDateTime::now_utc(),
-        &mut rand::rng(),
+        time::macros::datetime!(2026-01-01 0:00 UTC),
+        &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7),
     )
     .unwrap();
     let key = SecretKey::generate(&mut rand::rng());

@@ -274,6 +274,20 @@ pub fn seal<R: rand::CryptoRng + ?Sized>(
     Ok(SealedSecret { nonce, ciphertext })
 }
 
+/// Decrypts a value the Go maand sealed under the same 32-byte key: AES-256-GCM over
+/// `ciphertext` (tag appended) with `nonce` and no associated data. Only the import of a Go
+/// bucket uses it, to re-seal each value bound to its namespace and key name. `None` when the
+/// key is not the one it was sealed with or the bytes were altered.
+pub fn open_unbound_go(
+    key: &SecretKey,
+    nonce: &[u8; NONCE_LEN],
+    ciphertext: &[u8],
+) -> Option<Vec<u8>> {
+    key.cipher()
+        .decrypt(Nonce::from_slice(nonce), ciphertext)
+        .ok()
+}
+
 /// Decrypts a secret stored as `key_name` in `namespace`. Fails when the key differs, the
 /// ciphertext was altered, or it was sealed for another namespace or key name.
 pub fn open(

@@ -240,6 +240,28 @@ pub fn record_of(meta: &EventMeta, event: &Event, maand: &str) -> LogRecord {
                 record.level = "ERROR";
             }
         }
+        Event::BucketImported(e) => {
+            field("bucket_id", e.bucket_id.clone());
+            field("update_seq", e.update_seq.to_string());
+            field("go_schema", e.go_schema_version.to_string());
+            field("kept_copy", e.kept_copy.clone());
+            field("source_sha256", e.source_sha256.clone());
+            record.phase = Some("import".into());
+        }
+        Event::KvImported(e) => {
+            // Keys only, as for kv_changed: values are no business of a log.
+            field("namespace", e.namespace.clone());
+            field("keys", e.key.clone());
+            field("versions", e.versions.len().to_string());
+            record.phase = Some("import".into());
+        }
+        Event::AllocationAdopted(e) => {
+            field("alloc_id", e.alloc_id.clone());
+            field("version", e.version.clone());
+            record.job = Some(e.job.clone());
+            record.worker = Some(e.worker_ip.clone());
+            record.phase = Some("import".into());
+        }
         Event::CommandStarted(e) => {
             record.worker = Some(e.worker.clone());
             record.job = e.job.clone();

@@ -59,10 +59,32 @@ impl Session {
         transfer: &Transfer,
         observer: &dyn Observer,
     ) -> Result<TransferSummary, RemoteError> {
+        self.rsync(transfer, observer, false).await
+    }
+
+    /// What [`Session::sync`] would change, without changing anything (rsync `--dry-run`):
+    /// the summary lists the changes a real transfer would make.
+    pub async fn preview(
+        &self,
+        transfer: &Transfer,
+        observer: &dyn Observer,
+    ) -> Result<TransferSummary, RemoteError> {
+        self.rsync(transfer, observer, true).await
+    }
+
+    async fn rsync(
+        &self,
+        transfer: &Transfer,
+        observer: &dyn Observer,
+        dry_run: bool,
+    ) -> Result<TransferSummary, RemoteError> {
         check_local_path(&transfer.source, "transfer source")?;
         check_remote_path(&transfer.destination)?;
         let mut arguments: Vec<String> =
             vec!["-a".into(), "--mkpath".into(), "--itemize-changes".into()];
+        if dry_run {
+            arguments.push("--dry-run".into());
+        }
         if transfer.checksum {
             arguments.push("--checksum".into());
         }

@@ -6,4 +6,5 @@
 
 pub mod bucket;
 pub mod cluster;
+pub mod go_bucket;
 pub mod remote;
