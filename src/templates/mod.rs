@@ -11,6 +11,8 @@
 //! it returns ever contains a secret value.
 
 mod error;
+pub mod go;
+mod go_semantics;
 mod lookup;
 #[cfg(test)]
 mod tests;
@@ -80,17 +82,7 @@ pub fn render(
     let readable = Arc::new(Readable::fetch(scope, kv));
     let lookups = Arc::new(Mutex::new(Lookups::default()));
 
-    let mut tera = Tera::new();
-    // Templates produce configuration files, not HTML: never escape anything.
-    tera.autoescape_on(Vec::<&str>::new());
-    lookup::register(&mut tera, &readable, &lookups);
-    tera.register_filter("min", |values: Vec<i128>, _: Kwargs, _: &State| {
-        extreme("min", values.into_iter().min())
-    });
-    tera.register_filter("max", |values: Vec<i128>, _: Kwargs, _: &State| {
-        extreme("max", values.into_iter().max())
-    });
-
+    let mut tera = engine(&readable, &lookups);
     tera.add_raw_template(template_path, source)
         .map_err(|error| TemplateError::Syntax {
             template: template_path.to_string(),
@@ -102,6 +94,32 @@ pub fn render(
             let lookups = lookups.lock().unwrap_or_else(PoisonError::into_inner);
             explain(template_path, &error, &readable, &lookups)
         })
+}
+
+/// A tera instance with every function and filter a template may call, reading `readable`.
+fn engine(readable: &Arc<Readable>, lookups: &Arc<Mutex<Lookups>>) -> Tera {
+    let mut tera = Tera::new();
+    // Templates produce configuration files, not HTML: never escape anything.
+    tera.autoescape_on(Vec::<&str>::new());
+    lookup::register(&mut tera, readable, lookups);
+    tera.register_filter("min", |values: Vec<i128>, _: Kwargs, _: &State| {
+        extreme("min", values.into_iter().min())
+    });
+    tera.register_filter("max", |values: Vec<i128>, _: Kwargs, _: &State| {
+        extreme("max", values.into_iter().max())
+    });
+    go_semantics::register(&mut tera);
+    tera
+}
+
+/// Whether `source` is a valid template: tera syntax, and only functions, filters and tests
+/// that exist. Reads nothing; the error is tera's report (with line and column).
+pub fn check_syntax(source: &str) -> Result<(), String> {
+    let readable = Arc::new(Readable::empty());
+    let lookups = Arc::new(Mutex::new(Lookups::default()));
+    engine(&readable, &lookups)
+        .add_raw_template("template", source)
+        .map_err(|error| error.to_string())
 }
 
 fn variables(ctx: &TemplateContext) -> Context {
