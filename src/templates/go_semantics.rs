@@ -62,6 +62,15 @@ impl GoValue {
         }
     }
 
+    fn truthy(&self) -> bool {
+        match self {
+            GoValue::Str(s) => !s.is_empty(),
+            GoValue::Int(n) => *n != 0,
+            GoValue::Bool(b) => *b,
+            GoValue::List(items) => !items.is_empty(),
+        }
+    }
+
     /// The Go type name, as `fmt` prints it in errors.
     fn type_name(&self) -> &'static str {
         match self {
@@ -179,6 +188,115 @@ pub(crate) fn register(tera: &mut Tera) {
     tera.register_filter("go_int", |value: Value, _: Kwargs, _: &State| {
         Ok::<_, Error>(Value::from(to_int(&GoValue::from_tera(&value)?)?))
     });
+}
+
+/// The result of the Go function `name` (a builtin or one of the Go maand's functions that
+/// read no KV) applied to `args`, as Go computes it.
+pub(crate) fn evaluate(name: &str, args: &[GoValue]) -> TeraResult<GoValue> {
+    let int = |value: &GoValue| match value {
+        GoValue::Int(n) => Ok(*n),
+        other => Err(Error::message(format!(
+            "expected int; got {}",
+            other.type_name()
+        ))),
+    };
+    let text = |value: &GoValue| string(value, name);
+    let ints = |values: &[GoValue]| values.iter().map(int).collect::<TeraResult<Vec<i64>>>();
+    let two = || -> TeraResult<(&GoValue, &GoValue)> {
+        match args {
+            [a, b] => Ok((a, b)),
+            _ => Err(Error::message(format!("{name} takes two arguments"))),
+        }
+    };
+    let one = || -> TeraResult<&GoValue> {
+        match args {
+            [a] => Ok(a),
+            _ => Err(Error::message(format!("{name} takes one argument"))),
+        }
+    };
+    let ordering = |wanted: &[std::cmp::Ordering]| -> TeraResult<GoValue> {
+        let (a, b) = two()?;
+        Ok(GoValue::Bool(wanted.contains(&go_compare(a, b)?)))
+    };
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    Ok(match name {
+        "and" => args
+            .iter()
+            .find(|arg| !arg.truthy())
+            .or(args.last())
+            .cloned()
+            .ok_or_else(|| Error::message("and takes arguments"))?,
+        "or" => args
+            .iter()
+            .find(|arg| arg.truthy())
+            .or(args.last())
+            .cloned()
+            .ok_or_else(|| Error::message("or takes arguments"))?,
+        "not" => GoValue::Bool(!one()?.truthy()),
+        "len" => match one()? {
+            GoValue::Str(s) => GoValue::Int(s.len() as i64),
+            GoValue::List(items) => GoValue::Int(items.len() as i64),
+            other => return Err(Error::message(format!("len of type {}", other.type_name()))),
+        },
+        "index" => match args.split_first() {
+            Some((value, at)) => index(value.clone(), &ints(at)?)?,
+            None => return Err(Error::message("index takes arguments")),
+        },
+        "slice" => match args.split_first() {
+            Some((value, at)) => slice(value.clone(), &ints(at)?)?,
+            None => return Err(Error::message("slice takes arguments")),
+        },
+        "print" => GoValue::Str(sprint(args)),
+        "println" => GoValue::Str(sprintln(args)),
+        "printf" => match args.split_first() {
+            Some((format, rest)) => GoValue::Str(sprintf(&text(format)?, rest)),
+            None => return Err(Error::message("printf takes a format")),
+        },
+        "eq" => match args.split_first() {
+            Some((value, others)) if !others.is_empty() => {
+                let mut equal = false;
+                for other in others {
+                    equal |= go_equal(value, other)?;
+                }
+                GoValue::Bool(equal)
+            }
+            _ => return Err(Error::message("missing argument for comparison")),
+        },
+        "ne" => {
+            let (a, b) = two()?;
+            GoValue::Bool(!go_equal(a, b)?)
+        }
+        "lt" => ordering(&[Less])?,
+        "le" => ordering(&[Less, Equal])?,
+        "gt" => ordering(&[Greater])?,
+        "ge" => ordering(&[Greater, Equal])?,
+        "split" => {
+            let (s, sep) = two()?;
+            GoValue::List(split(&text(s)?, &text(sep)?))
+        }
+        "join" => match two()? {
+            (GoValue::List(items), sep) => GoValue::Str(items.join(&text(sep)?)),
+            _ => return Err(Error::message("join takes a list of strings")),
+        },
+        "trim" => GoValue::Str(text(one()?)?.trim().to_string()),
+        "upper" => GoValue::Str(to_upper(&text(one()?)?)),
+        "lower" => GoValue::Str(to_lower(&text(one()?)?)),
+        "int" => GoValue::Int(to_int(one()?)?),
+        "add" | "sub" | "mul" | "div" | "min" | "max" => {
+            let (a, b) = two()?;
+            let (a, b) = (int(a)?, int(b)?);
+            GoValue::Int(match name {
+                "add" => a.wrapping_add(b),
+                "sub" => a.wrapping_sub(b),
+                "mul" => a.wrapping_mul(b),
+                "div" if b == 0 => return Err(Error::message("integer divide by zero")),
+                "div" => a.wrapping_div(b),
+                "min" => a.min(b),
+                _ => a.max(b),
+            })
+        }
+        other => return Err(Error::message(format!("{other} is not evaluated ahead"))),
+    })
 }
 
 fn value_arg(kwargs: &Kwargs, name: &str) -> TeraResult<GoValue> {

@@ -10,8 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::parser::{Command, Control, Define, Node, Operand, Pipeline, Term, Tree};
+use super::parser::{Command, Control, Define, Node, Operand, Pipeline, Term, Tree, FUNCTIONS};
 use super::{ConvertError, Pos};
+use crate::templates::go_semantics::{self, GoValue};
 
 /// The kinds of value an expression may hold at run time (a bit set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,14 +33,6 @@ impl Kinds {
     }
 }
 
-/// A constant known at conversion time.
-#[derive(Debug, Clone, PartialEq)]
-enum Constant {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-}
-
 /// A tera expression.
 #[derive(Debug, Clone)]
 struct Expr {
@@ -47,7 +40,8 @@ struct Expr {
     kinds: Kinds,
     /// Safe to use as an operand without parentheses.
     atomic: bool,
-    constant: Option<Constant>,
+    /// Its value, when known at conversion time (then it is written as text when printed).
+    constant: Option<GoValue>,
 }
 
 impl Expr {
@@ -138,6 +132,10 @@ const RESERVED: &[&str] = &[
     "new_version",
     "bucket_path",
     "job_path",
+    "get",
+    "get_optional",
+    "get_secret",
+    "keys",
 ];
 
 /// The fields of the Go maand's template data and our context variables.
@@ -248,7 +246,7 @@ fn protect(text: &str) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         if c == '{' && matches!(chars.peek(), None | Some('{' | '%' | '#')) {
-            out.push_str("{{ \"{\" }}");
+            out.push_str("{% raw %}{{% endraw %}");
         } else {
             out.push(c);
         }
@@ -297,7 +295,10 @@ impl Emitter<'_> {
         }
         let mut name = clean.clone();
         let mut n = 2;
-        while RESERVED.contains(&name.as_str()) || self.names.contains(&name) {
+        while RESERVED.contains(&name.as_str())
+            || FUNCTIONS.contains(&name.as_str())
+            || self.names.contains(&name)
+        {
             name = format!("{clean}_{n}");
             n += 1;
         }
@@ -420,9 +421,9 @@ impl Emitter<'_> {
         }
         let expr = self.printable(value, pipe.pos)?;
         match &expr.constant {
-            Some(Constant::Str(text)) => self.pending.push_str(text),
-            Some(Constant::Int(n)) => self.pending.push_str(&n.to_string()),
-            Some(Constant::Bool(b)) => self.pending.push_str(&b.to_string()),
+            Some(value) => self
+                .pending
+                .push_str(&go_semantics::sprint(std::slice::from_ref(value))),
             None => {
                 let code = if [STR, INT, BOOL].contains(&expr.kinds) {
                     expr.code
@@ -630,7 +631,7 @@ impl Emitter<'_> {
     fn with_inner(&mut self, control: &Control) -> Result<(), ConvertError> {
         let value = match self.condition(&control.pipe, "with")? {
             Value::Expr(expr) if !expr.is_variable() => {
-                let name = self.fresh("with");
+                let name = self.fresh("value");
                 self.tag(&format!("{{% set {name} = {} %}}", expr.code));
                 Value::Expr(Expr::new(name, expr.kinds, true))
             }
@@ -686,7 +687,7 @@ impl Emitter<'_> {
         let dot = match arg {
             None => Value::Nil,
             Some(pipe) => match self.pipeline(pipe)? {
-                Value::Expr(expr) if !expr.is_variable() => {
+                Value::Expr(expr) if !expr.is_variable() && expr.constant.is_none() => {
                     let held = self.fresh(&format!("{name}_arg"));
                     self.tag(&format!("{{% set {held} = {} %}}", expr.code));
                     Value::Expr(Expr::new(held, expr.kinds, true))
@@ -739,9 +740,9 @@ impl Emitter<'_> {
     fn operand(&mut self, operand: &Operand) -> Result<Value, ConvertError> {
         let pos = operand.pos;
         let base = match &operand.term {
-            Term::Bool(b) => constant(Constant::Bool(*b)),
-            Term::Number(n) => constant(Constant::Int(*n)),
-            Term::Str(s) => constant(Constant::Str(s.clone())),
+            Term::Bool(b) => Value::Expr(constant(GoValue::Bool(*b))),
+            Term::Number(n) => Value::Expr(constant(GoValue::Int(*n))),
+            Term::Str(s) => Value::Expr(constant(GoValue::Str(s.clone()))),
             Term::Nil => Value::Nil,
             Term::Dot => self.frames.last().expect("a frame").dot.clone(),
             Term::Variable(name) => self.lookup(name, pos)?.value,
@@ -822,24 +823,50 @@ impl Emitter<'_> {
     }
 }
 
-fn constant(value: Constant) -> Value {
+/// The tera literal for a value known at conversion time.
+fn constant(value: GoValue) -> Expr {
     let (code, kinds) = match &value {
-        Constant::Str(s) => (string_literal(s), STR),
-        Constant::Int(n) if *n == i64::MIN => ("(-9223372036854775807 - 1)".to_string(), INT),
-        Constant::Int(n) => (n.to_string(), INT),
-        Constant::Bool(b) => (b.to_string(), BOOL),
+        GoValue::Str(s) => (string_literal(s), STR),
+        GoValue::Int(i64::MIN) => ("(-9223372036854775807 - 1)".to_string(), INT),
+        GoValue::Int(n) if *n < 0 => (format!("({n})"), INT),
+        GoValue::Int(n) => (n.to_string(), INT),
+        GoValue::Bool(b) => (b.to_string(), BOOL),
+        GoValue::List(items) => {
+            let items: Vec<String> = items.iter().map(|item| string_literal(item)).collect();
+            (format!("[{}]", items.join(", ")), LIST)
+        }
     };
-    let atomic = !code.starts_with('-') && !code.starts_with('(');
-    Value::Expr(Expr {
-        code: if atomic || code.starts_with('(') {
-            code
-        } else {
-            format!("({code})")
-        },
+    Expr {
+        code,
         kinds,
         atomic: true,
         constant: Some(value),
-    })
+    }
+}
+
+/// Functions whose result depends on more than their arguments: never evaluated ahead.
+const READS_KV: &[&str] = &[
+    "get",
+    "getOptional",
+    "getSecret",
+    "keys",
+    "scrapeConfigs",
+    "ruleFiles",
+];
+
+/// The tera expression for a Go function call; computed at conversion time when every
+/// argument is a constant and the function reads nothing else (an error there is left for
+/// run time, where Go fails too).
+fn call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError> {
+    let values: Option<Vec<GoValue>> = args.iter().map(|arg| arg.constant.clone()).collect();
+    let expr = emit_call(name, args, pos)?;
+    if READS_KV.contains(&name) {
+        return Ok(expr);
+    }
+    match values.and_then(|values| go_semantics::evaluate(name, &values).ok()) {
+        Some(value) => Ok(constant(value)),
+        None => Ok(expr),
+    }
 }
 
 fn arity(name: &str, args: &[Expr], wanted: usize, pos: Pos) -> Result<(), ConvertError> {
@@ -894,8 +921,7 @@ fn list_literal(args: &[Expr]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// The tera expression for a Go function call.
-fn call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError> {
+fn emit_call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError> {
     let a = |i: usize| -> &Expr { &args[i] };
     Ok(match name {
         "get" | "getOptional" => {
@@ -933,7 +959,7 @@ fn call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError> {
             expect(name, a(0), STR, pos)?;
             expect(name, a(1), STR, pos)?;
             let plain = a(0).kinds == STR
-                && matches!(&a(1).constant, Some(Constant::Str(sep)) if !sep.is_empty());
+                && matches!(&a(1).constant, Some(GoValue::Str(sep)) if !sep.is_empty());
             let filter = if plain { "split(pat=" } else { "go_split(sep=" };
             Expr::new(
                 format!("{} | {filter}{})", a(0).operand(), a(1).code),
@@ -1122,7 +1148,7 @@ fn call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError> {
         "printf" => {
             at_least(name, &args, 1, pos)?;
             expect(name, a(0), STR, pos)?;
-            if let Some(Constant::Str(format)) = &a(0).constant {
+            if let Some(GoValue::Str(format)) = &a(0).constant {
                 if let Some(concatenation) = concatenate(format, &args[1..]) {
                     return Ok(concatenation);
                 }
@@ -1213,7 +1239,7 @@ fn concatenate(format: &str, args: &[Expr]) -> Option<Expr> {
         1 if args.first().is_some_and(|arg| arg.kinds == INT) => {
             Some(Expr::new(format!("{} ~ \"\"", pieces[0]), STR, false))
         }
-        1 => Some(Expr::new(pieces.remove(0), STR, pieces.len() == 1)),
+        1 => Some(Expr::new(pieces.remove(0), STR, true)),
         _ => Some(Expr::new(pieces.join(" ~ "), STR, false)),
     }
 }

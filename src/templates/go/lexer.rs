@@ -71,19 +71,32 @@ struct Lexer<'s> {
     line: usize,
     col: usize,
     tokens: Vec<Token>,
+    go_only_meaning: bool,
+}
+
+/// The tokens of a source text.
+pub(super) struct Lexed {
+    pub(super) tokens: Vec<Token>,
+    /// It holds a literal that tera would read with another meaning: a character constant, a
+    /// non-decimal or signed-after-`{{` number, a raw string with a backslash.
+    pub(super) go_only_meaning: bool,
 }
 
 /// Tokenizes `source`.
-pub(super) fn lex(source: &str) -> Result<Vec<Token>, ConvertError> {
+pub(super) fn lex(source: &str) -> Result<Lexed, ConvertError> {
     let mut lexer = Lexer {
         source,
         at: 0,
         line: 1,
         col: 1,
         tokens: Vec::new(),
+        go_only_meaning: false,
     };
     lexer.run()?;
-    Ok(lexer.tokens)
+    Ok(Lexed {
+        tokens: lexer.tokens,
+        go_only_meaning: lexer.go_only_meaning,
+    })
 }
 
 impl<'s> Lexer<'s> {
@@ -218,11 +231,13 @@ impl<'s> Lexer<'s> {
                         ));
                     };
                     let value = self.rest()[1..1 + len].replace('\r', "");
+                    self.go_only_meaning |= value.contains('\\');
                     self.advance(len + 2);
                     self.push(Tok::Str(value), pos);
                 }
                 '\'' => {
                     let value = self.char_constant(pos)?;
+                    self.go_only_meaning = true;
                     self.push(
                         Tok::Number {
                             value,
@@ -254,7 +269,22 @@ impl<'s> Lexer<'s> {
                     }
                 }
                 '+' | '-' | '0'..='9' => {
+                    let after_delim = matches!(
+                        self.tokens.last(),
+                        Some(Token {
+                            kind: Tok::LeftDelim,
+                            ..
+                        })
+                    );
                     let token = self.number(pos)?;
+                    if let Tok::Number { text, .. } = &token {
+                        let plain = text.strip_prefix('-').unwrap_or(text);
+                        self.go_only_meaning |= (after_delim && !plain.eq(text))
+                            || text.starts_with('+')
+                            || !(plain == "0"
+                                || (!plain.starts_with('0')
+                                    && plain.chars().all(|c| c.is_ascii_digit())));
+                    }
                     self.push(token, pos);
                 }
                 c if is_alphanumeric(c) => {

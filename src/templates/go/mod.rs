@@ -63,13 +63,54 @@ fn classify(source: &str) -> Result<Syntax, ConvertError> {
     if !lexer::has_action(source) {
         return Ok(Syntax::Tera);
     }
-    let parsed = lexer::lex(source).and_then(parser::parse);
-    let valid_tera = super::check_syntax(source).is_ok();
-    match parsed {
-        Ok(_) if valid_tera => Ok(Syntax::Tera),
-        Ok(tree) => Ok(Syntax::Go(tree)),
-        Err(_) if valid_tera => Ok(Syntax::Tera),
-        Err(error) => Err(error),
+    let lexed = match lexer::lex(source) {
+        Ok(lexed) => lexed,
+        Err(error) => return not_go(source, error),
+    };
+    let go_only_meaning = lexed.go_only_meaning;
+    let tree = match parser::parse(lexed.tokens) {
+        Ok(tree) => tree,
+        Err(error) => return not_go(source, error),
+    };
+    // Valid in both languages: a file with a tera tag (`{%`, `{#`) is tera (converted files
+    // stay converted), and so is one that only prints literals which mean the same in both.
+    let tera_tags = source.contains("{%") || source.contains("{#");
+    let same_in_both = !go_only_meaning && prints_only_literals(&tree);
+    if (tera_tags || same_in_both) && super::check_syntax(source).is_ok() {
+        return Ok(Syntax::Tera);
+    }
+    Ok(Syntax::Go(tree))
+}
+
+/// Every action prints a lone literal (`{{ "text" }}`, `{{ 42 }}`, `{{ true }}`).
+fn prints_only_literals(tree: &parser::Tree) -> bool {
+    use parser::{Node, Term};
+    tree.defines.is_empty()
+        && tree.body.iter().all(|node| match node {
+            Node::Text(_) => true,
+            Node::Action(pipe) => {
+                pipe.vars.is_empty()
+                    && matches!(pipe.commands.as_slice(), [command]
+                        if matches!(command.args.as_slice(), [operand]
+                            if operand.fields.is_empty()
+                                && matches!(operand.term, Term::Bool(_) | Term::Number(_) | Term::Str(_))))
+            }
+            _ => false,
+        })
+}
+
+/// A source that does not parse as Go: tera if it is valid tera, else an error for both.
+fn not_go(source: &str, go_error: ConvertError) -> Result<Syntax, ConvertError> {
+    match super::check_syntax(source) {
+        Ok(()) => Ok(Syntax::Tera),
+        Err(tera_error) => Err(ConvertError {
+            message: format!(
+                "{} (and it is not valid tera either: {})",
+                go_error.message,
+                tera_error.lines().next().unwrap_or_default()
+            ),
+            ..go_error
+        }),
     }
 }
 

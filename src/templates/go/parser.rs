@@ -474,6 +474,7 @@ impl Parser {
         in_range: bool,
         pos: Pos,
     ) -> Result<Pipeline, ConvertError> {
+        let pos = self.peek_non_space().map_or(pos, |token| token.pos);
         let (vars, assign) = self.declarations(construct, in_range)?;
         let commands = self.commands(construct, false)?;
         if commands.is_empty() {
