@@ -15,6 +15,15 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The template converter's tests render every template with Go's own text/template as the
+# oracle (tests/go_oracle/main.go, standard library only): they need the `go` command.
+if ! command -v go >/dev/null 2>&1; then
+  echo "installing: golang-go (the Go template oracle of the template tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+fi
+
 # Job commands written in TypeScript or JavaScript run with Bun on the operator host; the npm
 # package `bun` ships the binary, so npm is all it takes.
 if ! command -v bun >/dev/null 2>&1; then
