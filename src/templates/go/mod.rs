@@ -57,6 +57,8 @@ enum Syntax {
     Tera,
     /// A Go template (it parses as one, and not as tera).
     Go(parser::Tree),
+    /// Text without any action that tera would read differently.
+    GoText(parser::Tree),
 }
 
 fn classify(source: &str) -> Result<Syntax, ConvertError> {
@@ -66,7 +68,7 @@ fn classify(source: &str) -> Result<Syntax, ConvertError> {
         let tera_reads_it =
             outside_raw_blocks(source).contains("{#") || super::check_syntax(source).is_err();
         return Ok(if tera_reads_it {
-            Syntax::Go(parser::Tree {
+            Syntax::GoText(parser::Tree {
                 body: vec![parser::Node::Text(source.to_string())],
                 defines: Default::default(),
             })
@@ -149,12 +151,13 @@ fn not_go(source: &str, go_error: ConvertError) -> Result<Syntax, ConvertError> 
 pub fn convert(source: &str) -> Result<Option<String>, ConvertError> {
     match classify(source)? {
         Syntax::Tera => Ok(None),
-        Syntax::Go(tree) => emit::emit(&tree).map(Some),
+        Syntax::Go(tree) | Syntax::GoText(tree) => emit::emit(&tree).map(Some),
     }
 }
 
-/// Whether `source` is a Go template that still needs `maand template convert`: it parses as
-/// Go `text/template` and is not valid tera.
+/// Whether `source` is a Go template that still needs `maand template convert`: it has
+/// actions, parses as Go `text/template` and is not valid tera. (Plain text that tera reads
+/// differently, which `convert` also protects, does not count.)
 pub fn is_go_syntax(source: &str) -> bool {
     matches!(classify(source), Ok(Syntax::Go(_)))
 }

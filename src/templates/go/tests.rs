@@ -308,6 +308,7 @@ fn go_syntax_is_recognised() {
     assert!(is_go_syntax(r#"{{ get "a" "b" }}"#));
     assert!(!is_go_syntax("{{ worker_ip }}"));
     assert!(!is_go_syntax("no actions"));
+    assert!(!is_go_syntax("echo ${#ARGS[@]}"));
 }
 
 #[test]
