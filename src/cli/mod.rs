@@ -15,6 +15,7 @@ mod jobcommand;
 mod journal_cmd;
 mod logs_cmd;
 mod run_command;
+mod template;
 mod worker_facts;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -121,6 +122,10 @@ pub enum Command {
     ///   maand run_command hostname -l web -c 4
     #[command(name = "run_command", alias = "run-command", verbatim_doc_comment)]
     RunCommand(run_command::RunCommandArgs),
+    /// Work with job templates: `template convert` translates templates written for the Go
+    /// maand (Go text/template) into tera.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
     /// Run a job command (a script under the job's _modules/) for the `cli` event, on this
     /// host, once per active allocation of the job (of every job registering it when JOB is
     /// omitted).
@@ -186,6 +191,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Journal(journal_cmd::JournalCommand::Rebuild) => "journal rebuild",
         Command::Logs(_) => "logs show",
         Command::RunCommand(_) => "run_command",
+        Command::Template(command) => command.name(),
         Command::JobCommand(_) => "jobcommand",
         Command::WorkerFacts(_) => "worker_facts",
         Command::Completions { .. } => "completions",
@@ -244,6 +250,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Journal(command) => journal_cmd::run(&cli.bucket()?, command, name, &argv),
         Command::Logs(command) => logs_cmd::run(&cli.bucket()?, command),
         Command::RunCommand(args) => run_command::run(&cli.bucket()?, args, &argv),
+        Command::Template(command) => template::run(&cli.bucket()?, command),
         Command::JobCommand(args) => jobcommand::run(&cli.bucket()?, args, cli.verbose > 0, &argv),
         Command::WorkerFacts(args) => worker_facts::run(&cli.bucket()?, args, &argv),
         Command::Completions { shell } => {

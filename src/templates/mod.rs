@@ -4,7 +4,9 @@
 //! functions `get`, `get_optional`, `get_secret` and `keys` (limited to the namespaces the
 //! allocation may read, see [`crate::kv::access`]), and the `min`/`max` filters tera lacks.
 //! Everything else (`split`, `join`, `trim`, `upper`, `lower`, `int`, `+ - * // %`) is tera's
-//! own. The user-facing description is `docs/templates.md`.
+//! own. Templates converted from the Go maand ([`go`]) also call the `go_*` functions and
+//! filters, which behave exactly like Go's `text/template` (see `go_semantics`). The
+//! user-facing description is `docs/templates.md`.
 //!
 //! Pure: it never opens the database, never reads or writes files and never prints. Deploy
 //! staging passes the template text and a [`KvSource`] and writes the result itself. No error

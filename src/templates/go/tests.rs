@@ -305,11 +305,11 @@ fn unconvertible_constructs_are_refused_with_their_location() {
         ("{{ range 5 }}x{{ end }}", "1:4: range"),
         ("\n{{ . }}", "2:4: {{ . }}"),
         ("{{ html \"x\" }}", "1:4: html"),
-        ("{{ $x := 1 }}{{ range .Labels }}{{ $y := 1 }}{{ range .Labels }}{{ $y = 2 }}{{ end }}{{ end }}", "1:61: $y ="),
+        ("{{ $x := 1 }}{{ range .Labels }}{{ $y := 1 }}{{ range $.Labels }}{{ $y = 2 }}{{ end }}{{ end }}", "1:69: $y ="),
         (r#"{{ define "r" }}{{ template "r" . }}{{ end }}{{ template "r" . }}"#, "1:20: template \"r\""),
         ("{{ add \"1\" 2 }}", "1:4: add"),
         ("{{ len 3 }}", "1:4: len"),
-        ("{{ 1.5 }}", "1:4: number"),
+        ("{{ add 1.5 2 }}", "1:8: number"),
     ];
     for (source, expected) in cases {
         let error = refusal(source).to_string();
