@@ -88,20 +88,22 @@ pub(crate) fn register(tera: &mut Tera) {
         Ok::<_, Error>(sprint(&[GoValue::from_tera(&value)?]))
     });
     tera.register_function("go_print", |kwargs: Kwargs, _: &State| {
-        Ok::<_, Error>(sprint(&list_arg(&kwargs, "args")?))
+        Ok::<_, Error>(sprint(&numbered(&kwargs)?))
     });
     tera.register_function("go_println", |kwargs: Kwargs, _: &State| {
-        Ok::<_, Error>(sprintln(&list_arg(&kwargs, "args")?))
+        Ok::<_, Error>(sprintln(&numbered(&kwargs)?))
     });
     tera.register_function("go_printf", |kwargs: Kwargs, _: &State| {
         let format = kwargs.must_get::<&str>("format")?;
-        Ok::<_, Error>(sprintf(format, &list_arg(&kwargs, "args")?))
+        Ok::<_, Error>(sprintf(format, &numbered(&kwargs)?))
     });
     for (name, op) in [
         ("go_add", Arith::Add),
         ("go_sub", Arith::Sub),
         ("go_mul", Arith::Mul),
         ("go_div", Arith::Div),
+        ("go_min", Arith::Min),
+        ("go_max", Arith::Max),
     ] {
         tera.register_function(name, move |kwargs: Kwargs, _: &State| {
             arithmetic(op, int_arg(&kwargs, "a")?, int_arg(&kwargs, "b")?)
@@ -110,7 +112,7 @@ pub(crate) fn register(tera: &mut Tera) {
     tera.register_function("go_eq", |kwargs: Kwargs, _: &State| {
         let value = value_arg(&kwargs, "value")?;
         let mut equal = false;
-        for other in list_arg(&kwargs, "any_of")? {
+        for other in numbered(&kwargs)? {
             equal |= go_equal(&value, &other)?;
         }
         Ok::<_, Error>(equal)
@@ -140,12 +142,12 @@ pub(crate) fn register(tera: &mut Tera) {
     }
     tera.register_function("go_index", |kwargs: Kwargs, _: &State| {
         let value = value_arg(&kwargs, "value")?;
-        let at = int_list_arg(&kwargs, "at")?;
+        let at = numbered_ints(&kwargs)?;
         Ok::<_, Error>(index(value, &at)?.into_tera())
     });
     tera.register_function("go_slice", |kwargs: Kwargs, _: &State| {
         let value = value_arg(&kwargs, "value")?;
-        let at = int_list_arg(&kwargs, "at")?;
+        let at = numbered_ints(&kwargs)?;
         Ok::<_, Error>(slice(value, &at)?.into_tera())
     });
     tera.register_filter(
@@ -303,12 +305,17 @@ fn value_arg(kwargs: &Kwargs, name: &str) -> TeraResult<GoValue> {
     GoValue::from_tera(&kwargs.must_get::<Value>(name)?)
 }
 
-fn list_arg(kwargs: &Kwargs, name: &str) -> TeraResult<Vec<GoValue>> {
-    kwargs
-        .must_get::<Vec<Value>>(name)?
-        .iter()
-        .map(GoValue::from_tera)
-        .collect()
+/// The variadic arguments `a0=`, `a1=`, ... in order.
+fn numbered(kwargs: &Kwargs) -> TeraResult<Vec<GoValue>> {
+    let mut args: Vec<(usize, GoValue)> = Vec::new();
+    for (name, value) in kwargs.iter() {
+        let name = name.to_string();
+        if let Some(index) = name.strip_prefix('a').and_then(|n| n.parse::<usize>().ok()) {
+            args.push((index, GoValue::from_tera(value)?));
+        }
+    }
+    args.sort_by_key(|(index, _)| *index);
+    Ok(args.into_iter().map(|(_, value)| value).collect())
 }
 
 fn int_arg(kwargs: &Kwargs, name: &str) -> TeraResult<i64> {
@@ -321,8 +328,8 @@ fn int_arg(kwargs: &Kwargs, name: &str) -> TeraResult<i64> {
     }
 }
 
-fn int_list_arg(kwargs: &Kwargs, name: &str) -> TeraResult<Vec<i64>> {
-    list_arg(kwargs, name)?
+fn numbered_ints(kwargs: &Kwargs) -> TeraResult<Vec<i64>> {
+    numbered(kwargs)?
         .into_iter()
         .map(|value| match value {
             GoValue::Int(n) => Ok(n),
@@ -350,6 +357,8 @@ enum Arith {
     Sub,
     Mul,
     Div,
+    Min,
+    Max,
 }
 
 /// Go's `int` arithmetic: wrapping, division truncating toward zero.
@@ -362,6 +371,8 @@ fn arithmetic(op: Arith, a: i64, b: i64) -> TeraResult<Value> {
             return Err(Error::message("runtime error: integer divide by zero"))
         }
         Arith::Div => a.wrapping_div(b),
+        Arith::Min => a.min(b),
+        Arith::Max => a.max(b),
     };
     Ok(Value::from(result))
 }

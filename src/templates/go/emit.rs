@@ -91,7 +91,7 @@ struct Binding {
     value: Value,
     /// Number of enclosing tera `for` loops where it was declared.
     loop_depth: usize,
-    /// Index in declaration order, the key of [`Emitter::widened`].
+    /// Index in declaration order, the key of [`Plan`].
     id: usize,
 }
 
@@ -162,18 +162,30 @@ struct Emitter<'t> {
     loop_depth: usize,
     names: BTreeSet<String>,
     next_id: usize,
-    /// Kinds a variable may hold after `=` assignments, from the previous pass.
-    widened: BTreeMap<usize, Kinds>,
-    /// Kinds observed in this pass.
-    observed: BTreeMap<usize, Kinds>,
+    /// What the previous pass learnt about the variables.
+    plan: Plan,
+    /// What this pass learns.
+    observed: Plan,
     /// `define`d templates being expanded (recursion is refused).
     expanding: Vec<String>,
 }
 
-/// Converts the tree. Runs until the kinds of every variable are stable: an `=` assignment can
-/// widen a variable that earlier code (a loop body run again) already used.
+/// What one pass learns about the variables (by declaration index), for the next pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Plan {
+    /// Kinds a variable may hold, `=` assignments included.
+    kinds: BTreeMap<usize, Kinds>,
+    /// Variables assigned with `=` somewhere.
+    assigned: BTreeSet<usize>,
+    /// Variables assigned from inside a deeper `range` than their declaration: kept at the
+    /// top level of tera (`set_global`) under their unique name.
+    global: BTreeSet<usize>,
+}
+
+/// Converts the tree. Runs until what is known of every variable is stable: an `=`
+/// assignment can widen a variable, or need it global, after earlier code already used it.
 pub(super) fn emit(tree: &Tree) -> Result<String, ConvertError> {
-    let mut widened = BTreeMap::new();
+    let mut plan = Plan::default();
     for _ in 0..8 {
         let mut emitter = Emitter {
             defines: &tree.defines,
@@ -187,16 +199,19 @@ pub(super) fn emit(tree: &Tree) -> Result<String, ConvertError> {
             loop_depth: 0,
             names: BTreeSet::new(),
             next_id: 0,
-            widened: widened.clone(),
-            observed: BTreeMap::new(),
+            plan: plan.clone(),
+            observed: Plan {
+                global: plan.global.clone(),
+                ..Plan::default()
+            },
             expanding: Vec::new(),
         };
         emitter.list(&tree.body)?;
         emitter.flush();
-        if emitter.observed == widened {
+        if emitter.observed == plan {
             return Ok(emitter.out);
         }
-        widened = emitter.observed;
+        plan = emitter.observed;
     }
     Err(error(
         Pos { line: 1, col: 1 },
@@ -309,9 +324,14 @@ impl Emitter<'_> {
     fn declare(&mut self, go_name: &str, value: Value) {
         let id = self.next_id;
         self.next_id += 1;
+        let loop_depth = if self.plan.global.contains(&id) {
+            0
+        } else {
+            self.loop_depth
+        };
         let binding = Binding {
             value,
-            loop_depth: self.loop_depth,
+            loop_depth,
             id,
         };
         self.frame()
@@ -326,12 +346,17 @@ impl Emitter<'_> {
         let id = self.next_id;
         let kinds = expr
             .kinds
-            .union(self.widened.get(&id).copied().unwrap_or(Kinds(0)));
+            .union(self.plan.kinds.get(&id).copied().unwrap_or(Kinds(0)));
         let name = self.fresh(go_name);
-        self.tag(&format!("{{% set {name} = {} %}}", expr.code));
+        let keyword = if self.plan.global.contains(&id) && self.loop_depth > 0 {
+            "set_global"
+        } else {
+            "set"
+        };
+        self.tag(&format!("{{% {keyword} {name} = {} %}}", expr.code));
         let held = Expr::new(name, kinds, true);
         self.declare(go_name, Value::Expr(held.clone()));
-        self.observed.entry(id).or_insert(kinds);
+        self.observed.kinds.entry(id).or_insert(kinds);
         held
     }
 
@@ -419,6 +444,11 @@ impl Emitter<'_> {
             }
             return Ok(());
         }
+        if let Value::Nil = value {
+            // What Go prints for a missing value (the dot of `template "x"` without argument).
+            self.pending.push_str("<no value>");
+            return Ok(());
+        }
         let expr = self.printable(value, pipe.pos)?;
         match &expr.constant {
             Some(value) => self
@@ -469,20 +499,18 @@ impl Emitter<'_> {
                 ))
             }
         };
+        self.observed.assigned.insert(binding.id);
         let keyword = if binding.loop_depth == self.loop_depth {
             "set"
         } else if binding.loop_depth == 0 {
             "set_global"
         } else {
-            return Err(error(
-                pipe.pos,
-                &construct,
-                "tera cannot assign, inside a nested `range`, a variable declared inside an \
-                 outer `range`; declare it before the outer range or restructure the loop",
-            ));
+            // Declared inside an outer `range`: the next pass declares it globally.
+            self.observed.global.insert(binding.id);
+            "set_global"
         };
         let widened = target.kinds.union(expr.kinds);
-        let entry = self.observed.entry(binding.id).or_insert(widened);
+        let entry = self.observed.kinds.entry(binding.id).or_insert(widened);
         *entry = entry.union(widened);
         self.tag(&format!(
             "{{% {keyword} {} = {} %}}",
@@ -593,12 +621,24 @@ impl Emitter<'_> {
             _ => return Err(error(control.pos, "range", "too many variables")),
         };
         self.push_scope();
-        let item = self.fresh(element_name.as_deref().unwrap_or("item"));
+        // An element variable assigned with `=` gets its own tera variable: the loop's own
+        // one holds the dot.
+        let element_id = self.next_id;
+        let separate = element_name.is_some() && self.plan.assigned.contains(&element_id);
+        let item = match (&element_name, separate) {
+            (Some(name), false) => self.fresh(name),
+            (Some(name), true) => self.fresh(&format!("{name}_item")),
+            (None, _) => self.fresh("item"),
+        };
         self.tag(&format!("{{% for {item} in {} %}}", list.code));
         self.loop_depth += 1;
         let element = Expr::new(item, STR, true);
         if let Some(name) = &element_name {
-            self.declare(name, Value::Expr(element.clone()));
+            if separate {
+                self.declare_expr(name, element.clone());
+            } else {
+                self.declare(name, Value::Expr(element.clone()));
+            }
         }
         if let Some(name) = &index_name {
             self.declare_expr(name, Expr::new("loop.index0", INT, true));
@@ -916,9 +956,13 @@ fn expect(name: &str, arg: &Expr, kinds: Kinds, pos: Pos) -> Result<(), ConvertE
     }
 }
 
-fn list_literal(args: &[Expr]) -> String {
-    let items: Vec<&str> = args.iter().map(|arg| arg.code.as_str()).collect();
-    format!("[{}]", items.join(", "))
+/// `, a0=x, a1=y`: variadic arguments as named ones, after a first argument (tera refuses
+/// arrays nested in arrays, which list literals holding calls on lists would be).
+fn numbered(args: &[Expr]) -> String {
+    args.iter()
+        .enumerate()
+        .map(|(i, arg)| format!(", a{i}={}", arg.code))
+        .collect()
 }
 
 fn emit_call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError> {
@@ -1018,7 +1062,11 @@ fn emit_call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError
             arity(name, &args, 2, pos)?;
             expect(name, a(0), INT, pos)?;
             expect(name, a(1), INT, pos)?;
-            Expr::new(format!("{} | {name}", list_literal(&args)), INT, false)
+            Expr::new(
+                format!("go_{name}(a={}, b={})", a(0).code, a(1).code),
+                INT,
+                true,
+            )
         }
         "and" | "or" => {
             at_least(name, &args, 1, pos)?;
@@ -1067,11 +1115,7 @@ fn emit_call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError
                 };
             }
             Expr::new(
-                format!(
-                    "go_index(value={}, at={})",
-                    a(0).code,
-                    list_literal(&args[1..])
-                ),
+                format!("go_index(value={}{})", a(0).code, numbered(&args[1..])),
                 kinds,
                 true,
             )
@@ -1090,11 +1134,7 @@ fn emit_call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError
                 expect(name, index, INT, pos)?;
             }
             Expr::new(
-                format!(
-                    "go_slice(value={}, at={})",
-                    a(0).code,
-                    list_literal(&args[1..])
-                ),
+                format!("go_slice(value={}{})", a(0).code, numbered(&args[1..])),
                 a(0).kinds,
                 true,
             )
@@ -1110,11 +1150,7 @@ fn emit_call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError
                 )
             } else {
                 Expr::new(
-                    format!(
-                        "go_eq(value={}, any_of={})",
-                        a(0).code,
-                        list_literal(&args[1..])
-                    ),
+                    format!("go_eq(value={}{})", a(0).code, numbered(&args[1..])),
                     BOOL,
                     true,
                 )
@@ -1154,11 +1190,7 @@ fn emit_call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError
                 }
             }
             Expr::new(
-                format!(
-                    "go_printf(format={}, args={})",
-                    a(0).code,
-                    list_literal(&args[1..])
-                ),
+                format!("go_printf(format={}{})", a(0).code, numbered(&args[1..])),
                 STR,
                 true,
             )
@@ -1168,7 +1200,7 @@ fn emit_call(name: &str, args: Vec<Expr>, pos: Pos) -> Result<Expr, ConvertError
             ..a(0).clone()
         },
         "print" | "println" => Expr::new(
-            format!("go_{name}(args={})", list_literal(&args)),
+            format!("go_{name}({})", numbered(&args).trim_start_matches(", ")),
             STR,
             true,
         ),

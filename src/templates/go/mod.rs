@@ -61,7 +61,18 @@ enum Syntax {
 
 fn classify(source: &str) -> Result<Syntax, ConvertError> {
     if !lexer::has_action(source) {
-        return Ok(Syntax::Tera);
+        // Plain text to Go. Tera would read a `{#` (a bash `${#array[@]}`) as a comment, and
+        // refuses a stray `{%`: such text is protected, everything else is left alone.
+        let tera_reads_it =
+            outside_raw_blocks(source).contains("{#") || super::check_syntax(source).is_err();
+        return Ok(if tera_reads_it {
+            Syntax::Go(parser::Tree {
+                body: vec![parser::Node::Text(source.to_string())],
+                defines: Default::default(),
+            })
+        } else {
+            Syntax::Tera
+        });
     }
     let lexed = match lexer::lex(source) {
         Ok(lexed) => lexed,
@@ -80,6 +91,24 @@ fn classify(source: &str) -> Result<Syntax, ConvertError> {
         return Ok(Syntax::Tera);
     }
     Ok(Syntax::Go(tree))
+}
+
+/// `source` without its `{% raw %}…{% endraw %}` blocks (as the converter writes them).
+fn outside_raw_blocks(source: &str) -> String {
+    let mut out = String::new();
+    let mut rest = source;
+    while let Some(start) = rest.find("{% raw %}") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("{% endraw %}") {
+            Some(end) => rest = &rest[start + end + "{% endraw %}".len()..],
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Every action prints a lone literal (`{{ "text" }}`, `{{ 42 }}`, `{{ true }}`).

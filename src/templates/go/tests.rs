@@ -196,7 +196,7 @@ fn printf_of_plain_verbs_becomes_concatenation() {
     );
     assert_eq!(
         tera(r#"{{ printf "%05d" .Job }}"#),
-        r#"{{ go_printf(format="%05d", args=[job]) }}"#
+        r#"{{ go_printf(format="%05d", a0=job) }}"#
     );
 }
 
@@ -211,6 +211,23 @@ fn variables_get_unique_names_and_outer_assignments_use_set_global() {
         tera("{{ $n := 0 }}{{ range .Labels }}{{ $n := 1 }}{{ $n }}{{ end }}{{ range .Labels }}{{ $n = add $n 1 }}{{ end }}{{ $n }}"),
         "{% set n = 0 %}{% for item in labels %}{% set n_2 = 1 %}{{ n_2 }}{% endfor %}\
          {% for item_2 in labels %}{% set_global n = go_add(a=n, b=1) %}{% endfor %}{{ n }}"
+    );
+}
+
+#[test]
+fn a_variable_assigned_from_a_nested_range_is_kept_global() {
+    assert_eq!(
+        tera("{{ range $i, $v := .Labels }}{{ range $.Labels }}{{ $i = 7 }}{{ $v = . }}{{ end }}{{ $i }}{{ $v }}{{ end }}"),
+        "{% for v_item in labels %}{% set_global v = v_item %}{% set_global i = loop.index0 %}\
+         {% for item in labels %}{% set_global i = 7 %}{% set_global v = item %}{% endfor %}{{ i }}{{ v }}{% endfor %}"
+    );
+}
+
+#[test]
+fn the_dot_of_a_template_called_without_argument_prints_no_value() {
+    assert_eq!(
+        tera(r#"{{ define "d" }}[{{ . }}]{{ end }}{{ template "d" }}{{ .Job }}"#),
+        "[<no value>]{{ job }}"
     );
 }
 
@@ -267,6 +284,10 @@ fn text_with_tera_delimiters_is_kept_literal() {
 #[test]
 fn tera_files_and_files_without_actions_are_left_alone() {
     assert_eq!(convert("plain text").unwrap(), None);
+    assert_eq!(
+        convert("echo ${#ARGS[@]}").unwrap().as_deref(),
+        Some("{% raw %}echo ${#ARGS[@]}{% endraw %}")
+    );
     assert_eq!(convert("{{ worker_ip }}").unwrap(), None);
     assert_eq!(convert("{% if job %}x{% endif %}").unwrap(), None);
 }
@@ -305,8 +326,10 @@ fn unconvertible_constructs_are_refused_with_their_location() {
         ("{{ range 5 }}x{{ end }}", "1:4: range"),
         ("\n{{ . }}", "2:4: {{ . }}"),
         ("{{ html \"x\" }}", "1:4: html"),
-        ("{{ $x := 1 }}{{ range .Labels }}{{ $y := 1 }}{{ range $.Labels }}{{ $y = 2 }}{{ end }}{{ end }}", "1:69: $y ="),
-        (r#"{{ define "r" }}{{ template "r" . }}{{ end }}{{ template "r" . }}"#, "1:20: template \"r\""),
+        (
+            r#"{{ define "r" }}{{ template "r" . }}{{ end }}{{ template "r" . }}"#,
+            "1:20: template \"r\"",
+        ),
         ("{{ add \"1\" 2 }}", "1:4: add"),
         ("{{ len 3 }}", "1:4: len"),
         ("{{ add 1.5 2 }}", "1:8: number"),
