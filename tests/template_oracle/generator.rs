@@ -153,6 +153,8 @@ struct Env {
     scopes: Vec<Vec<(String, Ty)>>,
     /// Defined templates this place may call (each takes a string).
     callable: usize,
+    /// Inside a `range` body (of this template), where `break` and `continue` are allowed.
+    in_range: bool,
 }
 
 impl Env {
@@ -251,6 +253,7 @@ impl<'c, 'b> Generator<'c, 'b> {
                 root: Ty::Str,
                 scopes: vec![Vec::new()],
                 callable: index,
+                in_range: false,
             };
             let body = self.block(&env, 1);
             defines.push(format!("{{{{ define \"t{index}\" }}}}{body}{{{{ end }}}}"));
@@ -260,6 +263,7 @@ impl<'c, 'b> Generator<'c, 'b> {
             root: Ty::Ctx,
             scopes: vec![Vec::new()],
             callable: define_count,
+            in_range: false,
         };
         let body = self.block(&env, 0);
         if self.c.maybe(50) {
@@ -306,7 +310,7 @@ impl<'c, 'b> Generator<'c, 'b> {
     }
 
     fn node(&mut self, env: &mut Env, depth: usize) -> String {
-        let kinds = if depth < MAX_DEPTH { 11 } else { 6 };
+        let kinds = if depth < MAX_DEPTH { 12 } else { 6 };
         match self.c.below(kinds) {
             0 => self.text(),
             1 | 2 => {
@@ -334,7 +338,8 @@ impl<'c, 'b> Generator<'c, 'b> {
             7 => self.range_node(env, depth),
             8 => self.with_node(env, depth),
             9 => self.template_call(env),
-            _ => self.block_node(env, depth),
+            10 => self.block_node(env, depth),
+            _ => self.loop_exit(env),
         }
     }
 
@@ -362,6 +367,8 @@ impl<'c, 'b> Generator<'c, 'b> {
                 "line\n",
                 " {% raw %} ",
                 "${#x[@]}",
+                "\r\n",
+                " \r\n\t",
             ])
             .to_string()
     }
@@ -420,6 +427,7 @@ impl<'c, 'b> Generator<'c, 'b> {
     fn range_node(&mut self, env: &Env, depth: usize) -> String {
         let (list, _) = self.list(env, 2);
         let mut body_env = env.nested(Ty::Str);
+        body_env.in_range = true;
         let header = match self.c.below(3) {
             0 => format!("range {}", list.text),
             1 => {
@@ -466,6 +474,23 @@ impl<'c, 'b> Generator<'c, 'b> {
         out
     }
 
+    /// `{{ break }}` or `{{ continue }}`, usually behind a condition, inside a `range` body.
+    fn loop_exit(&mut self, env: &Env) -> String {
+        if !env.in_range {
+            return self.text();
+        }
+        let keyword = *self.c.pick(&["continue", "break"]);
+        let exit = self.action(keyword);
+        if self.c.maybe(70) {
+            let cond = self.any_condition(env);
+            let open = self.action(&format!("if {}", cond.text));
+            let end = self.action("end");
+            format!("{open}{exit}{end}")
+        } else {
+            exit
+        }
+    }
+
     fn template_call(&mut self, env: &Env) -> String {
         if env.callable == 0 {
             return self.text();
@@ -484,6 +509,7 @@ impl<'c, 'b> Generator<'c, 'b> {
             root: Ty::Str,
             scopes: vec![Vec::new()],
             callable: env.callable,
+            in_range: false,
         };
         let mut out = self.action(&format!("block \"{name}\" {}", arg.arg()));
         out.push_str(&self.block(&body_env, depth + 1));
