@@ -85,11 +85,12 @@ fn classify(source: &str) -> Result<Syntax, ConvertError> {
         Ok(tree) => tree,
         Err(error) => return not_go(source, error),
     };
-    // Valid in both languages: a file with a tera tag (`{%`, `{#`) is tera (converted files
-    // stay converted), and so is one that only prints literals which mean the same in both.
-    let tera_tags = source.contains("{%") || source.contains("{#");
+    // Valid in both languages: tera when every `{{` sits in a `{% raw %}` block (the
+    // converter's own output: what it writes for an action is never valid Go), or when it
+    // only prints literals which mean the same in both.
+    let actions_in_raw_only = !outside_raw_blocks(source).contains("{{");
     let same_in_both = !go_only_meaning && prints_only_literals(&tree);
-    if (tera_tags || same_in_both) && super::check_syntax(source).is_ok() {
+    if (actions_in_raw_only || same_in_both) && super::check_syntax(source).is_ok() {
         return Ok(Syntax::Tera);
     }
     Ok(Syntax::Go(tree))
