@@ -31,6 +31,15 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   if [ -n "$guard" ]; then rm -f "$guard"; fi
 fi
 
+# The template converter's tests render every template with Go's own text/template as the
+# oracle (tests/go_oracle/main.go, standard library only): they need the `go` command.
+if ! command -v go >/dev/null 2>&1; then
+  echo "installing: golang-go (the Go template oracle of the template tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+fi
+
 # Job commands written in TypeScript or JavaScript run with Bun on the operator host; the npm
 # package `bun` ships the binary, so npm is all it takes.
 if ! command -v bun >/dev/null 2>&1; then

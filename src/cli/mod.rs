@@ -17,7 +17,7 @@ mod jobcommand;
 mod journal_cmd;
 mod logs_cmd;
 mod run_command;
-mod template_render;
+mod template;
 mod worker_facts;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -128,6 +128,11 @@ pub enum Command {
     ///   maand run_command hostname -l web -c 4
     #[command(name = "run_command", alias = "run-command", verbatim_doc_comment)]
     RunCommand(run_command::RunCommandArgs),
+    /// Work with job templates: `template convert` translates templates written for the Go
+    /// maand (Go text/template) into tera; `template render` prints what a job's templates
+    /// render to for one allocation.
+    #[command(subcommand)]
+    Template(template::TemplateCommand),
     /// Run a job command (a script under the job's _modules/) for the `cli` event, on this
     /// host, once per active allocation of the job (of every job registering it when JOB is
     /// omitted).
@@ -155,9 +160,6 @@ pub enum Command {
     ///   maand worker_facts --build
     #[command(name = "worker_facts", alias = "worker-facts", verbatim_doc_comment)]
     WorkerFacts(worker_facts::WorkerFactsArgs),
-    /// Work with job templates (.tpl files).
-    #[command(subcommand)]
-    Template(TemplateCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell to generate completions for.
@@ -169,24 +171,6 @@ pub enum Command {
         #[arg(long, default_value = "man")]
         out: PathBuf,
     },
-}
-
-/// `maand template ...`.
-#[derive(Debug, Subcommand)]
-pub enum TemplateCommand {
-    /// Print what a job's templates render to for one of its allocations, from the catalog
-    /// as it stands (after `maand build`), like `helm template`. Contacts no worker and
-    /// records nothing.
-    ///
-    /// Templates see exactly what deploy staging gives them: the allocation's context and
-    /// the KV its job may read. KV that pre_deploy hooks would write during a deploy is not
-    /// there yet. See docs/templates.md.
-    ///
-    /// Examples:
-    ///   maand template render api
-    ///   maand template render api config.yml.tpl --worker 10.0.0.2
-    #[command(verbatim_doc_comment)]
-    Render(template_render::TemplateRenderArgs),
 }
 
 impl Cli {
@@ -214,9 +198,9 @@ fn command_name(command: &Command) -> &'static str {
         Command::Journal(journal_cmd::JournalCommand::Rebuild { .. }) => "journal rebuild",
         Command::Logs(_) => "logs show",
         Command::RunCommand(_) => "run_command",
+        Command::Template(command) => command.name(),
         Command::JobCommand(_) => "jobcommand",
         Command::WorkerFacts(_) => "worker_facts",
-        Command::Template(TemplateCommand::Render(_)) => "template render",
         Command::Completions { .. } => "completions",
         Command::Man { .. } => "man",
     }
@@ -291,11 +275,9 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::Journal(command) => journal_cmd::run(&cli.bucket()?, command, name, &argv),
         Command::Logs(command) => logs_cmd::run(&cli.bucket()?, command),
         Command::RunCommand(args) => run_command::run(&cli.bucket()?, args, &argv),
+        Command::Template(command) => template::run(&cli.bucket()?, command),
         Command::JobCommand(args) => jobcommand::run(&cli.bucket()?, args, cli.verbose > 0, &argv),
         Command::WorkerFacts(args) => worker_facts::run(&cli.bucket()?, args, &argv),
-        Command::Template(TemplateCommand::Render(args)) => {
-            template_render::run(&cli.bucket()?, args)
-        }
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "maand", &mut std::io::stdout());
             Ok(0)

@@ -90,6 +90,15 @@ impl Readable {
         }
     }
 
+    /// Nothing to read: for checking a template's syntax.
+    pub(super) fn empty() -> Readable {
+        Readable {
+            job: String::new(),
+            worker_ip: String::new(),
+            namespaces: BTreeMap::new(),
+        }
+    }
+
     /// The namespaces the template may read, sorted.
     pub(super) fn allowed(&self) -> Box<[String]> {
         self.namespaces.keys().cloned().collect()

@@ -4,13 +4,17 @@
 //! functions `get`, `get_optional`, `get_secret` and `keys` (limited to the namespaces the
 //! allocation may read, see [`crate::kv::access`]), and the `min`/`max` filters tera lacks.
 //! Everything else (`split`, `join`, `trim`, `upper`, `lower`, `int`, `+ - * // %`) is tera's
-//! own. The user-facing description is `docs/templates.md`.
+//! own. Templates converted from the Go maand ([`go`]) also call the `go_*` functions and
+//! filters, which behave exactly like Go's `text/template` (see `go_semantics`). The
+//! user-facing description is `docs/templates.md`.
 //!
 //! Pure: it never opens the database, never reads or writes files and never prints. Deploy
 //! staging passes the template text and a [`KvSource`] and writes the result itself. No error
 //! it returns ever contains a secret value.
 
 mod error;
+pub mod go;
+mod go_semantics;
 mod lookup;
 #[cfg(test)]
 mod tests;
@@ -113,10 +117,7 @@ fn render_with(
     let readable = Arc::new(Readable::fetch(scope, kv));
     let lookups = Arc::new(Mutex::new(Lookups::default()));
 
-    let mut tera = Tera::new();
-    // Templates produce configuration files, not HTML: never escape anything.
-    tera.autoescape_on(Vec::<&str>::new());
-    lookup::register(&mut tera, &readable, &lookups);
+    let mut tera = engine(&readable, &lookups);
     if let Some(inserts) = inserts {
         let scrape_configs = inserts.scrape_configs.clone();
         tera.register_function("scrape_configs", move |_: Kwargs, _: &State| {
@@ -127,13 +128,6 @@ fn render_with(
             Ok::<_, Error>(rule_files.clone())
         });
     }
-    tera.register_filter("min", |values: Vec<i128>, _: Kwargs, _: &State| {
-        extreme("min", values.into_iter().min())
-    });
-    tera.register_filter("max", |values: Vec<i128>, _: Kwargs, _: &State| {
-        extreme("max", values.into_iter().max())
-    });
-
     tera.add_raw_template(template_path, source)
         .map_err(|error| TemplateError::Syntax {
             template: template_path.to_string(),
@@ -145,6 +139,32 @@ fn render_with(
             let lookups = lookups.lock().unwrap_or_else(PoisonError::into_inner);
             explain(template_path, &error, &readable, &lookups)
         })
+}
+
+/// A tera instance with every function and filter a template may call, reading `readable`.
+fn engine(readable: &Arc<Readable>, lookups: &Arc<Mutex<Lookups>>) -> Tera {
+    let mut tera = Tera::new();
+    // Templates produce configuration files, not HTML: never escape anything.
+    tera.autoescape_on(Vec::<&str>::new());
+    lookup::register(&mut tera, readable, lookups);
+    tera.register_filter("min", |values: Vec<i128>, _: Kwargs, _: &State| {
+        extreme("min", values.into_iter().min())
+    });
+    tera.register_filter("max", |values: Vec<i128>, _: Kwargs, _: &State| {
+        extreme("max", values.into_iter().max())
+    });
+    go_semantics::register(&mut tera);
+    tera
+}
+
+/// Whether `source` is a valid template: tera syntax, and only functions, filters and tests
+/// that exist. Reads nothing; the error is tera's report (with line and column).
+pub fn check_syntax(source: &str) -> Result<(), String> {
+    let readable = Arc::new(Readable::empty());
+    let lookups = Arc::new(Mutex::new(Lookups::default()));
+    engine(&readable, &lookups)
+        .add_raw_template("template", source)
+        .map_err(|error| error.to_string())
 }
 
 fn variables(ctx: &TemplateContext) -> Context {

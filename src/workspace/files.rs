@@ -54,6 +54,27 @@ pub(crate) fn read_job_files(
     files
 }
 
+/// Reports every `.tpl` file still written as a Go `text/template` (for the Go maand): deploy
+/// renders tera, and `maand template convert` translates them.
+pub(crate) fn refuse_go_templates(
+    files: &[JobFile],
+    display_dir: &Path,
+    errors: &mut Vec<WorkspaceError>,
+) {
+    for file in files.iter().filter(|file| file.path.ends_with(".tpl")) {
+        let Ok(text) = std::str::from_utf8(&file.content) else {
+            continue;
+        };
+        if crate::templates::go::is_go_syntax(text) {
+            FileReport::new(display_dir.join(&file.path), errors).whole(
+                KIND,
+                "this template is written in Go text/template syntax (the Go maand's); maand \
+                 renders tera templates: run `maand template convert` to translate it",
+            );
+        }
+    }
+}
+
 struct Walk<'a> {
     display_dir: &'a Path,
     errors: &'a mut Vec<WorkspaceError>,

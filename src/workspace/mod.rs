@@ -384,6 +384,7 @@ fn load_job(
 ) -> Option<JobDraft> {
     let display_dir = root.join("jobs").join(name);
     let files = files::read_job_files(&workspace_dir.join("jobs").join(name), &display_dir, errors);
+    files::refuse_go_templates(&files, &display_dir, errors);
     let mut report = FileReport::new(display_dir.join("manifest.json"), errors);
     let Some(manifest_file) = files.iter().find(|f| f.path == "manifest.json") else {
         report.whole(

@@ -1,0 +1,1 @@
+{{ range .Labels }}{{ end }}{{ if .BucketPath }}{{ end }}done

@@ -1,0 +1,5 @@
+before
+{{ block "section" . }}job={{ .Job }} worker={{ .WorkerIP }}{{ end }}
+between
+{{ template "section" . }}
+after

@@ -1,0 +1,1 @@
+{{ range split "1,2" "," }}{{ block "item" . }}item-{{ . }}{{ end }} {{ end }}

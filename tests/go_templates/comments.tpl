@@ -1,0 +1,6 @@
+a{{/* a comment */}}b
+c {{- /* trimmed comment */ -}} d
+{{/* a comment
+spanning
+lines */}}
+e{{- /* left trim only */}} f

@@ -1,0 +1,7 @@
+first line
+{{- .Job -}}
+  second {{ .WorkerIP }}
+{{ range split "a,b" "," -}}
+  item {{ . }}
+{{ end -}}
+last

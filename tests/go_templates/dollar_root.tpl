@@ -1,0 +1,3 @@
+{{ range .Labels }}{{ $.Job }}:{{ . }} {{ end }}
+{{ with "inner" }}{{ . }} on {{ $.WorkerIP }}{{ end }}
+{{ range $i, $l := .Labels }}{{ $i }}/{{ len $.Labels }} {{ end }}

@@ -1,0 +1,1 @@
+{{ div 10 (int (get "vars/job/app" "count")) }}

@@ -1,0 +1,1 @@
+[{{ getOptional "vars/job/other_job" "k" }}]

@@ -1,0 +1,1 @@
+{{ index .Labels 0 }}

@@ -1,0 +1,1 @@
+{{ int (get "vars/job/app" "log_level") }}

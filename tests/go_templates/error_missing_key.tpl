@@ -1,0 +1,3 @@
+before
+{{ get "vars/job/app" "no_such_key" }}
+after

@@ -1,0 +1,1 @@
+{{ getSecret "no_such_secret" }}

@@ -1,0 +1,1 @@
+{{ replaceMe "x" }}

@@ -1,0 +1,2 @@
+{{ index "abc" 1 }}
+{{ index .Job 0 }}

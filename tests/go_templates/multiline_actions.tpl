@@ -1,0 +1,5 @@
+{{ printf "%s-%s"
+   .Job
+   .WorkerIP }}
+{{ if
+   eq .Job "app" }}multi-line if{{ end }}

@@ -1,0 +1,8 @@
+[{{ print "a" "b" }}]
+[{{ print 1 2 }}]
+[{{ print "a" 1 2 "b" }}]
+[{{ print .Job 3 }}]
+[{{ print }}]
+[{{ print true false }}]
+[{{ print .Labels }}]
+[{{ print 1 "x" 2 }}]

@@ -1,0 +1,3 @@
+{{ range $i, $v := split "alpha,beta,gamma" "," -}}
+{{ $i }}={{ $v }}
+{{ end -}}

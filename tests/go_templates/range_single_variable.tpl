@@ -1,0 +1,2 @@
+{{ range $label := .Labels }}<{{ $label }}>{{ end }}
+{{ range .Labels }}({{ . }}){{ end }}

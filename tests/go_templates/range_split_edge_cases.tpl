@@ -1,0 +1,5 @@
+empty: [{{ range $i, $v := split "" "," }}{{ $i }}:'{{ $v }}'{{ end }}]
+trailing: [{{ range split "a,b," "," }}'{{ . }}'{{ end }}]
+chars: [{{ range split "abc" "" }}{{ . }}|{{ end }}]
+multi-char sep: [{{ range split "a::b::c" "::" }}{{ . }}|{{ end }}]
+no sep found: [{{ range split "abc" "," }}{{ . }}{{ end }}]

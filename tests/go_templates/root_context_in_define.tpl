@@ -1,0 +1,8 @@
+{{- define "who" -}}
+{{ .Job }}@{{ .WorkerIP }} ({{ .NewVersion }})
+{{- end -}}
+{{- define "wrap" -}}
+<{{ template "who" . }}>
+{{- end -}}
+{{ template "wrap" . }}
+{{ template "who" $ }}

@@ -1,0 +1,7 @@
+[{{ upper "hello" }}] [{{ lower "HeLLo" }}]
+[{{ trim (get "vars/job/app" "greeting") }}]
+[{{ trim "\t  tabbed \n" }}]
+[{{ upper (get "vars/job/app" "mixed_case") }}] [{{ lower (get "vars/job/app" "mixed_case") }}]
+[{{ join (split "a b c" " ") "-" }}]
+[{{ join (split (get "vars/job/app" "list") ",") " | " }}]
+[{{ join .Labels "" }}]

@@ -1,0 +1,12 @@
+
+
+   {{- /* everything before this is trimmed */ -}}
+body {{ .Job }}
+{{- range .Labels }}
+{{ . }}
+{{- else -}}
+none
+{{- end -}}
+
+
+

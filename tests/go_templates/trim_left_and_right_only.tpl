@@ -1,0 +1,4 @@
+left:   {{- .Job }}  |
+right: {{ .Job -}}    |
+both:    {{- .Job -}}    |
+none:  {{ .Job }}  |

@@ -1,0 +1,4 @@
+{{ upper (get "vars/job/app" "unicode") }}
+{{ lower "ÄÖÜ" }}
+{{ upper "éte" }}
+{{ len (upper "é") }}
