@@ -12,6 +12,7 @@ pub mod events;
 pub mod gc;
 pub mod health;
 pub mod hooks;
+pub mod interrupt;
 pub mod job_control;
 pub mod kv;
 pub mod logs;
