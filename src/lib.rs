@@ -13,6 +13,7 @@ pub mod gc;
 pub mod gobucket;
 pub mod health;
 pub mod hooks;
+pub mod interrupt;
 pub mod job_control;
 pub mod kv;
 pub mod logs;

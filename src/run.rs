@@ -130,19 +130,25 @@ impl Run {
         catalog::commit(&mut self.conn, &self.id, now_ms(), events, blobs)
     }
 
-    /// Records `RunFinished` with the outcome of `result` and releases the lock.
+    /// Records `RunFinished` with the outcome of `result` (`interrupted` when a stop signal
+    /// arrived, see [`crate::interrupt`]) and releases the lock.
     pub fn finish<T, E: std::fmt::Display>(
         mut self,
         result: &Result<T, E>,
     ) -> Result<(), CatalogError> {
+        let interrupted = crate::interrupt::requested();
         let finished = RunFinished {
-            outcome: if result.is_ok() {
-                RunOutcome::Succeeded
-            } else {
-                RunOutcome::Failed
+            outcome: match result {
+                _ if interrupted => RunOutcome::Interrupted,
+                Ok(_) => RunOutcome::Succeeded,
+                Err(_) => RunOutcome::Failed,
             },
             duration_ms: self.started.elapsed().as_millis() as u64,
-            error: result.as_ref().err().map(|e| e.to_string()),
+            error: match result {
+                Err(error) => Some(error.to_string()),
+                Ok(_) if interrupted => Some("interrupted by SIGINT or SIGTERM".into()),
+                Ok(_) => None,
+            },
         };
         self.record(&[Event::RunFinished(finished)], &[])?;
         // The log files are a projection: failing to write them loses nothing (the journal has

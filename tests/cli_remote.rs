@@ -856,3 +856,137 @@ fn a_run_killed_with_sigkill_is_closed_as_abandoned_by_the_next_command() {
     assert!(records.iter().all(|r| r["event"] != "run_abandoned"));
     run_ok(bucket, &["journal", "verify"]);
 }
+
+/// Process ids whose parent is `parent` (from /proc).
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command name (which may hold spaces) start after the last ')'.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        if ppid == parent {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+            .unwrap_or(true)
+}
+
+/// Starts `maand args` as a terminal would (leader of its own process group), waits until
+/// `marker` runs on `host`, sends `signal` to the whole group, and returns maand's exit code
+/// with its stderr. Asserts that no process maand started is left on the host or the worker.
+fn interrupt_on_worker(
+    cluster: &Cluster,
+    host: &str,
+    bucket: &Path,
+    args: &[&str],
+    marker: &str,
+    signal: i32,
+) -> (i32, String) {
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
+        .args(args)
+        .current_dir(bucket)
+        .env_remove("MAAND_BUCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let running = |script: &str| !cluster.ssh_ok(host, script).trim().is_empty();
+    // `sleep 9999[1]` matches the command but not this probe's own command line.
+    let (head, last) = marker.split_at(marker.len() - 1);
+    let probe = format!("pgrep -f '{head}[{last}]' || true");
+    let mut started = false;
+    for _ in 0..300 {
+        if running(&probe) {
+            started = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(started, "{marker} started on {host}");
+    let local_children = children_of(child.id());
+    assert!(!local_children.is_empty(), "maand runs ssh clients");
+    // SAFETY: kill(2) on the process group the test started; no memory is involved.
+    unsafe {
+        libc::kill(-(child.id() as i32), signal);
+    }
+    // Guard against a hang (the test would otherwise wait forever): a stop takes seconds.
+    let pid = child.id();
+    let guard = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(120));
+        // SAFETY: kill(2) on the process the test started; no memory is involved.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) }
+    });
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        !guard.is_finished(),
+        "maand did not stop after {signal} within 120 s"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let mut leftovers = true;
+    for _ in 0..100 {
+        leftovers = running(&probe) || local_children.iter().any(|pid| alive(*pid));
+        if !leftovers {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !leftovers,
+        "processes left after the interrupt: worker: {}, local: {:?}\n{stderr}",
+        cluster.ssh_ok(host, &probe),
+        local_children
+            .iter()
+            .filter(|p| alive(**p))
+            .collect::<Vec<_>>()
+    );
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn ctrl_c_and_sigterm_stop_run_command_on_the_worker_and_record_an_interrupted_run() {
+    let cluster = Cluster::start(1);
+    let hosts = cluster.hosts();
+    let dir = bucket(&cluster, &workers_json(hosts, &[&["web"]]));
+    let bucket = dir.path();
+    run_ok(bucket, &["build"]);
+    for (signal, marker) in [
+        (libc::SIGINT, "sleep 99991"),
+        (libc::SIGTERM, "sleep 99992"),
+    ] {
+        let (code, stderr) = interrupt_on_worker(
+            &cluster,
+            &hosts[0],
+            bucket,
+            &["run_command", marker],
+            marker,
+            signal,
+        );
+        assert_eq!(code, 130, "{stderr}");
+        assert!(
+            stderr.contains("received: starting nothing new"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("interrupted: run `maand run_command` again"),
+            "{stderr}"
+        );
+        let records = last_run_records(bucket, "run_command");
+        assert_eq!(run_outcome(&records), "interrupted");
+    }
+    run_ok(bucket, &["journal", "verify"]);
+}

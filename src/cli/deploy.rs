@@ -140,8 +140,17 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
             for job in &skipped {
                 println!("deploy: skip job {job:?} (already promoted on all allocations)");
             }
-            super::cert_metrics::push_after_deploy(bucket, &shared);
-            if report.failures.is_empty() {
+            if !report.interrupted {
+                super::cert_metrics::push_after_deploy(bucket, &shared);
+            }
+            if report.interrupted {
+                for (step, error) in &report.failures {
+                    eprintln!("  failed: {step}: {error}");
+                }
+                Err(anyhow::anyhow!(
+                    "deploy {deploy_id} interrupted: the steps that were running finished and were recorded, later steps did not start"
+                ))
+            } else if report.failures.is_empty() {
                 println!("deploy {deploy_id}: done");
                 Ok(0)
             } else {

@@ -230,13 +230,40 @@ pub fn main() -> i32 {
     }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    match dispatch(&cli) {
+    let name = command_name(&cli.command);
+    if works_on_workers(&cli.command) {
+        if let Err(error) = crate::interrupt::install() {
+            eprintln!("warning: Ctrl-C will not stop {name} cleanly: {error}");
+        }
+    }
+    let code = match dispatch(&cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {}", describe(&err));
             1
         }
+    };
+    if crate::interrupt::requested() {
+        eprintln!("{}", crate::interrupt::continue_hint(name));
+        return crate::interrupt::EXIT_INTERRUPTED;
     }
+    code
+}
+
+/// Commands that start work on workers or run hooks: Ctrl-C lets them stop cleanly (see
+/// [`crate::interrupt`]). The others keep Ctrl-C's default: they stop at once.
+fn works_on_workers(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Build(_)
+            | Command::Deploy(_)
+            | Command::Gc(_)
+            | Command::HealthCheck(_)
+            | Command::Job(_)
+            | Command::RunCommand(_)
+            | Command::JobCommand(_)
+            | Command::WorkerFacts(_)
+    )
 }
 
 /// The error and its causes on one line, each said once: a cause whose text the message

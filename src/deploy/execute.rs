@@ -124,6 +124,9 @@ pub struct ExecutionReport {
     pub failures: Vec<(String, String)>,
     /// Set when the executor stopped as if killed (simulation).
     pub crashed: bool,
+    /// The operator interrupted the deploy (SIGINT/SIGTERM): the steps running then finished,
+    /// the rest did not start; `maand deploy --resume` continues.
+    pub interrupted: bool,
 }
 
 fn group_key(step: &PlannedStep) -> String {
@@ -325,6 +328,8 @@ enum ChainEnd {
     Done,
     Failed(String, String),
     Crashed,
+    /// The operator interrupted maand before the chain's next step.
+    Interrupted,
 }
 
 /// Runs steps one after the other (one worker's lane), recording each; after a failure the
@@ -336,6 +341,9 @@ async fn run_chain<O: RemoteOps, J: StepJournal>(
     chain: Vec<&PlannedStep>,
 ) -> Result<ChainEnd, String> {
     for (position, step) in chain.iter().enumerate() {
+        if crate::interrupt::requested() {
+            return Ok(ChainEnd::Interrupted);
+        }
         journal.record(vec![Event::StepStarted(StepStarted {
             deploy_id: exec.deploy_id.clone(),
             index: step.index,
@@ -459,21 +467,28 @@ async fn run_group<O: RemoteOps, J: StepJournal>(
         )
         .await;
         let mut crashed = false;
+        let mut interrupted = false;
         for end in ends {
             match end? {
                 ChainEnd::Done => {}
                 ChainEnd::Failed(step, error) => failures.push((step, error)),
                 ChainEnd::Crashed => crashed = true,
+                ChainEnd::Interrupted => interrupted = true,
             }
         }
         if crashed {
             return Err(CRASHED.into());
+        }
+        if interrupted {
+            return Err(INTERRUPTED.into());
         }
     }
     Ok(failures)
 }
 
 const CRASHED: &str = "executor crashed (simulated)";
+/// The operator interrupted the deploy: steps running then finished, nothing new started.
+const INTERRUPTED: &str = "interrupted";
 
 /// Awaits every future concurrently, keeping their order.
 async fn futures_join<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
@@ -537,11 +552,12 @@ pub async fn execute<O: RemoteOps, J: StepJournal>(
                     }
                     failures.extend(group_failures);
                 }
-                Err(error) if error == CRASHED => {
+                Err(error) if error == CRASHED || error == INTERRUPTED => {
                     return Ok(ExecutionReport {
                         failed_jobs: failed_jobs.into_iter().collect(),
                         failures,
-                        crashed: true,
+                        crashed: error == CRASHED,
+                        interrupted: error == INTERRUPTED,
                     })
                 }
                 Err(error) => return Err(error),
@@ -562,5 +578,6 @@ pub async fn execute<O: RemoteOps, J: StepJournal>(
         failed_jobs,
         failures,
         crashed: false,
+        interrupted: false,
     })
 }

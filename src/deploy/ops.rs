@@ -143,7 +143,7 @@ impl FleetOps {
 
     fn script(&self, script: &str, timeout: Duration) -> Result<RemoteCommand, StepError> {
         RemoteCommand::bash(script, timeout)
-            .map(RemoteCommand::privileged)
+            .map(|command| command.privileged().finish_on_interrupt())
             .map_err(|e| StepError::Failed(e.to_string()))
     }
 
@@ -223,9 +223,11 @@ impl RemoteOps for FleetOps {
             dir,
             target.to_string(),
         ];
+        // A deploy step runs to its end on Ctrl-C, so the journal records what really happened.
         let command = RemoteCommand::new(argv, TARGET_TIMEOUT)
             .map_err(|e| StepError::Failed(e.to_string()))?
-            .privileged();
+            .privileged()
+            .finish_on_interrupt();
         let phase = if target == "stop" {
             "reconcile"
         } else {

@@ -13,6 +13,16 @@ const WORKER_SIDE_GRACE_SECS: u64 = 2;
 /// Seconds between the worker-side `timeout`'s TERM and its KILL.
 const WORKER_SIDE_KILL_AFTER_SECS: u64 = 5;
 
+/// The worker-side wrapper of a command that stops when its SSH session's stdin closes (maand
+/// closes it on Ctrl-C; the kernel closes it when maand dies): the command runs in a session
+/// and process group of its own (`setsid`) with stdin from /dev/null, while a watcher reads the
+/// session's stdin; at its end the watcher sends TERM to the command's whole group, then KILL.
+/// (A background job of a shell without job control reads /dev/null unless told otherwise,
+/// hence the explicit `<&3` for the watcher.)
+const STOP_WHEN_STDIN_CLOSES: &str = "exec 3<&0; setsid \"$@\" </dev/null 3<&- & pid=$!; \
+(while read -r _; do :; done; kill -TERM -\"$pid\" 2>/dev/null; sleep 5; kill -KILL -\"$pid\" 2>/dev/null) <&3 >/dev/null 2>&1 & watcher=$!; exec 3<&-; \
+wait \"$pid\"; code=$?; kill \"$watcher\" 2>/dev/null; exit \"$code\"";
+
 /// What to run on a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteCommand {
@@ -20,6 +30,7 @@ pub struct RemoteCommand {
     timeout: Duration,
     privileged: bool,
     worker_side_limit: bool,
+    finish_on_interrupt: bool,
 }
 
 impl RemoteCommand {
@@ -48,6 +59,7 @@ impl RemoteCommand {
             timeout,
             privileged: false,
             worker_side_limit: true,
+            finish_on_interrupt: false,
         })
     }
 
@@ -64,6 +76,7 @@ impl RemoteCommand {
             timeout,
             privileged: false,
             worker_side_limit: false,
+            finish_on_interrupt: true,
         }
     }
 
@@ -71,6 +84,19 @@ impl RemoteCommand {
     pub fn privileged(mut self) -> RemoteCommand {
         self.privileged = true;
         self
+    }
+
+    /// Lets the command run to its end when the operator interrupts maand (a deploy step:
+    /// the journal then records what really happened). Other commands are stopped on the
+    /// worker.
+    pub fn finish_on_interrupt(mut self) -> RemoteCommand {
+        self.finish_on_interrupt = true;
+        self
+    }
+
+    /// Whether the command runs to its end when maand is interrupted.
+    pub fn finishes_on_interrupt(&self) -> bool {
+        self.finish_on_interrupt
     }
 
     /// The program and its arguments.
@@ -99,6 +125,10 @@ impl RemoteCommand {
             ]);
         }
         words.extend(self.argv.iter().cloned());
+        if !self.finish_on_interrupt {
+            let wrapper = ["sh", "-c", STOP_WHEN_STDIN_CLOSES, "maand-stop-watch"];
+            words.splice(0..0, wrapper.map(String::from));
+        }
         words
             .iter()
             .map(|word| shell_quote(word))
@@ -115,16 +145,33 @@ mod tests {
     fn privileged_commands_use_sudo_only_when_the_bucket_does() {
         let command = RemoteCommand::new(["id", "-u"], Duration::from_secs(30))
             .unwrap()
-            .privileged();
+            .privileged()
+            .finish_on_interrupt();
         assert_eq!(command.render(true), "sudo -n -- timeout -k 5 32 id -u");
         assert_eq!(command.render(false), "timeout -k 5 32 id -u");
     }
 
     #[test]
     fn every_word_is_quoted() {
-        let command =
-            RemoteCommand::new(["echo", "a b", "it's"], Duration::from_millis(1500)).unwrap();
+        let command = RemoteCommand::new(["echo", "a b", "it's"], Duration::from_millis(1500))
+            .unwrap()
+            .finish_on_interrupt();
         assert_eq!(command.render(true), "timeout -k 5 4 echo 'a b' 'it'\\''s'");
+    }
+
+    #[test]
+    fn a_command_that_stops_on_interrupt_runs_under_the_stdin_watcher() {
+        let command = RemoteCommand::new(["sleep", "9"], Duration::from_secs(30)).unwrap();
+        assert!(!command.finishes_on_interrupt());
+        let line = command.render(false);
+        assert!(
+            line.starts_with("sh -c 'exec 3<&0; setsid \"$@\" </dev/null"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(" maand-stop-watch timeout -k 5 32 sleep 9"),
+            "{line}"
+        );
     }
 
     #[test]

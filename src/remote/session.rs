@@ -175,8 +175,13 @@ impl Session {
             .args(["-T", "-o", "ControlMaster=no", "--"])
             .arg(&self.worker)
             .arg(&line);
+        let stop = if command.finishes_on_interrupt() {
+            OnInterrupt::Finish
+        } else {
+            OnInterrupt::Stop
+        };
         let finished = self
-            .supervise(ssh, &line, command.timeout(), observer, keep_output)
+            .supervise(ssh, &line, command.timeout(), observer, keep_output, stop)
             .await?;
         let captured: usize = finished
             .stdout
@@ -203,14 +208,22 @@ impl Session {
         timeout: Duration,
         observer: &dyn Observer,
         keep_output: bool,
+        on_interrupt: OnInterrupt,
     ) -> Result<CapturedOutput, RemoteError> {
         let program = process
             .as_std()
             .get_program()
             .to_string_lossy()
             .into_owned();
+        // A command that stops on interrupt gets a stdin pipe held open while it runs: the
+        // worker-side wrapper (see `RemoteCommand::render`) stops the command when it closes,
+        // whether maand closes it on Ctrl-C or dies.
+        let stdin = match on_interrupt {
+            OnInterrupt::Stop => Stdio::piped(),
+            OnInterrupt::Finish => Stdio::null(),
+        };
         process
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -219,13 +232,25 @@ impl Session {
             program: program.clone(),
             detail: error.to_string(),
         })?;
+        let _tracked = child.id().map(crate::interrupt::track_group);
+        let mut held_stdin = child.stdin.take();
         observer.record(RemoteRecord::CommandStarted {
             worker: self.worker.clone(),
             command: description.to_string(),
         });
         let started = Instant::now();
-        let ran =
-            tokio::time::timeout(timeout, self.drain(&mut child, observer, keep_output)).await;
+        let drained = async {
+            let drain = self.drain(&mut child, observer, keep_output);
+            tokio::pin!(drain);
+            if held_stdin.is_some() {
+                tokio::select! {
+                    result = &mut drain => return result,
+                    () = crate::interrupt::stopped() => held_stdin = None,
+                }
+            }
+            drain.await
+        };
+        let ran = tokio::time::timeout(timeout, drained).await;
         let duration = started.elapsed();
         let failure = match ran {
             Ok(Ok((status, stdout, stderr))) => match status.code() {
@@ -492,6 +517,15 @@ impl Drop for Session {
             }
         }
     }
+}
+
+/// What a running command does when the operator interrupts maand (see `crate::interrupt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnInterrupt {
+    /// It is stopped on the worker (its stdin is closed).
+    Stop,
+    /// It runs to its end (a deploy step, a copy).
+    Finish,
 }
 
 /// Reads up to and including the next newline into `buffer`, but never more than `max` bytes;
