@@ -434,3 +434,78 @@ fn a_bucket_this_user_may_only_read_answers_reads_and_refuses_writes() {
     assert!(stderr.contains("Permission denied"), "{stderr}");
     assert_eq!(std::fs::read(&db).unwrap(), before, "nothing changed");
 }
+
+#[test]
+fn init_refuses_a_new_identity_where_an_earlier_bucket_left_its_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    let db = dir.path().join("data/maand.db");
+    let old_id = sqlite(&db, "SELECT bucket_id FROM bucket")
+        .trim()
+        .to_string();
+    // The catalog is lost; secrets and logs remain.
+    for side in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{side}", db.display()));
+    }
+    let ca_before = std::fs::read(dir.path().join("secrets/ca.crt")).unwrap();
+    maand(dir.path())
+        .arg("init")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "holds traces of an earlier bucket",
+        ))
+        .stderr(predicate::str::contains("secrets/ca.crt"))
+        .stderr(predicate::str::contains(format!("/opt/worker/{old_id}/")))
+        .stderr(predicate::str::contains(
+            "restore data/maand.db from a backup",
+        ));
+    assert!(!db.exists(), "no new catalog was created");
+    assert_eq!(
+        std::fs::read(dir.path().join("secrets/ca.crt")).unwrap(),
+        ca_before
+    );
+}
+
+#[test]
+fn init_refuses_to_replace_a_missing_kv_key_while_sealed_values_need_it() {
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    std::fs::write(
+        dir.path().join("workspace/workers.json"),
+        r#"[{"host": "127.20.0.1", "labels": ["db"]}]"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("workspace/jobs/db")).unwrap();
+    std::fs::write(
+        dir.path().join("workspace/jobs/db/manifest.json"),
+        r#"{"version": "1", "selectors": ["db"], "certs": {"tls": {"subject": {"common_name": "db"}}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("workspace/jobs/db/Makefile"),
+        "start:\n\ttrue\n",
+    )
+    .unwrap();
+    maand(dir.path()).arg("build").assert().success();
+    std::fs::remove_file(dir.path().join("secrets/kv.key")).unwrap();
+    maand(dir.path())
+        .arg("init")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("kv.key is missing"))
+        .stderr(predicate::str::contains(
+            "Restore secrets/kv.key from a backup",
+        ));
+    assert!(
+        !dir.path().join("secrets/kv.key").exists(),
+        "no new key written"
+    );
+
+    // Without anything sealed, a lost key is simply made anew.
+    let fresh = tempfile::tempdir().unwrap();
+    init(fresh.path());
+    std::fs::remove_file(fresh.path().join("secrets/kv.key")).unwrap();
+    maand(fresh.path()).arg("init").assert().success();
+    assert!(fresh.path().join("secrets/kv.key").exists());
+}

@@ -97,6 +97,72 @@ pub fn lay_out(bucket: &Bucket) -> Result<(), BucketError> {
     Ok(())
 }
 
+/// Files that only an initialized bucket leaves behind: finding one where no bucket identity
+/// is recorded means an earlier bucket's catalog is gone (or damaged), not that the directory
+/// is new. Paths relative to the bucket, in a stable order.
+pub fn earlier_bucket_traces(bucket: &Bucket) -> Vec<String> {
+    let mut traces = Vec::new();
+    for name in ["ca.crt", "ca.key", "kv.key"] {
+        if bucket.secrets_dir().join(name).exists() {
+            traces.push(format!("secrets/{name}"));
+        }
+    }
+    let listed = |dir: &Path, keep: &dyn Fn(&str) -> bool| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| keep(name))
+            .collect();
+        names.sort();
+        names
+    };
+    if !listed(&bucket.logs_dir(), &|_| true).is_empty() {
+        traces.push("logs/".into());
+    }
+    for name in listed(&bucket.data_dir(), &|name| {
+        name.starts_with("maand.db.") || name == "go-maand.db"
+    }) {
+        traces.push(format!("data/{name}"));
+    }
+    traces
+}
+
+/// Why `init` refuses to create a new bucket identity among `traces`, and what to do instead.
+pub fn explain_traces(bucket: &Bucket, traces: &[String]) -> String {
+    let old_id = std::fs::read_to_string(bucket.logs_dir().join("maand.log"))
+        .ok()
+        .and_then(|log| {
+            log.split_whitespace()
+                .find_map(|field| field.strip_prefix("bucket_id=").map(str::to_string))
+        });
+    let workers = match &old_id {
+        Some(id) => format!(
+            "; its logs name bucket id {id}, whose jobs live under /opt/worker/{id}/ on the workers"
+        ),
+        None => String::new(),
+    };
+    let damaged = traces
+        .iter()
+        .any(|t| t.starts_with("data/maand.db.damaged-"));
+    let mut options = vec!["restore data/maand.db from a backup of this bucket".to_string()];
+    if damaged {
+        options.push(
+            "or, if data/maand.db was damaged, keep its readable history with `maand journal rebuild --salvage` (on the damaged file put back as data/maand.db)".into(),
+        );
+    }
+    options.push(
+        "or, to start a different bucket here on purpose, move secrets/, logs/ and data/ away first (the workers keep running the old bucket's jobs until you stop them)".into(),
+    );
+    format!(
+        "{} holds traces of an earlier bucket ({}) but no bucket identity in data/maand.db{workers}. A new identity here would deploy a second copy of every job beside the old one and could not open the old secrets, so init refuses. Options: {}. Nothing was changed",
+        bucket.root().display(),
+        traces.join(", "),
+        options.join("; ")
+    )
+}
+
 fn write_if_missing(path: &Path, contents: &[u8]) -> Result<(), BucketError> {
     if path.exists() {
         return Ok(());

@@ -166,3 +166,13 @@ pub fn current_kv(conn: &Connection) -> Result<Vec<CurrentKv>, CatalogError> {
     }
     Ok(current)
 }
+
+/// How many current KV values are sealed with the bucket key (secrets, certificate keys).
+pub fn sealed_value_count(conn: &Connection) -> Result<u64, CatalogError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM kv k WHERE sealed = 1 AND deleted = 0
+           AND version = (SELECT max(version) FROM kv WHERE namespace = k.namespace AND key = k.key)",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
+}

@@ -26,17 +26,41 @@ pub fn run(bucket: &Bucket, args: &InitArgs, argv: &[String]) -> anyhow::Result<
         ),
         Detected::Absent | Detected::Ours => {}
     }
+    let existing_id = match bucket.db_path().exists() {
+        true => {
+            let conn = bucket::open(&bucket.db_path())?;
+            match bucket::schema_state(&conn, &bucket.db_path())? {
+                bucket::SchemaState::Fresh => None,
+                _ => read::bucket_id(&conn)?,
+            }
+        }
+        false => None,
+    };
+    if existing_id.is_none() {
+        let traces = bucket::init::earlier_bucket_traces(bucket);
+        if !traces.is_empty() {
+            anyhow::bail!("{}", bucket::init::explain_traces(bucket, &traces));
+        }
+    }
     lay_out(bucket)?;
     let lock = Run::lock(bucket, "init")?;
     let db_path = bucket.db_path();
     let mut conn = bucket::open(&db_path)?;
     let schema_before = bucket::migrate(&mut conn, &db_path)?;
-    let existing_id = read::bucket_id(&conn)?;
     let bucket_id = existing_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
 
     let ca = ensure_ca(bucket, &bucket_id)?;
+    if existing_id.is_some() && !bucket.kv_key_path().exists() {
+        let sealed = read::sealed_value_count(&conn)?;
+        if sealed > 0 {
+            anyhow::bail!(
+                "{} is missing, but the catalog holds {sealed} value(s) sealed with it (secrets and certificate keys); a new key could not open them. Restore secrets/kv.key from a backup of this bucket and run `maand init` again. Nothing was changed",
+                bucket.kv_key_path().display()
+            );
+        }
+    }
     ensure_kv_key(bucket)?;
 
     let mut run = Run::start(bucket, conn, lock, "init", argv)?;

@@ -109,6 +109,16 @@ impl RemoteCommand {
         self.timeout
     }
 
+    /// The command line as the journal shows it: what runs, without the worker-side wrapper
+    /// that stops it on interrupt.
+    pub(crate) fn describe(&self, use_sudo: bool) -> String {
+        RemoteCommand {
+            finish_on_interrupt: true,
+            ..self.clone()
+        }
+        .render(use_sudo)
+    }
+
     /// The command line handed to the worker's login shell.
     pub(crate) fn render(&self, use_sudo: bool) -> String {
         let mut words: Vec<String> = Vec::new();

@@ -180,8 +180,16 @@ impl Session {
         } else {
             OnInterrupt::Stop
         };
+        let description = command.describe(self.config.use_sudo);
         let finished = self
-            .supervise(ssh, &line, command.timeout(), observer, keep_output, stop)
+            .supervise(
+                ssh,
+                &description,
+                command.timeout(),
+                observer,
+                keep_output,
+                stop,
+            )
             .await?;
         let captured: usize = finished
             .stdout
@@ -192,7 +200,7 @@ impl Session {
         if captured > MAX_CAPTURED_BYTES {
             return Err(RemoteError::OutputTooLarge {
                 worker: self.worker.clone(),
-                command: line,
+                command: description,
                 limit: MAX_CAPTURED_BYTES,
             });
         }

@@ -88,8 +88,12 @@ fn classify(source: &str) -> Result<Syntax, ConvertError> {
     // Valid in both languages: tera when every `{{` sits in a `{% raw %}` block (the
     // converter's own output: what it writes for an action is never valid Go), or when it
     // only prints literals which mean the same in both.
-    let actions_in_raw_only = !outside_raw_blocks(source).contains("{{");
-    let same_in_both = !go_only_meaning && prints_only_literals(&tree);
+    let outside_raw = outside_raw_blocks(source);
+    let actions_in_raw_only = !outside_raw.contains("{{");
+    // Literal-only actions mean the same in both, but text around them may not: tera reads a
+    // `{#` (a bash `${#array[@]}`) as the start of a comment, Go as text.
+    let same_in_both =
+        !go_only_meaning && prints_only_literals(&tree) && !outside_raw.contains("{#");
     if (actions_in_raw_only || same_in_both) && super::check_syntax(source).is_ok() {
         return Ok(Syntax::Tera);
     }
