@@ -27,6 +27,10 @@ pub struct MaandConf {
     pub certs_renewal_buffer: u32,
     pub job_config_selector: String,
     pub log_format: LogFormat,
+    /// Seconds a lifecycle step (`make start|restart|reload|stop`) may run on a worker.
+    pub step_time_limit: u32,
+    /// Seconds one hook process (a job command run by deploy or `maand job run`) may run.
+    pub hook_time_limit: u32,
 }
 
 impl Default for MaandConf {
@@ -40,6 +44,8 @@ impl Default for MaandConf {
             certs_renewal_buffer: 0,
             job_config_selector: String::new(),
             log_format: LogFormat::Kv,
+            step_time_limit: 600,
+            hook_time_limit: 600,
         }
     }
 }
@@ -70,7 +76,7 @@ impl MaandConf {
     pub fn parse(path: &Path, text: &str) -> Result<MaandConf, BucketError> {
         let conf: MaandConf = toml::from_str(text).map_err(|e| BucketError::Conf {
             path: path.to_path_buf(),
-            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format)", e.message()),
+            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format, step_time_limit, hook_time_limit)", e.message()),
         })?;
         conf.validate(path)?;
         Ok(conf)
@@ -109,6 +115,11 @@ impl MaandConf {
                 "certs_renewal_buffer ({}) must be smaller than certs_ttl ({}), or every build would renew every certificate",
                 self.certs_renewal_buffer, self.certs_ttl
             )));
+        }
+        if self.step_time_limit == 0 || self.hook_time_limit == 0 {
+            return Err(bad(
+                "step_time_limit and hook_time_limit must be at least 1 second".into(),
+            ));
         }
         if !self.job_config_selector.is_empty() && !is_plain_name(&self.job_config_selector) {
             return Err(bad(format!(
@@ -173,6 +184,14 @@ mod tests {
         let err =
             MaandConf::parse(Path::new("maand.conf"), "ssh_user = \"a;rm -rf /\"\n").unwrap_err();
         assert!(err.to_string().contains("not a valid user name"));
+    }
+
+    #[test]
+    fn time_limits_default_to_ten_minutes_and_refuse_zero() {
+        let conf = MaandConf::parse(Path::new("m"), "hook_time_limit = 30").unwrap();
+        assert_eq!((conf.step_time_limit, conf.hook_time_limit), (600, 30));
+        let err = MaandConf::parse(Path::new("m"), "step_time_limit = 0").unwrap_err();
+        assert!(err.to_string().contains("at least 1 second"), "{err}");
     }
 
     #[test]

@@ -222,6 +222,8 @@ pub struct HookHost {
     bucket: Bucket,
     kv_key: SecretKey,
     ssh: SshSettings,
+    /// How long one process may run before its process group is killed.
+    time_limit: std::time::Duration,
 }
 
 impl HookHost {
@@ -239,6 +241,7 @@ impl HookHost {
                 known_hosts_path: bucket.known_hosts_path(),
                 use_sudo: conf.use_sudo,
             },
+            time_limit: std::time::Duration::from_secs(u64::from(conf.hook_time_limit)),
         })
     }
 }

@@ -461,6 +461,7 @@ async fn run_allocation<J: HookJournal + ?Sized>(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn();
     let mut child = match spawned {
@@ -479,11 +480,37 @@ async fn run_allocation<J: HookJournal + ?Sized>(
     };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let (_, last_stderr, status) = tokio::join!(
-        pump(activity, worker, Stream::Stdout, stdout),
-        pump(activity, worker, Stream::Stderr, stderr),
-        child.wait()
-    );
+    let group = child.id();
+    let ran = tokio::time::timeout(host.time_limit, async {
+        tokio::join!(
+            pump(activity, worker, Stream::Stdout, stdout),
+            pump(activity, worker, Stream::Stderr, stderr),
+            child.wait()
+        )
+    })
+    .await;
+    let Ok((_, last_stderr, status)) = ran else {
+        // The process and everything it started in its group go; the group is reaped so no
+        // process is left behind.
+        if let Some(pid) = group {
+            // SAFETY: kill(2) with a negative pid signals the process group the child leads
+            // (spawned with process_group(0)); no memory is involved.
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+        let _ = child.wait().await;
+        let error = format!("timed out after {} s", host.time_limit.as_secs());
+        let duration = started.elapsed();
+        activity.finished(worker, None, duration, Some(error.clone()));
+        return AllocationRun {
+            alloc_id: allocation.alloc_id.clone(),
+            worker_ip: allocation.worker_ip.clone(),
+            exit_code: None,
+            error: Some(error),
+            duration,
+        };
+    };
     let duration = started.elapsed();
     let (exit_code, error) = match status {
         Ok(status) if status.success() => (Some(0), None),

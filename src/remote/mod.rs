@@ -31,6 +31,7 @@ mod error;
 mod fleet;
 mod prerequisites;
 mod quote;
+mod receipts;
 mod record;
 mod session;
 mod transfer;
@@ -45,6 +46,9 @@ pub use prerequisites::{
     WORKER_TOOLS,
 };
 pub use quote::shell_quote;
+pub use receipts::{
+    forget_steps_command, step_command, StepReceiptKey, STEP_TIMED_OUT, STEP_VANISHED,
+};
 pub use record::{Observer, RemoteRecord, Stream};
 pub use session::{CapturedOutput, CommandOutcome, Session};
 pub use transfer::{FilterRule, Transfer, TransferSummary};
