@@ -8,8 +8,8 @@ use crate::events::Event;
 use crate::hooks::{AllocationContext, HookCatalog, HookHost, HookRequest};
 use crate::kv::secret::SecretKey;
 use crate::remote::{
-    bucket_dir_on_worker, shell_quote, step_command, FilterRule, Fleet, RemoteCommand,
-    RemoteError, StepReceiptKey, Transfer, STEP_TIMED_OUT, STEP_VANISHED,
+    bucket_dir_on_worker, shell_quote, step_command, FilterRule, Fleet, RemoteCommand, RemoteError,
+    StepReceiptKey, Transfer, STEP_TIMED_OUT, STEP_VANISHED,
 };
 use crate::workspace::CommandEvent;
 use std::path::PathBuf;

@@ -66,10 +66,7 @@ pub fn step_command(
     ]
     .into_iter()
     .chain(argv.iter().cloned());
-    Ok(
-        RemoteCommand::new(words, Duration::from_secs(seconds) + FOLLOW_ALLOWANCE)?
-            .privileged(),
-    )
+    Ok(RemoteCommand::new(words, Duration::from_secs(seconds) + FOLLOW_ALLOWANCE)?.privileged())
 }
 
 /// The command that deletes the receipts and step logs of every deploy on a worker except

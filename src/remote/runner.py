@@ -15,7 +15,8 @@ steps/DEPLOY/KEY.out and KEY.err, kills the group after LIMIT seconds, and write
 KEY.receipt (exit status, end time, output digest) atomically when it ends. The caller only
 follows the output and exits with the step's status, so losing the caller (a killed maand, a
 dropped SSH connection) never stops the step. Calling `step` again with the same DEPLOY and
-KEY starts nothing: it replays the output of a finished step, or follows a running one.
+KEY starts nothing: it replays the output of a finished step, or follows a running one. The
+first step of a new DEPLOY removes the receipts of earlier deploys.
 Exit codes: the program's; 124 when the limit stopped it; 125 when the supervisor vanished
 without a receipt (the worker rebooted); 2 on bad input.
 """
@@ -24,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,7 +180,14 @@ def step(argv):
         return 2
     limit = int(limit_text)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    directory = os.path.join(root, "steps", deploy)
+    steps = os.path.join(root, "steps")
+    directory = os.path.join(steps, deploy)
+    if not os.path.isdir(directory):
+        # A newer deploy supersedes every earlier one (only the latest can be resumed): their
+        # receipts are of no use any more.
+        for old in os.listdir(steps) if os.path.isdir(steps) else []:
+            if old != deploy:
+                shutil.rmtree(os.path.join(steps, old), ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
     base = os.path.join(directory, key)
 
