@@ -30,7 +30,7 @@ reload:
 ";
 
 fn spawn_deploy(bucket: &TestBucket) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_maand"))
+    Command::new(support::bucket::maand_binary())
         .arg("deploy")
         .current_dir(bucket.path())
         .stdin(Stdio::null())
@@ -105,6 +105,27 @@ fn multi_wave_bucket(cluster: &Cluster) -> TestBucket {
     bucket
 }
 
+/// The journal's steps and the worker's step files of `job@host`, for a failure message.
+fn diagnose(cluster: &Cluster, bucket: &TestBucket, host: &str, job: &str) -> String {
+    let steps = bucket.sql(&format!(
+        "SELECT idx, kind, status, detail FROM deploy_steps WHERE job = '{job}' AND worker = '{host}'"
+    ));
+    let logs = bucket.maand_ok(&["logs", "show", "--job", job, "--format", "human"]);
+    let files = cluster.ssh(
+        host,
+        &format!(
+            "cd {}/steps && for f in */*; do echo \"== $f\"; cat \"$f\"; echo; done",
+            bucket.remote_dir()
+        ),
+    );
+    let files = format!(
+        "{}{}",
+        String::from_utf8_lossy(&files.stdout),
+        String::from_utf8_lossy(&files.stderr)
+    );
+    format!("steps:\n{steps}\nlogs:\n{logs}\nworker step files:\n{files}")
+}
+
 /// What a finished deploy leaves in the catalog, without bucket-specific ids.
 fn projection(bucket: &TestBucket) -> String {
     [
@@ -139,8 +160,8 @@ fn sigkill_at_random_instants_then_resume_runs_every_start_exactly_once() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut resumed, mut replanned, mut finished_before_kill, mut starts) = (0, 0, 0, 0);
     for kill in 0..kills {
-        let bucket = multi_wave_bucket(&cluster);
         let delay = span.mul_f64(rng.random_range(0.0..1.0));
+        let bucket = multi_wave_bucket(&cluster);
         let mut child = spawn_deploy(&bucket);
         std::thread::sleep(delay);
         child.kill().unwrap();
@@ -160,6 +181,7 @@ fn sigkill_at_random_instants_then_resume_runs_every_start_exactly_once() {
                 bucket.maand(&["deploy", "--resume"])
             }
         };
+        eprintln!("kill {kill} after {delay:?}: deploy status {status:?}");
         assert!(
             out.status.success(),
             "kill {kill} after {delay:?} (status {status:?}): {}",
@@ -173,7 +195,8 @@ fn sigkill_at_random_instants_then_resume_runs_every_start_exactly_once() {
                 assert_eq!(
                     lines,
                     ["start 0.0.0->1.0.0"],
-                    "kill {kill} after {delay:?}: {job}@{host}"
+                    "kill {kill} after {delay:?}: {job}@{host}\n{}",
+                    diagnose(&cluster, &bucket, host, job)
                 );
                 starts += lines.len();
             }
