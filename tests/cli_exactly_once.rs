@@ -5,9 +5,10 @@
 mod support;
 
 use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::bucket::TestBucket;
+use support::bucket::{maand_binary, run_maand, run_maand_ok, TestBucket};
 use support::cluster::Cluster;
 
 /// Appends `<target> <CURRENT_VERSION>-><NEW_VERSION>` to data/events for every lifecycle
@@ -29,10 +30,10 @@ reload:
 \t@mkdir -p data && echo reload >> data/events
 ";
 
-fn spawn_deploy(bucket: &TestBucket) -> Child {
-    Command::new(support::bucket::maand_binary())
+fn spawn_deploy(bucket: &Path) -> Child {
+    Command::new(maand_binary())
         .arg("deploy")
-        .current_dir(bucket.path())
+        .current_dir(bucket)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -55,91 +56,136 @@ fn events(cluster: &Cluster, bucket: &TestBucket, host: &str, job: &str) -> Vec<
         .collect()
 }
 
-/// Four jobs in three waves over four workers: `base` everywhere (wave 0, batches of two),
-/// `mid` and `side` demanding it (wave 1, side by side, `mid` in batches of one), and `top`
-/// demanding `mid` (wave 2, everywhere at once).
+/// Runs sqlite3 on the database of the bucket at `bucket`.
+fn sql(bucket: &Path, query: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(bucket.join("data/maand.db"))
+        .arg(query)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+const WAVE_JOBS: [&str; 4] = ["base", "mid", "side", "top"];
+
+/// Four jobs in three waves over every worker: `base` (wave 0, batches of two), `mid` and
+/// `side` demanding it (wave 1, side by side, `mid` in batches of one), and `top` demanding
+/// `mid` (wave 2, everywhere at once). Built, not deployed.
 fn multi_wave_bucket(cluster: &Cluster) -> TestBucket {
     let labels: Vec<&[&str]> = vec![&["w"]; cluster.hosts().len()];
     let bucket = TestBucket::new(cluster, &labels);
     let jobs = [
         (
             "base",
-            r#""max_concurrent_starts": 2, "commands": {"command_ready": {"executed_on": ["cli"]}}"#,
-            "",
+            r#""max_concurrent_starts": 2"#,
+            "command_ready",
+            None,
         ),
         (
             "mid",
-            r#""max_concurrent_starts": 1, "commands": {"command_mid": {"executed_on": ["cli"], "demands": {"job": "base", "command": "command_ready"}}}"#,
+            r#""max_concurrent_starts": 1"#,
             "command_mid",
+            Some(("base", "command_ready")),
         ),
         (
             "side",
-            r#""commands": {"command_side": {"executed_on": ["cli"], "demands": {"job": "base", "command": "command_ready"}}}"#,
+            r#""max_concurrent_starts": 0"#,
             "command_side",
+            Some(("base", "command_ready")),
         ),
         (
             "top",
-            r#""commands": {"command_top": {"executed_on": ["cli"], "demands": {"job": "mid", "command": "command_mid"}}}"#,
+            r#""max_concurrent_starts": 0"#,
             "command_top",
+            Some(("mid", "command_mid")),
         ),
     ];
-    for (name, extra, _) in jobs {
+    for (name, starts, command, demands) in jobs {
+        let demands = demands.map_or(String::new(), |(job, command)| {
+            format!(r#", "demands": {{"job": "{job}", "command": "{command}"}}"#)
+        });
         bucket.write(
             &format!("workspace/jobs/{name}/manifest.json"),
-            &format!(r#"{{"version": "1.0.0", "selectors": ["w"], {extra}}}"#),
+            &format!(
+                r#"{{"version": "1.0.0", "selectors": ["w"], {starts},
+                    "commands": {{"{command}": {{"executed_on": ["cli"]{demands}}}}}}}"#
+            ),
         );
         bucket.write(
             &format!("workspace/jobs/{name}/Makefile"),
             COUNTING_MAKEFILE,
         );
-    }
-    for (name, _, command) in jobs {
-        let command = if command.is_empty() {
-            "command_ready"
-        } else {
-            command
-        };
         bucket.write(&format!("workspace/jobs/{name}/_modules/{command}.py"), "");
     }
     bucket.maand_ok(&["build"]);
     bucket
 }
 
-/// The journal's steps and the worker's step files of `job@host`, for a failure message.
-fn diagnose(cluster: &Cluster, bucket: &TestBucket, host: &str, job: &str) -> String {
-    let steps = bucket.sql(&format!(
-        "SELECT idx, kind, status, detail FROM deploy_steps WHERE job = '{job}' AND worker = '{host}'"
-    ));
-    let logs = bucket.maand_ok(&["logs", "show", "--job", job, "--format", "human"]);
-    let files = cluster.ssh(
-        host,
-        &format!(
-            "cd {}/steps && for f in */*; do echo \"== $f\"; cat \"$f\"; echo; done",
-            bucket.remote_dir()
-        ),
-    );
-    let files = format!(
-        "{}{}",
-        String::from_utf8_lossy(&files.stdout),
-        String::from_utf8_lossy(&files.stderr)
-    );
-    format!("steps:\n{steps}\nlogs:\n{logs}\nworker step files:\n{files}")
-}
-
-/// What a finished deploy leaves in the catalog, without bucket-specific ids.
-fn projection(bucket: &TestBucket) -> String {
+/// What a finished deploy leaves in the catalog, without deploy-specific ids.
+fn projection(bucket: &Path) -> String {
     [
-        "SELECT job, current_version, previous_hash IS NULL, stopped FROM deployments ORDER BY job, worker_ip",
+        "SELECT job, worker_ip, current_version, current_hash, previous_hash IS NULL, stopped FROM deployments ORDER BY job, worker_ip",
         "SELECT status, failed FROM deploys",
         "SELECT idx, kind, status FROM deploy_steps ORDER BY idx",
+        "SELECT count(*) FROM deploy_steps WHERE status != 'succeeded'",
     ]
-    .map(|query| bucket.sql(query))
+    .map(|query| sql(bucket, query))
     .join("\n--\n")
 }
 
+/// Every job's lifecycle lines on `host`, one ssh round trip.
+fn lines_by_job(cluster: &Cluster, remote_dir: &str, host: &str) -> Vec<(String, Vec<String>)> {
+    let script = WAVE_JOBS
+        .map(|job| format!("echo '== {job}'; cat {remote_dir}/jobs/{job}/data/events 2>/dev/null;"))
+        .join(" ");
+    let out = cluster.ssh_ok(host, &script);
+    let mut jobs: Vec<(String, Vec<String>)> = Vec::new();
+    for line in out.lines() {
+        match line.strip_prefix("== ") {
+            Some(job) => jobs.push((job.to_string(), Vec::new())),
+            None => jobs.last_mut().unwrap().1.push(line.to_string()),
+        }
+    }
+    jobs
+}
+
+/// The journal's steps and the worker's step files of `host`, for a failure message.
+fn diagnose(cluster: &Cluster, bucket: &Path, remote_dir: &str, host: &str) -> String {
+    let steps = sql(
+        bucket,
+        &format!("SELECT idx, job, kind, status, detail FROM deploy_steps WHERE worker = '{host}'"),
+    );
+    let files = cluster.ssh(
+        host,
+        &format!(
+            "cd {remote_dir}/steps && for f in */*; do echo \"== $f\"; cat \"$f\"; echo; done"
+        ),
+    );
+    format!(
+        "steps:\n{steps}\nworker step files:\n{}{}",
+        String::from_utf8_lossy(&files.stdout),
+        String::from_utf8_lossy(&files.stderr)
+    )
+}
+
+/// Copies the directory tree `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Kills `maand deploy` at seeded random instants of a multi-wave deploy, then finishes it, and
+/// checks every kill against an uninterrupted run. Every kill starts from a copy of the same
+/// built bucket, with the bucket's tree removed from the workers. `MAAND_KILLS` and
+/// `MAAND_KILL_SEED` change the number of kills (default 20) and the seed.
 #[test]
 fn sigkill_at_random_instants_then_resume_runs_every_start_exactly_once() {
-    let cluster = Cluster::start(4);
+    let cluster = Cluster::start(3);
     let kills: u64 = std::env::var("MAAND_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -148,64 +194,88 @@ fn sigkill_at_random_instants_then_resume_runs_every_start_exactly_once() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
-    let jobs = ["base", "mid", "side", "top"];
+    let built = multi_wave_bucket(&cluster);
+    let remote_dir = built.remote_dir();
+    let scratch = tempfile::tempdir().unwrap();
+    let fresh = |name: &str| -> PathBuf {
+        for host in cluster.hosts() {
+            cluster.as_root(host, &format!("rm -rf {remote_dir}"));
+        }
+        let path = scratch.path().join(name);
+        copy_tree(built.path(), &path);
+        path
+    };
 
     // The uninterrupted run: its projections and how long it takes.
-    let reference = multi_wave_bucket(&cluster);
+    let reference = fresh("reference");
     let began = Instant::now();
-    reference.maand_ok(&["deploy"]);
+    run_maand_ok(&reference, &["deploy"]);
     let span = began.elapsed();
     let expected = projection(&reference);
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut resumed, mut replanned, mut finished_before_kill, mut starts) = (0, 0, 0, 0);
+    let (mut in_doubt, mut answered_by_receipt) = (0, 0);
+    let all = Instant::now();
     for kill in 0..kills {
         let delay = span.mul_f64(rng.random_range(0.0..1.0));
-        let bucket = multi_wave_bucket(&cluster);
+        let bucket = fresh(&format!("kill-{kill}"));
         let mut child = spawn_deploy(&bucket);
         std::thread::sleep(delay);
         child.kill().unwrap();
         child.wait().unwrap();
-        let status = bucket.sql("SELECT status FROM deploys");
+        let status = sql(&bucket, "SELECT status FROM deploys");
+        in_doubt += sql(
+            &bucket,
+            "SELECT count(*) FROM deploy_steps WHERE status = 'started' AND kind LIKE '%Lifecycle%'",
+        )
+        .parse::<usize>()
+        .unwrap();
         let out = match status.as_str() {
             "" => {
                 replanned += 1;
-                bucket.maand(&["deploy"])
+                run_maand(&bucket, &["deploy"])
             }
             "succeeded" => {
                 finished_before_kill += 1;
-                bucket.maand(&["deploy"])
+                run_maand(&bucket, &["deploy"])
             }
             _ => {
                 resumed += 1;
-                bucket.maand(&["deploy", "--resume"])
+                run_maand(&bucket, &["deploy", "--resume"])
             }
         };
-        eprintln!("kill {kill} after {delay:?}: deploy status {status:?}");
         assert!(
             out.status.success(),
             "kill {kill} after {delay:?} (status {status:?}): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(projection(&bucket), expected, "kill {kill} after {delay:?}");
-        bucket.maand_ok(&["journal", "verify"]);
+        run_maand_ok(&bucket, &["journal", "verify"]);
+        answered_by_receipt += sql(
+            &bucket,
+            "SELECT count(*) FROM journal WHERE kind = 'command_output' AND CAST(payload AS TEXT) LIKE '%already % on this worker; not run again%'",
+        )
+        .parse::<usize>()
+        .unwrap();
         for host in cluster.hosts() {
-            for job in jobs {
-                let lines = events(&cluster, &bucket, host, job);
+            for (job, lines) in lines_by_job(&cluster, &remote_dir, host) {
                 assert_eq!(
                     lines,
                     ["start 0.0.0->1.0.0"],
                     "kill {kill} after {delay:?}: {job}@{host}\n{}",
-                    diagnose(&cluster, &bucket, host, job)
+                    diagnose(&cluster, &bucket, &remote_dir, host)
                 );
                 starts += lines.len();
             }
         }
     }
     println!(
-        "{kills} kills (seed {seed}, uninterrupted deploy {span:?}): {resumed} resumed, \
+        "{kills} kills (seed {seed}) of a {span:?} deploy, {:?} in all: {resumed} resumed, \
          {replanned} killed before the plan was recorded, {finished_before_kill} finished before \
-         the kill; {starts} starts, each ran exactly once, 0 repeated"
+         the kill; {in_doubt} lifecycle steps in doubt at a kill, {answered_by_receipt} answered \
+         by the worker's receipt; {starts} starts, each ran exactly once (0 repeated)",
+        all.elapsed()
     );
 }
 
@@ -229,7 +299,7 @@ fn sigkill_during_a_restart_leaves_it_running_and_resume_records_it_once() {
         r#"{"version": "1.1.0", "selectors": ["w"]}"#,
     );
     bucket.maand_ok(&["build"]);
-    let mut child = spawn_deploy(&bucket);
+    let mut child = spawn_deploy(bucket.path());
     while !events(&cluster, &bucket, &host, "app")
         .iter()
         .any(|l| l.starts_with("restart-begin"))

@@ -318,10 +318,7 @@ pub fn deploy(
     let failed_attempts = run.with(|r| failed_attempts(r.conn(), &deploy_id))?;
     remote::check_host_tools()?;
     let conf = bucket.conf()?;
-    let limits = (
-        Duration::from_secs(u64::from(conf.step_time_limit)),
-        Duration::from_secs(u64::from(conf.hook_time_limit)),
-    );
+    let step_limit = Duration::from_secs(u64::from(conf.step_time_limit));
     let fleet = Fleet::new(bucket.remote_config(&conf, Duration::from_secs(10))?, 32)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -335,7 +332,7 @@ pub fn deploy(
         prepared.bucket_id.clone(),
         bucket.tmp_dir().join("workers"),
         request.echo,
-        limits,
+        step_limit,
     ));
     // Connecting is the slowest part of a deploy: start every worker's master and tool check
     // now, and write the staged trees while the handshakes run.

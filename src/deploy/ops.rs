@@ -49,8 +49,6 @@ pub struct FleetOps {
     pub echo: bool,
     /// How long a lifecycle target may run on a worker (`step_time_limit` in maand.conf).
     pub step_limit: Duration,
-    /// How long one hook process may run (`hook_time_limit` in maand.conf).
-    pub hook_limit: Duration,
 }
 
 fn classify(error: RemoteError) -> StepError {
@@ -70,7 +68,7 @@ impl FleetOps {
         bucket_id: String,
         staging_root: PathBuf,
         echo: bool,
-        limits: (Duration, Duration),
+        step_limit: Duration,
     ) -> FleetOps {
         FleetOps {
             fleet,
@@ -83,8 +81,7 @@ impl FleetOps {
             bucket_id,
             staging_root,
             echo,
-            step_limit: limits.0,
-            hook_limit: limits.1,
+            step_limit,
         }
     }
 
