@@ -33,12 +33,22 @@ enum Trace {
     Finished(Result<(), String>),
 }
 
+/// A lifecycle command that really executed on a worker.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Executed {
+    worker: String,
+    job: String,
+    target: String,
+    attempt_key: String,
+    succeeded: bool,
+}
+
 /// The workers' own state, which outlives the operator process: receipts, and every lifecycle
-/// command that really executed (worker, job, target, attempt key, succeeded).
+/// command that really executed.
 #[derive(Default)]
 struct WorkerSide {
     traces: Mutex<BTreeMap<String, Trace>>,
-    executed: Mutex<Vec<(String, String, String, String, bool)>>,
+    executed: Mutex<Vec<Executed>>,
 }
 
 /// What the fake workers did in one operator run, and the fault to inject.
@@ -108,13 +118,13 @@ impl FakeWorkers {
                 } else {
                     Ok(())
                 };
-                self.worker_side.executed.lock().unwrap().push((
-                    worker.into(),
-                    job.into(),
-                    target.into(),
-                    step.key(),
-                    result.is_ok(),
-                ));
+                self.worker_side.executed.lock().unwrap().push(Executed {
+                    worker: worker.into(),
+                    job: job.into(),
+                    target: target.into(),
+                    attempt_key: step.key(),
+                    succeeded: result.is_ok(),
+                });
                 let trace = if Some(call) == self.crash_at {
                     match self.crash_point {
                         CrashPoint::WhileRunning => Trace::Running(result.clone()),
@@ -430,9 +440,9 @@ proptest! {
         // again: each attempt of a step executed at most once, and only a failed attempt is
         // followed by another.
         let executed = worker_side.executed.lock().unwrap().clone();
-        let distinct: BTreeSet<_> = executed.iter().collect();
+        let distinct: BTreeSet<_> = executed.iter().map(|run| (&run.worker, &run.attempt_key)).collect();
         prop_assert_eq!(distinct.len(), executed.len(), "a step attempt executed twice: {:?}", executed);
-        let successful_runs = executed.iter().filter(|run| run.4).count();
+        let successful_runs = executed.iter().filter(|run| run.succeeded).count();
         prop_assert_eq!(successful_runs, lifecycle_runs, "executed: {:?}", executed);
         prop_assert_eq!(outcome(&journal.0.lock().unwrap()), expected);
         prop_assert_eq!(catalog::diff_with_replay(&journal.0.lock().unwrap()).unwrap(), vec![]);

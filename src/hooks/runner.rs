@@ -454,7 +454,8 @@ async fn run_allocation<J: HookJournal + ?Sized>(
     let worker = allocation.worker_ip.as_str();
     activity.started(worker, display);
     let started = Instant::now();
-    let spawned = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    command
         .arg(script)
         .current_dir(host.bucket.root())
         .envs(env)
@@ -462,8 +463,24 @@ async fn run_allocation<J: HookJournal + ?Sized>(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    // Its own process group keeps a terminal's Ctrl-C from reaching the process, so it is
+    // killed when maand dies instead (it cannot work without maand's API anyway).
+    let maand = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+    // getppid(2) and _exit(2), which are async-signal-safe; it touches no shared memory.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != maand {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
