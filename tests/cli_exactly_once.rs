@@ -319,6 +319,13 @@ fn sigkill_during_a_restart_leaves_it_running_and_resume_records_it_once() {
         bucket.sql("SELECT status FROM deploy_steps WHERE kind LIKE '%restart%'"),
         "started"
     );
+    // The killed run's lines are in the log files already.
+    let worker_log =
+        std::fs::read_to_string(bucket.path().join(format!("logs/{host}.log"))).unwrap();
+    assert!(
+        worker_log.contains("event=command_begin") && worker_log.contains("action=restart"),
+        "{worker_log}"
+    );
     bucket.maand_ok(&["deploy", "--resume"]);
     assert_eq!(
         events(&cluster, &bucket, &host, "app"),

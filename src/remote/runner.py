@@ -182,9 +182,9 @@ def step(argv):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     steps = os.path.join(root, "steps")
     directory = os.path.join(steps, deploy)
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) and not deploy.startswith("job-"):
         # A newer deploy supersedes every earlier one (only the latest can be resumed): their
-        # receipts are of no use any more.
+        # receipts, and those of finished `maand job` targets (job-*), are of no use any more.
         for old in os.listdir(steps) if os.path.isdir(steps) else []:
             if old != deploy:
                 shutil.rmtree(os.path.join(steps, old), ignore_errors=True)
