@@ -629,7 +629,7 @@ pub async fn run_job_target(
         &plan.bucket_id,
         &step,
         timeout,
-        &target.argv()[..],
+        target.argv(),
     )?);
     let hosts: Vec<String> = plan.workers.iter().map(|w| w.host.clone()).collect();
     let checks = fan_out(fleet, &hosts, JOB_TARGET_CONCURRENCY, move |session| {
