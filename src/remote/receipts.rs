@@ -148,6 +148,75 @@ mod tests {
         assert!(forget_steps_command("b1", &["a/b".into()], Duration::from_secs(1)).is_err());
     }
 
+    /// Runs the real runner's step mode on this host in `root` (as a worker's bucket dir).
+    fn run_step(
+        root: &std::path::Path,
+        key: &str,
+        limit: &str,
+        script: &str,
+    ) -> std::process::Output {
+        std::process::Command::new("python3")
+            .arg(root.join("bin/runner.py"))
+            .args(["step", "d1", key, limit, "--", "sh", "-c", script])
+            .current_dir(root)
+            .output()
+            .unwrap()
+    }
+
+    fn runner_root() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("bin")).unwrap();
+        std::fs::write(
+            root.path().join("bin/runner.py"),
+            super::super::RUNNER_SOURCE,
+        )
+        .unwrap();
+        root
+    }
+
+    #[test]
+    fn a_step_asked_again_is_replayed_from_its_receipt_not_run_again() {
+        let root = runner_root();
+        let script = "echo ran >> runs; echo hello; echo oops >&2; exit 3";
+        let first = run_step(root.path(), "4.0", "30", script);
+        let again = run_step(root.path(), "4.0", "30", script);
+        for out in [&first, &again] {
+            assert_eq!(out.status.code(), Some(3));
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
+        }
+        assert!(String::from_utf8_lossy(&again.stderr).contains("already finished on this worker"));
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("runs")).unwrap(),
+            "ran\n"
+        );
+        let receipt: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.path().join("steps/d1/4.0.receipt")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(receipt["exit_code"], 3);
+        assert_eq!(receipt["deploy"], "d1");
+        // Another attempt of the same step is a new run.
+        run_step(root.path(), "4.1", "30", script);
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("runs")).unwrap(),
+            "ran\nran\n"
+        );
+    }
+
+    #[test]
+    fn a_step_past_its_limit_has_its_whole_process_group_killed() {
+        let root = runner_root();
+        let out = run_step(root.path(), "1.0", "1", "sleep 7304 & sleep 7304");
+        assert_eq!(out.status.code(), Some(STEP_TIMED_OUT));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("timed out after 1 s"));
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", "sleep 7304"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&left.stdout), "");
+    }
+
     #[test]
     fn forgetting_keeps_the_unfinished_deploys() {
         let command = forget_steps_command("b1", &["d2".into()], Duration::from_secs(5)).unwrap();
