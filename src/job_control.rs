@@ -24,8 +24,8 @@ use crate::catalog::tables::{self, Selection, TableError};
 use crate::catalog::{self, CatalogError};
 use crate::events::{CommandFinished, Event};
 use crate::remote::{
-    bucket_dir_on_worker, runner_command, CapturedOutput, Fleet, Observer, RemoteCommand,
-    RemoteError, Session, WorkerIdentity,
+    bucket_dir_on_worker, runner_command, step_command, CapturedOutput, Fleet, Observer,
+    RemoteCommand, RemoteError, Session, StepReceiptKey, WorkerIdentity,
 };
 use crate::workspace;
 
@@ -623,11 +623,23 @@ pub async fn run_job_target(
     target_observer: Arc<dyn Observer>,
 ) -> Result<Vec<WorkerOutcome>, ControlError> {
     let probe = Arc::new(identity_command(&plan.bucket_id)?);
-    let runner = Arc::new(runner_command(
+    // The target runs detached under the runner's step mode, so a killed maand or a dropped
+    // connection does not stop a restart half-way.
+    let target = runner_command(
         &plan.bucket_id,
         &plan.target,
         std::slice::from_ref(&plan.job),
         timeout,
+    )?;
+    let step = StepReceiptKey {
+        deploy_id: format!("job-{}", uuid::Uuid::new_v4()),
+        key: format!("{}.{}", plan.job, plan.target),
+    };
+    let runner = Arc::new(step_command(
+        &plan.bucket_id,
+        &step,
+        timeout,
+        target.argv(),
     )?);
     let hosts: Vec<String> = plan.workers.iter().map(|w| w.host.clone()).collect();
     let checks = fan_out(fleet, &hosts, JOB_TARGET_CONCURRENCY, move |session| {

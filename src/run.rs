@@ -98,14 +98,16 @@ impl Run {
             },
         ));
         catalog::commit(&mut conn, &id, now_ms(), &events, &[])?;
-        Ok(Run {
+        let run = Run {
             id,
             conn,
             started: Instant::now(),
             logs: (bucket.logs_dir(), conf.log_format),
             output_limit: conf.journal_output_limit,
             _lock: lock,
-        })
+        };
+        run.export_logs();
+        Ok(run)
     }
 
     pub fn id(&self) -> &str {
@@ -125,9 +127,20 @@ impl Run {
         &mut self.conn
     }
 
-    /// Appends and applies events in one transaction.
+    /// Appends and applies events in one transaction, then appends them to the log files.
     pub fn record(&mut self, events: &[Event], blobs: &[Blob]) -> Result<Vec<u64>, CatalogError> {
-        catalog::commit(&mut self.conn, &self.id, now_ms(), events, blobs)
+        let seqs = catalog::commit(&mut self.conn, &self.id, now_ms(), events, blobs)?;
+        self.export_logs();
+        Ok(seqs)
+    }
+
+    /// Appends what the journal holds beyond the log files' cursor to `logs/`. The log files
+    /// are a projection: failing to write them loses nothing (the journal has it all, and
+    /// `maand journal rebuild` rewrites them), so it never fails the command.
+    fn export_logs(&self) {
+        if let Err(error) = crate::logs::files::export(&self.conn, &self.logs.0, self.logs.1) {
+            tracing::warn!("could not update {}: {error}", self.logs.0.display());
+        }
     }
 
     /// Records `RunFinished` with the outcome of `result` (`interrupted` when a stop signal
@@ -151,11 +164,6 @@ impl Run {
             },
         };
         self.record(&[Event::RunFinished(finished)], &[])?;
-        // The log files are a projection: failing to write them loses nothing (the journal has
-        // it all, and `maand journal rebuild` rewrites them), so it does not fail the command.
-        if let Err(error) = crate::logs::files::export(&self.conn, &self.logs.0, self.logs.1) {
-            tracing::warn!("could not update {}: {error}", self.logs.0.display());
-        }
         Ok(())
     }
 }

@@ -30,6 +30,10 @@ pub struct MaandConf {
     /// Bytes of one command's output (per worker) the journal keeps: the first and the last
     /// half; what lies between is dropped and its size recorded.
     pub journal_output_limit: u64,
+    /// Seconds a lifecycle step (`make start|restart|reload|stop`) may run on a worker.
+    pub step_time_limit: u32,
+    /// Seconds one hook process (a job command run by deploy or `maand job run`) may run.
+    pub hook_time_limit: u32,
 }
 
 impl Default for MaandConf {
@@ -44,6 +48,8 @@ impl Default for MaandConf {
             job_config_selector: String::new(),
             log_format: LogFormat::Kv,
             journal_output_limit: 1024 * 1024,
+            step_time_limit: 600,
+            hook_time_limit: 600,
         }
     }
 }
@@ -62,7 +68,9 @@ impl MaandConf {
              certs_renewal_buffer = 10     # renew job certificates this many days before expiry\n\
              job_config_selector = {:?}     # \"prod\" reads workspace/bucket.jobs.prod.conf\n\
              log_format = \"kv\"             # kv, json or jsonl for logs/*.log\n\
-             journal_output_limit = {}   # bytes of a command's output per worker kept in the journal (first and last half)\n",
+             journal_output_limit = {}   # bytes of a command's output per worker kept in the journal (first and last half)\n\
+             step_time_limit = {}           # seconds a lifecycle step (make start/restart/...) may run on a worker\n\
+             hook_time_limit = {}           # seconds one job-command process may run\n",
             conf.ssh_user,
             conf.ssh_key,
             conf.ssh_port,
@@ -70,13 +78,15 @@ impl MaandConf {
             conf.certs_ttl,
             conf.job_config_selector,
             conf.journal_output_limit,
+            conf.step_time_limit,
+            conf.hook_time_limit,
         )
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<MaandConf, BucketError> {
         let conf: MaandConf = toml::from_str(text).map_err(|e| BucketError::Conf {
             path: path.to_path_buf(),
-            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format, journal_output_limit)", e.message()),
+            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format, journal_output_limit, step_time_limit, hook_time_limit)", e.message()),
         })?;
         conf.validate(path)?;
         Ok(conf)
@@ -115,6 +125,11 @@ impl MaandConf {
                 "certs_renewal_buffer ({}) must be smaller than certs_ttl ({}), or every build would renew every certificate",
                 self.certs_renewal_buffer, self.certs_ttl
             )));
+        }
+        if self.step_time_limit == 0 || self.hook_time_limit == 0 {
+            return Err(bad(
+                "step_time_limit and hook_time_limit must be at least 1 second".into(),
+            ));
         }
         if !self.job_config_selector.is_empty() && !is_plain_name(&self.job_config_selector) {
             return Err(bad(format!(
@@ -185,6 +200,14 @@ mod tests {
         let err =
             MaandConf::parse(Path::new("maand.conf"), "ssh_user = \"a;rm -rf /\"\n").unwrap_err();
         assert!(err.to_string().contains("not a valid user name"));
+    }
+
+    #[test]
+    fn time_limits_default_to_ten_minutes_and_refuse_zero() {
+        let conf = MaandConf::parse(Path::new("m"), "hook_time_limit = 30").unwrap();
+        assert_eq!((conf.step_time_limit, conf.hook_time_limit), (600, 30));
+        let err = MaandConf::parse(Path::new("m"), "step_time_limit = 0").unwrap_err();
+        assert!(err.to_string().contains("at least 1 second"), "{err}");
     }
 
     #[test]

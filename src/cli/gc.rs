@@ -1,12 +1,15 @@
-//! `maand gc`: delete removed allocations' trees on workers, purge their rows, and trim KV.
+//! `maand gc`: delete removed allocations' trees on workers, purge their rows, trim KV, and
+//! remove the step receipts of finished deploys from workers.
 
 use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::events::Event;
 use crate::gc::{self, KvKey, RemovedAllocation};
-use crate::remote::{bucket_dir_on_worker, shell_quote, Fleet, RemoteCommand, RemoteError};
+use crate::remote::{
+    bucket_dir_on_worker, forget_steps_command, shell_quote, Fleet, RemoteCommand, RemoteError,
+};
 use crate::run::{now_ms, Run};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -64,6 +67,17 @@ pub fn run(bucket: &Bucket, args: &GcArgs, argv: &[String]) -> anyhow::Result<i3
         "gc: removed {} allocation tree(s), deleted {} KV namespace(s), purged history of {} KV key(s)",
         summary.allocations, summary.namespaces, summary.purged_keys
     );
+    if summary.receipt_workers > 0 {
+        println!(
+            "gc: removed the step receipts of finished deploys on {} worker(s)",
+            summary.receipt_workers
+        );
+    }
+    for warning in &summary.receipt_failures {
+        eprintln!(
+            "gc: warning: step receipts stay on {warning}; run `maand gc` again once it answers"
+        );
+    }
     Ok(0)
 }
 
@@ -71,6 +85,75 @@ struct Summary {
     allocations: usize,
     namespaces: usize,
     purged_keys: usize,
+    /// Workers whose receipts of finished deploys were removed.
+    receipt_workers: usize,
+    /// `worker: error` of workers whose receipts could not be removed.
+    receipt_failures: Vec<String>,
+}
+
+/// Workers of the catalog and the deploy whose step receipts must stay (the latest deploy,
+/// while it is unfinished and may be resumed); `None` when no deploy ever ran.
+fn receipt_scope(conn: &Connection) -> rusqlite::Result<Option<(Vec<String>, Vec<String>)>> {
+    let latest: Option<(String, String)> = conn
+        .query_row(
+            "SELECT deploy_id, status FROM deploys ORDER BY planned_seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((deploy_id, status)) = latest else {
+        return Ok(None);
+    };
+    let keep = if status == "planned" {
+        vec![deploy_id]
+    } else {
+        vec![]
+    };
+    let workers = conn
+        .prepare("SELECT host FROM workers ORDER BY position")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(Some((workers, keep)))
+}
+
+/// Removes the step receipts and step logs of finished deploys on every worker.
+fn forget_receipts(
+    bucket: &Bucket,
+    run: &SharedRun,
+    bucket_id: &str,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let Some((workers, keep)) = run.with(|r| receipt_scope(r.conn()))? else {
+        return Ok(());
+    };
+    if workers.is_empty() {
+        return Ok(());
+    }
+    crate::remote::check_host_tools()?;
+    let fleet = Fleet::new(
+        bucket.remote_config(&bucket.conf()?, Duration::from_secs(10))?,
+        16,
+    )?;
+    let command = forget_steps_command(bucket_id, &keep, Duration::from_secs(60))?;
+    let observer: std::sync::Arc<dyn crate::remote::Observer> =
+        std::sync::Arc::new(run.observer(None, "gc", "forget_receipts", false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    for result in runtime.block_on(fleet.run(&workers, &command, observer)) {
+        match result.result {
+            Ok(outcome) if outcome.success() => summary.receipt_workers += 1,
+            Ok(outcome) => summary.receipt_failures.push(format!(
+                "{}: the cleanup exited with code {}",
+                result.worker, outcome.exit_code
+            )),
+            Err(error) => summary
+                .receipt_failures
+                .push(format!("{}: {error}", result.worker)),
+        }
+    }
+    Ok(())
 }
 
 fn collect(bucket: &Bucket, run: &SharedRun, args: &GcArgs) -> anyhow::Result<Summary> {
@@ -82,6 +165,8 @@ fn collect(bucket: &Bucket, run: &SharedRun, args: &GcArgs) -> anyhow::Result<Su
         allocations: 0,
         namespaces: 0,
         purged_keys: 0,
+        receipt_workers: 0,
+        receipt_failures: Vec::new(),
     };
     let mut failures = Vec::new();
     if !removed.is_empty() {
@@ -128,6 +213,7 @@ fn collect(bucket: &Bucket, run: &SharedRun, args: &GcArgs) -> anyhow::Result<Su
         }
         run.record(&[event])?;
     }
+    forget_receipts(bucket, run, &bucket_id, &mut summary)?;
     if failures.is_empty() {
         Ok(summary)
     } else {

@@ -112,6 +112,29 @@ fn load_unfinished(run: &SharedRun) -> Result<Unfinished, DeployError> {
     })
 }
 
+/// Per step of `deploy_id`, how many of its attempts failed: a failed step resumed is a new
+/// attempt (a fresh receipt on the worker), a step in doubt is the same attempt again.
+pub(crate) fn failed_attempts(
+    conn: &rusqlite::Connection,
+    deploy_id: &str,
+) -> Result<BTreeMap<u32, u32>, DeployError> {
+    let planned: i64 = conn.query_row(
+        "SELECT planned_seq FROM deploys WHERE deploy_id = ?1",
+        [deploy_id],
+        |r| r.get(0),
+    )?;
+    let mut failed: BTreeMap<u32, u32> = BTreeMap::new();
+    for stored in journal::events_of_kind(conn, "step_failed", planned.max(0) as u64) {
+        let stored = stored.map_err(crate::catalog::CatalogError::from)?;
+        if let (_, Event::StepFailed(event)) = crate::catalog::decode_stored(&stored)? {
+            if event.deploy_id == deploy_id {
+                *failed.entry(event.index).or_default() += 1;
+            }
+        }
+    }
+    Ok(failed)
+}
+
 /// Writes `worker.json`, `jobs.json`, `bin/` and the trees the pending sync steps ship.
 fn stage_to_disk(
     bucket: &Bucket,
@@ -295,11 +318,11 @@ pub fn deploy(
         }
     };
 
+    let failed_attempts = run.with(|r| failed_attempts(r.conn(), &deploy_id))?;
     remote::check_host_tools()?;
-    let fleet = Fleet::new(
-        bucket.remote_config(&bucket.conf()?, Duration::from_secs(10))?,
-        32,
-    )?;
+    let conf = bucket.conf()?;
+    let step_limit = Duration::from_secs(u64::from(conf.step_time_limit));
+    let fleet = Fleet::new(bucket.remote_config(&conf, Duration::from_secs(10))?, 32)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -312,6 +335,7 @@ pub fn deploy(
         prepared.bucket_id.clone(),
         bucket.tmp_dir().join("workers"),
         request.echo,
+        step_limit,
     ));
     // Connecting is the slowest part of a deploy: start every worker's master and tool check
     // now, and write the staged trees while the handshakes run.
@@ -338,6 +362,7 @@ pub fn deploy(
             deploy_id: deploy_id.clone(),
             steps,
             done,
+            failed_attempts,
             facts: &prepared.facts,
         };
         execute(ops.as_ref(), run, &execution)

@@ -29,9 +29,13 @@ pub enum StepError {
 pub trait RemoteOps: Sync {
     /// Copy the staged tree of `job` (and the worker's `worker.json`, `jobs.json`, `bin/`).
     fn sync(&self, worker: &str, job: &str) -> impl Future<Output = Result<(), StepError>> + Send;
-    /// Run a Makefile target of `job` with `CURRENT_VERSION` and `NEW_VERSION` set to `versions`.
+    /// Run a Makefile target of `job` with `CURRENT_VERSION` and `NEW_VERSION` set to `versions`,
+    /// as attempt `step` of a planned step: asked again for the same attempt (a resume after
+    /// the operator died), the worker reports the outcome of the run it already has instead of
+    /// running the target a second time.
     fn run_target(
         &self,
+        step: &StepAttempt,
         worker: &str,
         job: &str,
         target: &str,
@@ -77,6 +81,23 @@ pub trait RemoteOps: Sync {
     fn restaged_tree(&self, alloc_id: &str) -> Option<(String, Vec<(String, String)>)>;
 }
 
+/// One attempt of one planned step. A step that failed and is resumed is a new attempt; a step
+/// the operator lost track of (started, never recorded as ended) is the same attempt again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepAttempt {
+    pub deploy_id: String,
+    pub index: u32,
+    /// How many earlier attempts of this step failed.
+    pub attempt: u32,
+}
+
+impl StepAttempt {
+    /// The name of this attempt among the deploy's steps on a worker.
+    pub fn key(&self) -> String {
+        format!("{}.{}", self.index, self.attempt)
+    }
+}
+
 /// An allocation a deploy hook runs for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookAllocation {
@@ -113,6 +134,8 @@ pub struct Execution<'a> {
     pub steps: Vec<PlannedStep>,
     /// Indexes of steps that already succeeded (on resume).
     pub done: BTreeSet<u32>,
+    /// Per step index, how many of its attempts failed before (on resume).
+    pub failed_attempts: BTreeMap<u32, u32>,
     pub facts: &'a BTreeMap<String, AllocationFacts>,
 }
 
@@ -162,6 +185,11 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
     step: &PlannedStep,
 ) -> Outcome {
     let fact = |alloc_id: &str| exec.facts.get(alloc_id);
+    let attempt = StepAttempt {
+        deploy_id: exec.deploy_id.clone(),
+        index: step.index,
+        attempt: exec.failed_attempts.get(&step.index).copied().unwrap_or(0),
+    };
     let departed = |step: &PlannedStep| {
         step.worker.as_deref().is_some_and(|w| {
             exec.facts
@@ -190,6 +218,7 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
             };
             let result = ops
                 .run_target(
+                    &attempt,
                     &f.worker,
                     &f.job,
                     "stop",
@@ -244,6 +273,7 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
             };
             remote(
                 ops.run_target(
+                    &attempt,
                     &f.worker,
                     &f.job,
                     target,

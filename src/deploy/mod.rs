@@ -2,8 +2,10 @@
 //!
 //! A deploy is planned from the catalog and freshly staged trees into one `DeployPlanned`
 //! event; then every step is recorded as it starts and as it ends. `--resume` reloads the
-//! latest unfinished plan and runs every step without a success event again (a step that
-//! started but never ended is in doubt and simply runs again: steps are idempotent).
+//! latest unfinished plan and runs every step without a success event again. A step that
+//! started but never ended is in doubt: copies and deletions are idempotent and run again;
+//! lifecycle targets run under the worker's runner with a receipt per attempt, so asking again
+//! reports the outcome the worker already has instead of repeating the target.
 
 pub mod adopt;
 pub mod driver;

@@ -1,21 +1,20 @@
 //! The deploy's effects on real workers: rsync of staged trees, runner targets, removals and
 //! `jobs.json` rewrites through the remote layer, with every command journaled.
 
-use super::execute::{HookAllocation, RemoteOps, StepError, StepJournal};
+use super::execute::{HookAllocation, RemoteOps, StepAttempt, StepError, StepJournal};
 use crate::activity::SharedRun;
 use crate::events::DeployFlags;
 use crate::events::Event;
 use crate::hooks::{AllocationContext, HookCatalog, HookHost, HookRequest};
 use crate::kv::secret::SecretKey;
 use crate::remote::{
-    bucket_dir_on_worker, shell_quote, FilterRule, Fleet, RemoteCommand, RemoteError, Transfer,
+    bucket_dir_on_worker, shell_quote, step_command, FilterRule, Fleet, RemoteCommand, RemoteError,
+    StepReceiptKey, Transfer, STEP_TIMED_OUT, STEP_VANISHED,
 };
 use crate::workspace::CommandEvent;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How long one lifecycle target may run before the step fails.
-pub const TARGET_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long one transfer or housekeeping command may run.
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -48,6 +47,8 @@ pub struct FleetOps {
     pub staging_root: PathBuf,
     /// Echo output lines to the terminal.
     pub echo: bool,
+    /// How long a lifecycle target may run on a worker (`step_time_limit` in maand.conf).
+    pub step_limit: Duration,
 }
 
 fn classify(error: RemoteError) -> StepError {
@@ -67,6 +68,7 @@ impl FleetOps {
         bucket_id: String,
         staging_root: PathBuf,
         echo: bool,
+        step_limit: Duration,
     ) -> FleetOps {
         FleetOps {
             fleet,
@@ -79,6 +81,7 @@ impl FleetOps {
             bucket_id,
             staging_root,
             echo,
+            step_limit,
         }
     }
 
@@ -126,6 +129,25 @@ impl FleetOps {
         action: &str,
         command: RemoteCommand,
     ) -> Result<(), StepError> {
+        let exit_code = self
+            .run_for_exit_code(worker, job, phase, action, command)
+            .await?;
+        if exit_code == 0 {
+            Ok(())
+        } else {
+            Err(StepError::Failed(format!("`{action}` exited with code {exit_code} (see `maand logs show --worker {worker} --format human`)")))
+        }
+    }
+
+    /// Runs `command` with its activity journaled; returns its exit code.
+    async fn run_for_exit_code(
+        &self,
+        worker: &str,
+        job: Option<&str>,
+        phase: &str,
+        action: &str,
+        command: RemoteCommand,
+    ) -> Result<i32, StepError> {
         let session = self.fleet.session(worker).await.map_err(classify)?;
         let observer = self.run.observer(job, phase, action, self.echo);
         let outcome = session.run(&command, &observer).await.map_err(classify)?;
@@ -134,11 +156,7 @@ impl FleetOps {
                 "recording output failed: {error}"
             )));
         }
-        if outcome.success() {
-            Ok(())
-        } else {
-            Err(StepError::Failed(format!("`{action}` exited with code {} (see `maand logs show --worker {worker} --format human`)", outcome.exit_code)))
-        }
+        Ok(outcome.exit_code)
     }
 
     fn script(&self, script: &str, timeout: Duration) -> Result<RemoteCommand, StepError> {
@@ -205,13 +223,14 @@ impl RemoteOps for FleetOps {
 
     async fn run_target(
         &self,
+        step: &StepAttempt,
         worker: &str,
         job: &str,
         target: &str,
         versions: (&str, &str),
     ) -> Result<(), StepError> {
-        // Deploy knows both versions from its plan, so it runs make directly (one process less
-        // than going through bin/runner.py, which serves `maand job` and people at the worker).
+        // Deploy knows both versions from its plan, so the runner's step mode runs make directly
+        // (detached, with a receipt) rather than through the runner's job lookup.
         let dir = format!("{}/jobs/{job}", bucket_dir_on_worker(&self.bucket_id));
         let argv = [
             "env".to_string(),
@@ -223,18 +242,36 @@ impl RemoteOps for FleetOps {
             dir,
             target.to_string(),
         ];
-        // A deploy step runs to its end on Ctrl-C, so the journal records what really happened.
-        let command = RemoteCommand::new(argv, TARGET_TIMEOUT)
+        let receipt = StepReceiptKey {
+            deploy_id: step.deploy_id.clone(),
+            key: step.key(),
+        };
+        let command = step_command(&self.bucket_id, &receipt, self.step_limit, &argv)
             .map_err(|e| StepError::Failed(e.to_string()))?
-            .privileged()
+            // A deploy step runs to its end on Ctrl-C, so the journal records what happened.
             .finish_on_interrupt();
         let phase = if target == "stop" {
             "reconcile"
         } else {
             "rollout"
         };
-        self.run_command(worker, Some(job), phase, target, command)
-            .await
+        let see = format!("see `maand logs show --worker {worker} --format human`");
+        match self
+            .run_for_exit_code(worker, Some(job), phase, target, command)
+            .await?
+        {
+            0 => Ok(()),
+            STEP_TIMED_OUT => Err(StepError::Failed(format!(
+                "`{target}` timed out after {} s ({see})",
+                self.step_limit.as_secs()
+            ))),
+            STEP_VANISHED => Err(StepError::Failed(format!(
+                "`{target}` ended on the worker without a receipt (did the worker restart?); its outcome is unknown ({see})"
+            ))),
+            code => Err(StepError::Failed(format!(
+                "`{target}` exited with code {code} ({see})"
+            ))),
+        }
     }
 
     async fn remove_job_files(&self, worker: &str, job: &str) -> Result<(), StepError> {

@@ -14,7 +14,44 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-/// What the fake workers did, and the fault to inject.
+/// Where the operator's crash leaves a lifecycle command on its worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum CrashPoint {
+    /// The command never started.
+    #[default]
+    BeforeStart,
+    /// The command is still running on the worker when the operator dies; it ends later.
+    WhileRunning,
+    /// The command finished and left its receipt; the operator died before recording it.
+    AfterFinish,
+}
+
+/// A lifecycle command's trace on a worker, by step attempt key (the runner's receipts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Trace {
+    Running(Result<(), String>),
+    Finished(Result<(), String>),
+}
+
+/// A lifecycle command that really executed on a worker.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Executed {
+    worker: String,
+    job: String,
+    target: String,
+    attempt_key: String,
+    succeeded: bool,
+}
+
+/// The workers' own state, which outlives the operator process: receipts, and every lifecycle
+/// command that really executed.
+#[derive(Default)]
+struct WorkerSide {
+    traces: Mutex<BTreeMap<String, Trace>>,
+    executed: Mutex<Vec<Executed>>,
+}
+
+/// What the fake workers did in one operator run, and the fault to inject.
 #[derive(Default)]
 struct FakeWorkers {
     /// (worker, job, action) of every operation that ran to completion, in order.
@@ -23,15 +60,19 @@ struct FakeWorkers {
     calls: Mutex<u32>,
     fail_at: Option<u32>,
     crash_at: Option<u32>,
+    crash_point: CrashPoint,
+    worker_side: std::sync::Arc<WorkerSide>,
 }
 
 impl FakeWorkers {
+    fn next_call(&self) -> u32 {
+        let mut calls = self.calls.lock().unwrap();
+        *calls += 1;
+        *calls
+    }
+
     fn op(&self, worker: &str, job: &str, action: &str) -> Result<(), StepError> {
-        let call = {
-            let mut calls = self.calls.lock().unwrap();
-            *calls += 1;
-            *calls
-        };
+        let call = self.next_call();
         if Some(call) == self.crash_at {
             return Err(StepError::Crash);
         }
@@ -46,6 +87,70 @@ impl FakeWorkers {
             .push((worker.into(), job.into(), action.into()));
         Ok(())
     }
+
+    /// A lifecycle command under the worker-side runner: an attempt the worker already has a
+    /// trace of is reported (after waiting for it when it still runs), never executed again.
+    fn lifecycle(
+        &self,
+        step: &super::execute::StepAttempt,
+        worker: &str,
+        job: &str,
+        target: &str,
+    ) -> Result<(), StepError> {
+        let call = self.next_call();
+        let key = format!("{worker}/{}/{}", step.deploy_id, step.key());
+        let known = self.worker_side.traces.lock().unwrap().get(&key).cloned();
+        let result = match known {
+            Some(Trace::Finished(result)) | Some(Trace::Running(result)) => {
+                self.worker_side
+                    .traces
+                    .lock()
+                    .unwrap()
+                    .insert(key, Trace::Finished(result.clone()));
+                result
+            }
+            None => {
+                if Some(call) == self.crash_at && self.crash_point == CrashPoint::BeforeStart {
+                    return Err(StepError::Crash);
+                }
+                let result = if Some(call) == self.fail_at {
+                    Err(format!("injected failure at call {call}"))
+                } else {
+                    Ok(())
+                };
+                self.worker_side.executed.lock().unwrap().push(Executed {
+                    worker: worker.into(),
+                    job: job.into(),
+                    target: target.into(),
+                    attempt_key: step.key(),
+                    succeeded: result.is_ok(),
+                });
+                let trace = if Some(call) == self.crash_at {
+                    match self.crash_point {
+                        CrashPoint::WhileRunning => Trace::Running(result.clone()),
+                        _ => Trace::Finished(result.clone()),
+                    }
+                } else {
+                    Trace::Finished(result.clone())
+                };
+                self.worker_side.traces.lock().unwrap().insert(key, trace);
+                if Some(call) == self.crash_at {
+                    return Err(StepError::Crash);
+                }
+                result
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.ran
+                    .lock()
+                    .unwrap()
+                    .push((worker.into(), job.into(), target.into()));
+                Ok(())
+            }
+            Err(message) => Err(StepError::Failed(message)),
+        }
+    }
 }
 
 impl RemoteOps for FakeWorkers {
@@ -54,12 +159,13 @@ impl RemoteOps for FakeWorkers {
     }
     async fn run_target(
         &self,
+        step: &super::execute::StepAttempt,
         worker: &str,
         job: &str,
         target: &str,
         _versions: (&str, &str),
     ) -> Result<(), StepError> {
-        self.op(worker, job, target)
+        self.lifecycle(step, worker, job, target)
     }
     async fn remove_job_files(&self, worker: &str, job: &str) -> Result<(), StepError> {
         self.op(worker, job, "remove_files")
@@ -245,6 +351,8 @@ fn run_once(journal: &DbJournal, deploy_id: &str, workers: &FakeWorkers) -> bool
         deploy_id: deploy_id.to_string(),
         steps,
         done,
+        failed_attempts: super::driver::failed_attempts(&journal.0.lock().unwrap(), deploy_id)
+            .unwrap(),
         facts: &prepared.facts,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -256,27 +364,40 @@ fn run_once(journal: &DbJournal, deploy_id: &str, workers: &FakeWorkers) -> bool
     !report.crashed && report.failures.is_empty()
 }
 
-fn uninterrupted() -> (Vec<String>, usize) {
+/// The end state of a deploy without faults, how many operations it ran and how many of them
+/// were lifecycle commands.
+fn uninterrupted() -> (Vec<String>, usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
     let id = plan_deploy(&journal);
     let workers = FakeWorkers::default();
     assert!(run_once(&journal, &id, &workers));
     let calls = workers.ran.lock().unwrap().len();
+    let lifecycle = workers.worker_side.executed.lock().unwrap().len();
     let state = outcome(&journal.0.lock().unwrap());
-    (state, calls)
+    (state, calls, lifecycle)
+}
+
+/// Which crash point a proptest case uses.
+fn crash_point(choice: u8) -> CrashPoint {
+    match choice % 3 {
+        0 => CrashPoint::BeforeStart,
+        1 => CrashPoint::WhileRunning,
+        _ => CrashPoint::AfterFinish,
+    }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
 
     #[test]
-    fn faults_at_any_step_then_resume_reach_the_uninterrupted_state(fault in 1u32..20, crash in any::<bool>(), second_fault in proptest::option::of(1u32..20)) {
-        let (expected, total_calls) = uninterrupted();
+    fn faults_at_any_step_then_resume_reach_the_uninterrupted_state(fault in 1u32..20, crash in any::<bool>(), second_fault in proptest::option::of(1u32..20), point in 0u8..3) {
+        let (expected, total_calls, lifecycle_runs) = uninterrupted();
         let fault = 1 + (fault - 1) % total_calls as u32;
         let dir = tempfile::tempdir().unwrap();
         let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
         let id = plan_deploy(&journal);
+        let worker_side = std::sync::Arc::new(WorkerSide::default());
         let mut faults = vec![(fault, crash)];
         if let Some(second) = second_fault {
             faults.push((second, !crash));
@@ -294,7 +415,13 @@ proptest! {
                 faults.remove(0);
             }
             let before: BTreeSet<u32> = steps_and_done(&journal.0.lock().unwrap(), &id).1;
-            let workers = FakeWorkers { fail_at, crash_at, ..FakeWorkers::default() };
+            let workers = FakeWorkers {
+                fail_at,
+                crash_at,
+                crash_point: crash_point(point),
+                worker_side: worker_side.clone(),
+                ..FakeWorkers::default()
+            };
             let finished = run_once(&journal, &id, &workers);
             // No step that had succeeded before this attempt ran again.
             let (steps, _) = steps_and_done(&journal.0.lock().unwrap(), &id);
@@ -311,6 +438,14 @@ proptest! {
                 break;
             }
         }
+        // No lifecycle command that completed (or was left running) on a worker executed
+        // again: each attempt of a step executed at most once, and only a failed attempt is
+        // followed by another.
+        let executed = worker_side.executed.lock().unwrap().clone();
+        let distinct: BTreeSet<_> = executed.iter().map(|run| (&run.worker, &run.attempt_key)).collect();
+        prop_assert_eq!(distinct.len(), executed.len(), "a step attempt executed twice: {:?}", executed);
+        let successful_runs = executed.iter().filter(|run| run.succeeded).count();
+        prop_assert_eq!(successful_runs, lifecycle_runs, "executed: {:?}", executed);
         prop_assert_eq!(outcome(&journal.0.lock().unwrap()), expected);
         prop_assert_eq!(catalog::diff_with_replay(&journal.0.lock().unwrap()).unwrap(), vec![]);
     }

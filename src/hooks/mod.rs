@@ -5,7 +5,8 @@
 //! [`run_hook`] is the one entry point: it stages the job's files from the blob store into a
 //! private directory under `tmp/hooks/`, starts the API on 127.0.0.1 (ephemeral port, one
 //! random token per allocation process), runs the script for every allocation it is given with
-//! bounded concurrency, records each process's start, output lines and end in the journal
+//! bounded concurrency, each in its own process group killed at the bucket's `hook_time_limit`
+//! ("timed out after N s"), records each process's start, output lines and end in the journal
 //! (phase `job_command`), and returns what the scripts wrote to KV as `KvChanged` events.
 //!
 //! It never records those KV changes itself: the caller decides (a `cli` run records them
@@ -225,6 +226,8 @@ pub struct HookHost {
     bucket: Bucket,
     kv_key: SecretKey,
     ssh: SshSettings,
+    /// How long one process may run before its process group is killed.
+    time_limit: std::time::Duration,
 }
 
 impl HookHost {
@@ -242,6 +245,7 @@ impl HookHost {
                 known_hosts_path: bucket.known_hosts_path(),
                 use_sudo: conf.use_sudo,
             },
+            time_limit: std::time::Duration::from_secs(u64::from(conf.hook_time_limit)),
         })
     }
 }

@@ -473,19 +473,32 @@ async fn run_allocation<J: HookJournal + ?Sized>(
     activity.started(worker, display);
     let started = Instant::now();
     let mut command = tokio::process::Command::new(program);
-    if timeout.is_some() {
-        // Its own process group, so a timeout kills whatever the script started too.
-        command.process_group(0);
-    }
-    let spawned = command
+    command
         .arg(script)
         .current_dir(host.bucket.root())
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+        .process_group(0)
+        .kill_on_drop(true);
+    // Its own process group keeps a terminal's Ctrl-C from reaching the process, so it is
+    // killed when maand dies instead (it cannot work without maand's API anyway).
+    let maand = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+    // getppid(2) and _exit(2), which are async-signal-safe; it touches no shared memory.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != maand {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(error) => {
@@ -502,39 +515,44 @@ async fn run_allocation<J: HookJournal + ?Sized>(
     };
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let ended = async {
-        let Some(limit) = timeout else {
-            return child.wait().await.map(Some);
-        };
-        match tokio::time::timeout(limit, child.wait()).await {
-            Ok(status) => status.map(Some),
-            Err(_) => {
-                if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
-                    // SAFETY: kill(2) on the process group this child leads; no memory involved.
-                    unsafe {
-                        libc::kill(-pid, libc::SIGKILL);
-                    }
-                }
-                child.wait().await.map(|_| None)
+    let group = child.id();
+    let _tracked = group.map(crate::interrupt::track_group);
+    // A health_check block's timeout_seconds bounds its commands; hook_time_limit all others.
+    let limit = timeout.unwrap_or(host.time_limit);
+    let ran = tokio::time::timeout(limit, async {
+        tokio::join!(
+            pump(activity, worker, Stream::Stdout, stdout),
+            pump(activity, worker, Stream::Stderr, stderr),
+            child.wait()
+        )
+    })
+    .await;
+    let Ok((_, last_stderr, status)) = ran else {
+        // The process and everything it started in its group go; the group is reaped so no
+        // process is left behind.
+        if let Some(pid) = group {
+            // SAFETY: kill(2) with a negative pid signals the process group the child leads
+            // (spawned with process_group(0)); no memory is involved.
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
             }
         }
+        let _ = child.wait().await;
+        let error = format!("timed out after {} s", limit.as_secs());
+        let duration = started.elapsed();
+        activity.finished(worker, None, duration, Some(error.clone()));
+        return AllocationRun {
+            alloc_id: allocation.alloc_id.clone(),
+            worker_ip: allocation.worker_ip.clone(),
+            exit_code: None,
+            error: Some(error),
+            duration,
+        };
     };
-    let (_, last_stderr, status) = tokio::join!(
-        pump(activity, worker, Stream::Stdout, stdout),
-        pump(activity, worker, Stream::Stderr, stderr),
-        ended
-    );
     let duration = started.elapsed();
     let (exit_code, error) = match status {
-        Ok(None) => (
-            None,
-            Some(format!(
-                "timed out after {} s and was killed",
-                timeout.unwrap_or_default().as_secs()
-            )),
-        ),
-        Ok(Some(status)) if status.success() => (Some(0), None),
-        Ok(Some(status)) => {
+        Ok(status) if status.success() => (Some(0), None),
+        Ok(status) => {
             let why = match (
                 status.code(),
                 std::os::unix::process::ExitStatusExt::signal(&status),

@@ -4,12 +4,14 @@
 //! bucket's `log_format`.
 //!
 //! The files are derived, never a source: `logs/.exported` holds the last journal sequence
-//! written, every finished run appends what follows it, and [`rewrite`] recreates them all.
+//! written, every commit of a run appends what follows it (so `tail -f logs/maand.log` follows
+//! a running deploy, and a killed run's lines are already there), and [`rewrite`] recreates
+//! them all.
 
 use super::{render_json, render_kv, LogRecord};
 use crate::bucket::LogFormat;
 use crate::catalog::{self, CatalogError};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -51,23 +53,21 @@ pub fn export(conn: &Connection, logs_dir: &Path, format: LogFormat) -> Result<u
         .ok()
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0);
-    let commands: HashMap<String, String> = catalog::read::runs(conn)?
-        .into_iter()
-        .map(|r| (r.run_id, r.command))
-        .collect();
+    // Called after every commit: look up only the commands of the runs met, not every run.
+    let mut commands: HashMap<String, String> = HashMap::new();
     let mut lines: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut last = after;
     let mut written = 0;
     for stored in journal::events_from(conn, after) {
         let (meta, event) = catalog::decode_stored(&stored.map_err(CatalogError::from)?)?;
-        let record = super::record_of(
-            &meta,
-            &event,
-            commands
-                .get(&meta.run_id)
-                .map(String::as_str)
-                .unwrap_or("-"),
-        );
+        if !commands.contains_key(&meta.run_id) {
+            let command: Option<String> = conn
+                .prepare_cached("SELECT command FROM runs WHERE run_id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&meta.run_id], |row| row.get(0)).optional())
+                .map_err(CatalogError::from)?;
+            commands.insert(meta.run_id.clone(), command.unwrap_or_else(|| "-".into()));
+        }
+        let record = super::record_of(&meta, &event, &commands[&meta.run_id]);
         let line = match format {
             LogFormat::Kv => render_kv(&record),
             LogFormat::Json | LogFormat::Jsonl => render_json(&record),
@@ -96,11 +96,11 @@ pub fn export(conn: &Connection, logs_dir: &Path, format: LogFormat) -> Result<u
         file.write_all(text.as_bytes()).map_err(io(path))?;
     }
     if last != after {
-        crate::bucket::write_atomically(&cursor_path, format!("{last}\n").as_bytes(), 0o644)
-            .map_err(|e| ExportError::Io {
-                path: cursor_path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        // Replaced atomically but not flushed to disk: this runs after every commit, and a
+        // cursor lost to a power cut only repeats some lines of these derived files.
+        let temporary = logs_dir.join(format!(".exported.tmp-{}", std::process::id()));
+        std::fs::write(&temporary, format!("{last}\n")).map_err(io(&temporary))?;
+        std::fs::rename(&temporary, &cursor_path).map_err(io(&cursor_path))?;
     }
     Ok(written)
 }

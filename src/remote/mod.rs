@@ -1,7 +1,8 @@
 //! Reaching workers: one SSH session per worker per maand command (an OpenSSH ControlMaster
 //! reused by every remote command and every rsync), commands with quoting and timeouts,
-//! rsync transfers, fan-out over many workers, prerequisite checks and the worker-side
-//! runner's files.
+//! rsync transfers, fan-out over many workers, prerequisite checks, the worker-side
+//! runner's files, and the command lines of lifecycle steps that the runner runs detached
+//! with a receipt (see `receipts`).
 //!
 //! What happens is reported as structured [`RemoteRecord`]s to an [`Observer`] the caller
 //! supplies; turning them into journal events or terminal lines is the caller's business.
@@ -31,6 +32,7 @@ mod error;
 mod fleet;
 mod prerequisites;
 mod quote;
+mod receipts;
 mod record;
 mod session;
 mod transfer;
@@ -45,6 +47,9 @@ pub use prerequisites::{
     WORKER_TOOLS,
 };
 pub use quote::shell_quote;
+pub use receipts::{
+    forget_steps_command, step_command, StepReceiptKey, STEP_TIMED_OUT, STEP_VANISHED,
+};
 pub use record::{Observer, RemoteRecord, Stream};
 pub use session::{CapturedOutput, CommandOutcome, Session, MAX_CAPTURED_BYTES, MAX_LINE_BYTES};
 pub use transfer::{FilterRule, Transfer, TransferSummary};

@@ -2,18 +2,35 @@
 """maand's worker-side runner.
 
 Usage: python3 /opt/worker/<bucket_id>/bin/runner.py TARGET [JOB ...]
+       python3 /opt/worker/<bucket_id>/bin/runner.py step DEPLOY KEY LIMIT -- PROGRAM [ARG ...]
 
 Runs `make -s -C jobs/<job> TARGET` for each named job (every job in jobs.json when none is
 named), one after another, in the order given. Each make gets CURRENT_VERSION and NEW_VERSION
 from jobs.json. Disabled jobs are skipped for start, restart and reload. Jobs without a
 Makefile are skipped. Exits 0 when every make succeeded, 1 when any failed, 2 on bad input.
+
+`step` runs PROGRAM at most once per DEPLOY and KEY, detached from the caller: a supervisor in
+its own session starts it in its own process group with output to
+steps/DEPLOY/KEY.out and KEY.err, kills the group after LIMIT seconds, and writes
+KEY.receipt (exit status, end time, output digest) atomically when it ends. The caller only
+follows the output and exits with the step's status, so losing the caller (a killed maand, a
+dropped SSH connection) never stops the step. Calling `step` again with the same DEPLOY and
+KEY starts nothing: it replays the output of a finished step, or follows a running one. The
+first step of a new DEPLOY removes the receipts of earlier deploys.
+Exit codes: the program's; 124 when the limit stopped it; 125 when the supervisor vanished
+without a receipt (the worker rebooted); 2 on bad input.
 """
 
+import hashlib
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 
 LIFECYCLE_TARGETS = {"start", "restart", "reload"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -23,7 +40,201 @@ def say(message, stream=sys.stdout):
     print(f"runner: {message}", file=stream, flush=True)
 
 
+TIMED_OUT = 124
+VANISHED = 125
+# A claimed step whose supervisor has not written its pid after this long never started.
+START_GRACE_SECONDS = 5.0
+
+
+def write_atomically(path, data):
+    temporary = f"{path}.tmp.{os.getpid()}"
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def output_digest(base):
+    digest = hashlib.sha256()
+    for suffix in (".out", ".err"):
+        try:
+            with open(base + suffix, "rb") as handle:
+                for block in iter(lambda: handle.read(65536), b""):
+                    digest.update(block)
+        except OSError:
+            pass
+    return digest.hexdigest()
+
+
+def supervise(base, deploy, key, limit, program):
+    """The detached half: runs `program`, enforces `limit`, writes the receipt."""
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for descriptor in (0, 1, 2):
+        os.dup2(null, descriptor)
+    write_atomically(base + ".pid", str(os.getpid()).encode())
+    timed_out = False
+    with open(base + ".out", "ab") as out, open(base + ".err", "ab") as err:
+        try:
+            child = subprocess.Popen(
+                program, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+            )
+        except OSError as error:
+            err.write(f"runner: cannot start {program[0]}: {error}\n".encode())
+            code = 127
+        else:
+            try:
+                code = child.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                child.wait()
+                code = TIMED_OUT
+                err.write(f"runner: timed out after {limit} s\n".encode())
+    receipt = {
+        "deploy": deploy,
+        "step": key,
+        "exit_code": code,
+        "timed_out": timed_out,
+        "ended_at": datetime.now(timezone.utc).isoformat(),
+        "output_sha256": output_digest(base),
+    }
+    write_atomically(base + ".receipt", json.dumps(receipt).encode() + b"\n")
+    os._exit(0)
+
+
+def claim(base):
+    """Marks the step as started; False when it already was."""
+    marker = f"{base}.claim.{os.getpid()}"
+    write_atomically(marker, datetime.now(timezone.utc).isoformat().encode())
+    try:
+        os.link(marker, base + ".started")
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(marker)
+
+
+class Follower:
+    """Copies complete lines of the step's output files to our stdout and stderr."""
+
+    def __init__(self, base):
+        self.sources = [(base + ".out", sys.stdout.buffer), (base + ".err", sys.stderr.buffer)]
+        self.offsets = [0, 0]
+        self.partial = [b"", b""]
+
+    def pump(self, final=False):
+        for index, (path, sink) in enumerate(self.sources):
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(self.offsets[index])
+                    data = handle.read()
+            except OSError:
+                data = b""
+            self.offsets[index] += len(data)
+            data = self.partial[index] + data
+            lines, newline, rest = data.rpartition(b"\n")
+            if newline:
+                sink.write(lines + b"\n")
+            self.partial[index] = rest
+            if final and rest:
+                sink.write(rest + b"\n")
+                self.partial[index] = b""
+            sink.flush()
+
+
+def step(argv):
+    if len(argv) < 6 or argv[4] != "--":
+        say("usage: runner.py step DEPLOY KEY LIMIT -- PROGRAM [ARG ...]", sys.stderr)
+        return 2
+    deploy, key, limit_text, program = argv[1], argv[2], argv[3], argv[5:]
+    for name in (deploy, key):
+        if not NAME.fullmatch(name) or ".." in name:
+            say(f"refusing unsafe name {name!r}", sys.stderr)
+            return 2
+    if not limit_text.isdigit() or int(limit_text) < 1:
+        say(f"the time limit must be a positive number of seconds, not {limit_text!r}", sys.stderr)
+        return 2
+    limit = int(limit_text)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    steps = os.path.join(root, "steps")
+    directory = os.path.join(steps, deploy)
+    if not os.path.isdir(directory) and not deploy.startswith("job-"):
+        # A newer deploy supersedes every earlier one (only the latest can be resumed): their
+        # receipts, and those of finished `maand job` targets (job-*), are of no use any more.
+        for old in os.listdir(steps) if os.path.isdir(steps) else []:
+            if old != deploy:
+                shutil.rmtree(os.path.join(steps, old), ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.join(directory, key)
+
+    if claim(base):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        supervisor = os.fork()
+        if supervisor == 0:
+            try:
+                supervise(base, deploy, key, limit, program)
+            finally:
+                os._exit(1)
+        write_atomically(base + ".pid", str(supervisor).encode())
+    else:
+        state = "finished" if os.path.exists(base + ".receipt") else "running"
+        say(f"step {key} of deploy {deploy} already {state} on this worker; not run again", sys.stderr)
+
+    follower = Follower(base)
+    # Short polls: how soon the end of a step is noticed adds to every lifecycle step.
+    pause = 0.005
+    while True:
+        receipt = read_json(base + ".receipt")
+        if receipt is not None:
+            follower.pump(final=True)
+            return int(receipt["exit_code"])
+        follower.pump()
+        pid_text = None
+        try:
+            with open(base + ".pid", encoding="utf-8") as handle:
+                pid_text = handle.read().strip()
+        except OSError:
+            started = os.path.getmtime(base + ".started")
+            if time.time() - started > START_GRACE_SECONDS:
+                # Claimed by a caller that died before its supervisor existed: nothing ran.
+                os.unlink(base + ".started")
+                return step(argv)
+        if pid_text and not alive(int(pid_text)) and not os.path.exists(base + ".receipt"):
+            follower.pump(final=True)
+            say(f"step {key} of deploy {deploy} ended without a receipt (the worker restarted?); its outcome is unknown", sys.stderr)
+            return VANISHED
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def main(argv):
+    if len(argv) >= 2 and argv[1] == "step":
+        return step(argv[1:])
     if len(argv) < 2:
         say("usage: runner.py TARGET [JOB ...]", sys.stderr)
         return 2

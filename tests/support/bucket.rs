@@ -6,9 +6,17 @@ use super::cluster::Cluster;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+/// The maand binary tests run: cargo's, or a pinned copy named by `MAAND_TEST_BIN` (for long
+/// measurements while other builds rewrite a shared target directory).
+pub fn maand_binary() -> PathBuf {
+    std::env::var_os("MAAND_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_maand")))
+}
+
 /// Runs the maand binary in `bucket` with a clean environment.
 pub fn run_maand(bucket: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
+    std::process::Command::new(maand_binary())
         .args(args)
         .current_dir(bucket)
         .env_remove("MAAND_BUCKET")

@@ -1,0 +1,228 @@
+//! Steps that outlive the operator: the command lines that run a lifecycle step under the
+//! worker-side runner's `step` mode, and the housekeeping of the receipts it leaves.
+//!
+//! The runner (see `runner.py`) starts the step's program detached from the SSH session, in its
+//! own session and process group, with its output in `steps/<deploy>/<key>.out|.err` under the
+//! bucket's directory on the worker, and writes `<key>.receipt` atomically when the program
+//! ends. The SSH side only follows the output, so a killed maand or a dropped connection never
+//! stops a step. Running the same `(deploy, key)` again starts nothing: the runner replays the
+//! output and status of a finished step, or follows one still running — which is how a resumed
+//! deploy learns the real outcome of a step it lost track of without repeating it.
+
+use std::time::Duration;
+
+use super::command::RemoteCommand;
+use super::error::RemoteError;
+use super::quote::shell_quote;
+use super::worker_files::bucket_dir_on_worker;
+
+/// Exit status the runner reports when the step's time limit stopped it.
+pub const STEP_TIMED_OUT: i32 = 124;
+/// Exit status the runner reports when the step's supervisor vanished without a receipt (the
+/// worker restarted while the step ran): its outcome is unknown.
+pub const STEP_VANISHED: i32 = 125;
+/// How long past the step's own limit the follower may wait: the supervisor kills the step at
+/// its limit and writes the receipt right after.
+const FOLLOW_ALLOWANCE: Duration = Duration::from_secs(30);
+
+/// One step on one worker: `key` names it within `deploy_id` (an attempt of a planned step).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReceiptKey {
+    pub deploy_id: String,
+    pub key: String,
+}
+
+/// The command that runs `argv` as the step `step` on a worker of bucket `bucket_id` (or, when
+/// the step already ran or runs there, replays or follows it), as root when the bucket uses
+/// sudo. The step is stopped after `limit`.
+pub fn step_command(
+    bucket_id: &str,
+    step: &StepReceiptKey,
+    limit: Duration,
+    argv: &[String],
+) -> Result<RemoteCommand, RemoteError> {
+    for (what, name) in [
+        ("bucket id", bucket_id),
+        ("deploy id", step.deploy_id.as_str()),
+        ("step key", step.key.as_str()),
+    ] {
+        if !is_safe_name(name) {
+            return Err(RemoteError::InvalidArgument {
+                argument: name.to_string(),
+                reason: format!("not a valid {what}"),
+            });
+        }
+    }
+    let seconds = limit.as_secs().max(1);
+    let runner = format!("{}/bin/runner.py", bucket_dir_on_worker(bucket_id));
+    let words = [
+        "python3".to_string(),
+        runner,
+        "step".into(),
+        step.deploy_id.clone(),
+        step.key.clone(),
+        seconds.to_string(),
+        "--".into(),
+    ]
+    .into_iter()
+    .chain(argv.iter().cloned());
+    Ok(RemoteCommand::new(words, Duration::from_secs(seconds) + FOLLOW_ALLOWANCE)?.privileged())
+}
+
+/// The command that deletes the receipts and step logs of every deploy on a worker except
+/// those in `keep` (deploys not finished yet, whose steps a resume may still ask about).
+pub fn forget_steps_command(
+    bucket_id: &str,
+    keep: &[String],
+    timeout: Duration,
+) -> Result<RemoteCommand, RemoteError> {
+    if let Some(bad) = std::iter::once(bucket_id)
+        .chain(keep.iter().map(String::as_str))
+        .find(|name| !is_safe_name(name))
+    {
+        return Err(RemoteError::InvalidArgument {
+            argument: bad.to_string(),
+            reason: "not a valid bucket or deploy id".into(),
+        });
+    }
+    let steps = format!("{}/steps", bucket_dir_on_worker(bucket_id));
+    let mut script = format!(
+        "cd {} 2>/dev/null || exit 0; find . -mindepth 1 -maxdepth 1",
+        shell_quote(&steps)
+    );
+    for deploy in keep {
+        script.push_str(&format!(" ! -name {}", shell_quote(deploy)));
+    }
+    script.push_str(" -exec rm -rf {} +");
+    Ok(RemoteCommand::bash(&script, timeout)?.privileged())
+}
+
+/// What the runner accepts as a name: no path separators, no leading dot or dash, no `..`.
+fn is_safe_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !name.contains("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> StepReceiptKey {
+        StepReceiptKey {
+            deploy_id: "0f9e-77".into(),
+            key: "12.0".into(),
+        }
+    }
+
+    #[test]
+    fn a_step_runs_under_the_runner_with_its_limit_and_a_follow_allowance() {
+        let argv = ["make".to_string(), "-C".into(), "dir with space".into()];
+        let command = step_command("b1", &key(), Duration::from_secs(60), &argv).unwrap();
+        assert_eq!(
+            command.argv(),
+            [
+                "python3",
+                "/opt/worker/b1/bin/runner.py",
+                "step",
+                "0f9e-77",
+                "12.0",
+                "60",
+                "--",
+                "make",
+                "-C",
+                "dir with space"
+            ]
+        );
+        assert_eq!(command.timeout(), Duration::from_secs(90));
+    }
+
+    #[test]
+    fn unsafe_keys_are_refused() {
+        let bad = StepReceiptKey {
+            deploy_id: "../x".into(),
+            key: "1".into(),
+        };
+        assert!(step_command("b1", &bad, Duration::from_secs(1), &["true".into()]).is_err());
+        assert!(forget_steps_command("b1", &["a/b".into()], Duration::from_secs(1)).is_err());
+    }
+
+    /// Runs the real runner's step mode on this host in `root` (as a worker's bucket dir).
+    fn run_step(
+        root: &std::path::Path,
+        key: &str,
+        limit: &str,
+        script: &str,
+    ) -> std::process::Output {
+        std::process::Command::new("python3")
+            .arg(root.join("bin/runner.py"))
+            .args(["step", "d1", key, limit, "--", "sh", "-c", script])
+            .current_dir(root)
+            .output()
+            .unwrap()
+    }
+
+    fn runner_root() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("bin")).unwrap();
+        std::fs::write(
+            root.path().join("bin/runner.py"),
+            super::super::RUNNER_SOURCE,
+        )
+        .unwrap();
+        root
+    }
+
+    #[test]
+    fn a_step_asked_again_is_replayed_from_its_receipt_not_run_again() {
+        let root = runner_root();
+        let script = "echo ran >> runs; echo hello; echo oops >&2; exit 3";
+        let first = run_step(root.path(), "4.0", "30", script);
+        let again = run_step(root.path(), "4.0", "30", script);
+        for out in [&first, &again] {
+            assert_eq!(out.status.code(), Some(3));
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
+        }
+        assert!(String::from_utf8_lossy(&again.stderr).contains("already finished on this worker"));
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("runs")).unwrap(),
+            "ran\n"
+        );
+        let receipt: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.path().join("steps/d1/4.0.receipt")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(receipt["exit_code"], 3);
+        assert_eq!(receipt["deploy"], "d1");
+        // Another attempt of the same step is a new run.
+        run_step(root.path(), "4.1", "30", script);
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("runs")).unwrap(),
+            "ran\nran\n"
+        );
+    }
+
+    #[test]
+    fn a_step_past_its_limit_has_its_whole_process_group_killed() {
+        let root = runner_root();
+        let out = run_step(root.path(), "1.0", "1", "sleep 7304 & sleep 7304");
+        assert_eq!(out.status.code(), Some(STEP_TIMED_OUT));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("timed out after 1 s"));
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", "sleep 7304"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&left.stdout), "");
+    }
+
+    #[test]
+    fn forgetting_keeps_the_unfinished_deploys() {
+        let command = forget_steps_command("b1", &["d2".into()], Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            command.argv()[2],
+            "cd /opt/worker/b1/steps 2>/dev/null || exit 0; find . -mindepth 1 -maxdepth 1 ! -name d2 -exec rm -rf {} +"
+        );
+    }
+}
