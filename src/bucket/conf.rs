@@ -68,9 +68,7 @@ impl MaandConf {
              certs_renewal_buffer = 10     # renew job certificates this many days before expiry\n\
              job_config_selector = {:?}     # \"prod\" reads workspace/bucket.jobs.prod.conf\n\
              log_format = \"kv\"             # kv, json or jsonl for logs/*.log\n\
-             journal_output_limit = {}   # bytes of a command's output per worker kept in the journal (first and last half)\n\
-             step_time_limit = {}           # seconds a lifecycle step (make start/restart/...) may run on a worker\n\
-             hook_time_limit = {}           # seconds one job-command process may run\n",
+             journal_output_limit = {}   # bytes of a command's output per worker kept in the journal (first and last half)\n",
             conf.ssh_user,
             conf.ssh_key,
             conf.ssh_port,
@@ -78,8 +76,6 @@ impl MaandConf {
             conf.certs_ttl,
             conf.job_config_selector,
             conf.journal_output_limit,
-            conf.step_time_limit,
-            conf.hook_time_limit,
         )
     }
 

@@ -669,8 +669,10 @@ impl Emitter<'_> {
     }
 
     fn with_inner(&mut self, control: &Control) -> Result<(), ConvertError> {
+        // Dot gets a name of its own even when the pipeline is a variable: the body may assign
+        // that variable (`$x = …`), and dot must keep the value `with` started with.
         let value = match self.condition(&control.pipe, "with")? {
-            Value::Expr(expr) if !expr.is_variable() => {
+            Value::Expr(expr) => {
                 let name = self.fresh("value");
                 self.tag(&format!("{{% set {name} = {} %}}", expr.code));
                 Value::Expr(Expr::new(name, expr.kinds, true))
