@@ -16,7 +16,8 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 use maand::remote::{
-    stage_worker_files, Fleet, JobEntry, RemoteConfig, Transfer, WorkerFiles, WorkerIdentity,
+    stage_worker_files, Fleet, JobEntry, MasterPolicy, RemoteConfig, Transfer, WorkerFiles,
+    WorkerIdentity,
 };
 use maand::worker_facts::{cpu_text, memory_text, parse_probe, PROBE_SCRIPT};
 use support::cluster::Cluster;
@@ -469,6 +470,7 @@ fn place_tree(cluster: &Cluster, host: &str, identity: WorkerIdentity) {
         known_hosts_path: stage.path().join("known_hosts"),
         use_sudo: true,
         connect_timeout: Duration::from_secs(5),
+        masters: MasterPolicy::PerCommand,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -27,6 +27,9 @@ pub struct MaandConf {
     pub certs_renewal_buffer: u32,
     pub job_config_selector: String,
     pub log_format: LogFormat,
+    /// Seconds an SSH master stays open after the last command that used it; 0 closes every
+    /// master when its command ends.
+    pub ssh_master_idle: u32,
 }
 
 impl Default for MaandConf {
@@ -40,6 +43,7 @@ impl Default for MaandConf {
             certs_renewal_buffer: 0,
             job_config_selector: String::new(),
             log_format: LogFormat::Kv,
+            ssh_master_idle: 60,
         }
     }
 }
@@ -57,20 +61,22 @@ impl MaandConf {
              certs_ttl = {}                # days a generated job certificate is valid\n\
              certs_renewal_buffer = 10     # renew job certificates this many days before expiry\n\
              job_config_selector = {:?}     # \"prod\" reads workspace/bucket.jobs.prod.conf\n\
-             log_format = \"kv\"             # kv, json or jsonl for logs/*.log\n",
+             log_format = \"kv\"             # kv, json or jsonl for logs/*.log\n\
+             ssh_master_idle = {}          # seconds an idle SSH master stays open for the next command; 0 = close at exit\n",
             conf.ssh_user,
             conf.ssh_key,
             conf.ssh_port,
             conf.use_sudo,
             conf.certs_ttl,
             conf.job_config_selector,
+            conf.ssh_master_idle,
         )
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<MaandConf, BucketError> {
         let conf: MaandConf = toml::from_str(text).map_err(|e| BucketError::Conf {
             path: path.to_path_buf(),
-            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format)", e.message()),
+            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format, ssh_master_idle)", e.message()),
         })?;
         conf.validate(path)?;
         Ok(conf)

@@ -148,14 +148,9 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
             .map(|a| a.job.as_str())
             .collect();
         put(&mut desired, &ns, "jobs", jobs.join(","));
+        // `<label>_peers` is derived on read from `<label>_workers` (see kv::peers).
         for label in &worker.labels {
             let hosts = &by_label[label.as_str()];
-            let peers: Vec<&str> = hosts
-                .iter()
-                .filter(|h| **h != worker.host)
-                .map(String::as_str)
-                .collect();
-            put(&mut desired, &ns, format!("{label}_peers"), peers.join(","));
             let index = hosts.iter().position(|h| *h == worker.host).unwrap_or(0);
             put(
                 &mut desired,
@@ -260,6 +255,7 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
                 }
             }
         }
+        // `peer_workers` is derived on read from these indexes (see kv::peers).
         for (index, host) in present.iter().enumerate() {
             let ns = format!("maand/job/{name}/worker/{host}");
             put(
@@ -268,12 +264,6 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
                 format!("{name}_allocation_index"),
                 index.to_string(),
             );
-            let peers: Vec<&str> = present
-                .iter()
-                .filter(|h| *h != host)
-                .map(String::as_str)
-                .collect();
-            put(&mut desired, &ns, "peer_workers", peers.join(","));
             put(
                 &mut desired,
                 &ns,

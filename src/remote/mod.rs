@@ -1,5 +1,6 @@
-//! Reaching workers: one SSH session per worker per maand command (an OpenSSH ControlMaster
-//! reused by every remote command and every rsync), commands with quoting and timeouts,
+//! Reaching workers: one SSH session per worker (an OpenSSH ControlMaster reused by every
+//! remote command and every rsync, and by later maand commands while it stays open; see
+//! [`MasterPolicy`]), commands with quoting and timeouts,
 //! rsync transfers, fan-out over many workers, prerequisite checks and the worker-side
 //! runner's files.
 //!
@@ -27,6 +28,7 @@
 
 mod command;
 mod config;
+mod control;
 mod error;
 mod fleet;
 mod prerequisites;
@@ -37,7 +39,8 @@ mod transfer;
 mod worker_files;
 
 pub use command::RemoteCommand;
-pub use config::RemoteConfig;
+pub use config::{MasterPolicy, RemoteConfig};
+pub use control::{close_masters, shared_control_dir};
 pub use error::RemoteError;
 pub use fleet::{Fleet, WorkerResult};
 pub use prerequisites::{
