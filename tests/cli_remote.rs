@@ -70,9 +70,11 @@ fn run_failing(bucket: &Path, args: &[&str]) -> Ran {
 }
 
 /// An initialized bucket whose workers.json is `workers_json` and whose key is the cluster's.
+/// Its commands close their SSH masters when they end (warm masters: tests/cli_warm.rs).
 fn bucket(cluster: &Cluster, workers_json: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     run_ok(dir.path(), &["init"]);
+    support::bucket::close_masters_at_exit(dir.path());
     let key = dir.path().join("secrets/worker.key");
     std::fs::copy(cluster.key_path(), &key).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
