@@ -115,12 +115,8 @@ fn main() {
         one_file.push(timed(&bucket, &["deploy"]));
         bucket.maand_ok(&["disconnect"]);
     }
-    let (floor, first, noop, one_file) = (
-        median(floor),
-        median(first),
-        median(noop),
-        median(one_file),
-    );
+    let (floor, first, noop, one_file) =
+        (median(floor), median(first), median(noop), median(one_file));
     println!("workers: {workers}, job: 50 files / 1 MiB, rounds: {rounds} (medians)");
     println!(
         "floor (ssh master + rsync + make start, parallel)  {:>7.3} s",

@@ -85,7 +85,11 @@ fn main() {
     };
     let rows = [
         ("maand deploy, nothing changed", median(&["deploy"]), 0.100),
-        ("maand cat deployments", median(&["cat", "deployments"]), 0.050),
+        (
+            "maand cat deployments",
+            median(&["cat", "deployments"]),
+            0.050,
+        ),
         ("maand info", median(&["info"]), 0.050),
     ];
     println!("{ROUNDS} runs each (medians), journal of {total}+ events:");

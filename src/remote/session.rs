@@ -1,7 +1,8 @@
 //! One worker's SSH session: an OpenSSH ControlMaster, opened by this maand command or found
-//! open from an earlier one (see [`MasterPolicy`]), and the commands that run through it. Every ssh invocation carries the same options (key, bucket
-//! known_hosts with trust on first use, timeouts), so even a command that finds the master
-//! gone and dials directly is verified exactly like the master was.
+//! open from an earlier one (see [`MasterPolicy`]), and the commands that run through it.
+//! Every ssh invocation carries the same options (key, bucket known_hosts with trust on first
+//! use, timeouts), so even a command that finds the master gone and dials directly is verified
+//! exactly like the master was.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
