@@ -56,13 +56,13 @@ fn run(workers: usize) {
     let key = bucket.path().join("secrets/worker.key");
     std::fs::copy(cluster.key_path(), &key).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let workers: Vec<serde_json::Value> = hosts
+    let worker_list: Vec<serde_json::Value> = hosts
         .iter()
         .map(|host| serde_json::json!({ "host": host }))
         .collect();
     std::fs::write(
         bucket.path().join("workspace/workers.json"),
-        serde_json::to_string_pretty(&workers).unwrap(),
+        serde_json::to_string_pretty(&worker_list).unwrap(),
     )
     .unwrap();
     maand(&["build"]);

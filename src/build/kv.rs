@@ -55,6 +55,26 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
     };
 
     let active_jobs: BTreeSet<&str> = placement.active().map(|a| a.job.as_str()).collect();
+    // Allocations grouped once, so large fleets cost one pass rather than one per worker/job.
+    let mut active_by_worker: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut active_by_job: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for allocation in placement.active() {
+        active_by_worker
+            .entry(allocation.worker_ip.as_str())
+            .or_default()
+            .push(allocation.job.as_str());
+        active_by_job
+            .entry(allocation.job.as_str())
+            .or_default()
+            .push(allocation.worker_ip.clone());
+    }
+    let mut present_by_job: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for allocation in placement.present() {
+        present_by_job
+            .entry(allocation.job.as_str())
+            .or_default()
+            .push(allocation.worker_ip.clone());
+    }
 
     // maand/bucket and vars/bucket
     let bucket = "maand/bucket";
@@ -142,12 +162,11 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
         if let Some(cpu) = worker.cpu_mhz {
             put(&mut desired, &ns, "worker_cpu_mhz", cpu.to_string());
         }
-        let jobs: Vec<&str> = placement
-            .active()
-            .filter(|a| a.worker_ip == worker.host)
-            .map(|a| a.job.as_str())
-            .collect();
-        put(&mut desired, &ns, "jobs", jobs.join(","));
+        let jobs = active_by_worker
+            .get(worker.host.as_str())
+            .map(|jobs| jobs.join(","))
+            .unwrap_or_default();
+        put(&mut desired, &ns, "jobs", jobs);
         // `<label>_peers` is derived on read from `<label>_workers` (see kv::peers).
         for label in &worker.labels {
             let hosts = &by_label[label.as_str()];
@@ -172,20 +191,12 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
     // maand/job/<job>, vars/bucket/job/<job> (active jobs), allocation namespaces
     for job in ws.jobs.values() {
         let name = job.name.as_str();
-        let mut present: Vec<String> = placement
-            .present()
-            .filter(|a| a.job == name)
-            .map(|a| a.worker_ip.clone())
-            .collect();
+        let mut present: Vec<String> = present_by_job.remove(name).unwrap_or_default();
         by_position(&mut present);
         if active_jobs.contains(name) {
             let ns = format!("maand/job/{name}");
             let resources = ws.resources(name).expect("job exists");
-            let mut workers: Vec<String> = placement
-                .active()
-                .filter(|a| a.job == name)
-                .map(|a| a.worker_ip.clone())
-                .collect();
+            let mut workers: Vec<String> = active_by_job.remove(name).unwrap_or_default();
             by_position(&mut workers);
             put(&mut desired, &ns, "name", name);
             put(&mut desired, &ns, "job_id", derived_id("job", name));
