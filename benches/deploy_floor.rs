@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 use support::bucket::{set_master_idle, TestBucket};
 use support::cluster::Cluster;
 
-const MAKEFILE: &str =
-    "start:\n\t@mkdir -p data && echo running > data/state\nrestart: start\n";
+const MAKEFILE: &str = "start:\n\t@mkdir -p data && echo running > data/state\nrestart: start\n";
 
 fn write_tree(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
