@@ -1,4 +1,5 @@
-//! `maand deploy` against the physical floor, measured in the same run on 8 real workers.
+//! `maand deploy` against the physical floor, measured in the same run on N real workers
+//! (`MAAND_BENCH_WORKERS`, default 8; above 32 also raise `MAAND_TESTBED_MAX_WORKERS`).
 //!
 //! The job: 50 files, 1 MiB in all, and a Makefile whose `start` writes a state file.
 //! - floor: for every worker in parallel, open one ssh master, rsync the tree through it (as
@@ -6,10 +7,13 @@
 //!   must do;
 //! - maand first deploy: `maand deploy` of a freshly built bucket (new bucket id, so nothing is on
 //!   the workers yet);
-//! - maand no-op deploy: `maand deploy` again with nothing changed.
+//! - maand no-op deploy: `maand deploy` again with nothing changed;
+//! - maand one-file redeploy, warm: one file of the job changed, `maand build`, then `maand
+//!   deploy` over the masters the first deploy left open (`ssh_master_idle`), against the
+//!   floor (which opens its masters).
 //!
 //! Each is repeated (`MAAND_BENCH_ROUNDS`, default 5) and the medians are compared. Targets:
-//! first deploy ≤ 1.3 × floor, no-op deploy ≤ 0.1 s. Run with `cargo bench --bench deploy_floor`
+//! first deploy ≤ 1.3 × floor, no-op deploy ≤ 0.1 s, warm one-file redeploy ≤ 0.35 × floor. Run with `cargo bench --bench deploy_floor`
 //! (as root, like the integration tests).
 
 #[path = "../tests/support/mod.rs"]
@@ -18,11 +22,10 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::bucket::TestBucket;
+use support::bucket::{set_master_idle, TestBucket};
 use support::cluster::Cluster;
 
-const WORKERS: usize = 8;
-const MAKEFILE: &str = "start:\n\t@mkdir -p data && echo running > data/state\n";
+const MAKEFILE: &str = "start:\n\t@mkdir -p data && echo running > data/state\nrestart: start\n";
 
 fn write_tree(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -81,16 +84,22 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let cluster = Cluster::start(WORKERS);
+    let workers: usize = std::env::var("MAAND_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let cluster = Cluster::start(workers);
     let scratch = tempfile::tempdir().unwrap();
     let tree = scratch.path().join("tree");
     write_tree(&tree);
-    let labels: Vec<&[&str]> = (0..WORKERS).map(|_| &["app"][..]).collect();
+    let labels: Vec<&[&str]> = (0..workers).map(|_| &["app"][..]).collect();
 
-    let (mut floor, mut first, mut noop) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut floor, mut first, mut noop, mut one_file) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         floor.push(floor_round(&cluster, &tree, round));
         let bucket = TestBucket::new(&cluster, &labels);
+        set_master_idle(bucket.path(), 60);
         let job = bucket.path().join("workspace/jobs/app");
         write_tree(&job);
         std::fs::write(
@@ -101,9 +110,14 @@ fn main() {
         bucket.maand_ok(&["build"]);
         first.push(timed(&bucket, &["deploy"]));
         noop.push(timed(&bucket, &["deploy"]));
+        std::fs::write(job.join("file00.bin"), format!("changed in round {round}")).unwrap();
+        bucket.maand_ok(&["build"]);
+        one_file.push(timed(&bucket, &["deploy"]));
+        bucket.maand_ok(&["disconnect"]);
     }
-    let (floor, first, noop) = (median(floor), median(first), median(noop));
-    println!("workers: {WORKERS}, job: 50 files / 1 MiB, rounds: {rounds} (medians)");
+    let (floor, first, noop, one_file) =
+        (median(floor), median(first), median(noop), median(one_file));
+    println!("workers: {workers}, job: 50 files / 1 MiB, rounds: {rounds} (medians)");
     println!(
         "floor (ssh master + rsync + make start, parallel)  {:>7.3} s",
         floor.as_secs_f64()
@@ -116,5 +130,10 @@ fn main() {
     println!(
         "maand deploy, nothing changed                     {:>7.3} s   (target <= 0.100 s)",
         noop.as_secs_f64()
+    );
+    println!(
+        "maand deploy, one file changed, warm              {:>7.3} s   {:.2} x floor (target <= 0.35)",
+        one_file.as_secs_f64(),
+        one_file.as_secs_f64() / floor.as_secs_f64()
     );
 }

@@ -3,9 +3,13 @@
 //! Starts 8 real workers (tests/cluster), then alternates rounds of:
 //! - ours: `Fleet::run` of `true` on all 8 workers over the fleet's open masters;
 //! - floor: a bash loop starting `ssh -o ControlPath=<socket> HOST true` for all 8 workers in
-//!   parallel and waiting for them, over masters opened beforehand with plain `ssh -M`.
+//!   parallel and waiting for them, over masters opened beforehand with plain `ssh -M`;
+//! - native mux: the `openssh` crate's native mux client (it speaks the ControlMaster protocol
+//!   over the socket itself, no `ssh` process per command) running `true` over the same
+//!   masters as the floor, all 8 at once.
 //!
-//! Prints min and median of each and the ratio of medians. Run with
+//! Prints min and median of each and the ratios of medians: the measurement behind the choice
+//! of spawned ssh clients over the crate (docs/architecture.md). Run with
 //! `cargo bench --bench remote_floor` (as root, like the integration tests).
 
 #[path = "../tests/support/mod.rs"]
@@ -94,12 +98,41 @@ fn main() {
     };
     floor_round();
 
+    let native: Vec<Arc<openssh::Session>> = sockets
+        .iter()
+        .map(|socket| {
+            Arc::new(openssh::Session::resume_mux(
+                std::path::PathBuf::from(socket).into(),
+                None,
+            ))
+        })
+        .collect();
+    let native_round = || {
+        runtime.block_on(async {
+            let started = Instant::now();
+            let mut running = tokio::task::JoinSet::new();
+            for session in &native {
+                let session = session.clone();
+                running.spawn(async move { session.command("true").status().await });
+            }
+            while let Some(done) = running.join_next().await {
+                let status = done.expect("task").expect("native mux command");
+                assert!(status.success());
+            }
+            started.elapsed()
+        })
+    };
+    native_round();
+
     let mut ours = Vec::new();
     let mut floor = Vec::new();
+    let mut mux = Vec::new();
     for _ in 0..ROUNDS {
         ours.push(ours_round());
         floor.push(floor_round());
+        mux.push(native_round());
     }
+    drop(native);
     for socket in &sockets {
         let _ = Command::new("ssh")
             .args(["-o", &format!("ControlPath={socket}"), "-O", "exit", "x"])
@@ -110,6 +143,7 @@ fn main() {
 
     let (ours_min, ours_median) = summary(&mut ours);
     let (floor_min, floor_median) = summary(&mut floor);
+    let (mux_min, mux_median) = summary(&mut mux);
     println!("`true` on {WORKERS} workers in parallel over open masters, {ROUNDS} rounds (min / median):");
     println!(
         "  maand fan-out:        {:>7.2} ms / {:>7.2} ms",
@@ -122,8 +156,17 @@ fn main() {
         ms(floor_median)
     );
     println!(
-        "  ratio of medians:     {:.2}",
+        "  openssh native mux:   {:>7.2} ms / {:>7.2} ms",
+        ms(mux_min),
+        ms(mux_median)
+    );
+    println!(
+        "  maand / floor:        {:.2}",
         ours_median.as_secs_f64() / floor_median.as_secs_f64()
+    );
+    println!(
+        "  native mux / floor:   {:.2}",
+        mux_median.as_secs_f64() / floor_median.as_secs_f64()
     );
 }
 

@@ -16,7 +16,8 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 use maand::remote::{
-    stage_worker_files, Fleet, JobEntry, RemoteConfig, Transfer, WorkerFiles, WorkerIdentity,
+    stage_worker_files, Fleet, JobEntry, MasterPolicy, RemoteConfig, Transfer, WorkerFiles,
+    WorkerIdentity,
 };
 use maand::worker_facts::{cpu_text, memory_text, parse_probe, PROBE_SCRIPT};
 use support::cluster::Cluster;
@@ -69,9 +70,11 @@ fn run_failing(bucket: &Path, args: &[&str]) -> Ran {
 }
 
 /// An initialized bucket whose workers.json is `workers_json` and whose key is the cluster's.
+/// Its commands close their SSH masters when they end (warm masters: tests/cli_warm.rs).
 fn bucket(cluster: &Cluster, workers_json: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     run_ok(dir.path(), &["init"]);
+    support::bucket::close_masters_at_exit(dir.path());
     let key = dir.path().join("secrets/worker.key");
     std::fs::copy(cluster.key_path(), &key).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -469,6 +472,7 @@ fn place_tree(cluster: &Cluster, host: &str, identity: WorkerIdentity) {
         known_hosts_path: stage.path().join("known_hosts"),
         use_sudo: true,
         connect_timeout: Duration::from_secs(5),
+        masters: MasterPolicy::PerCommand,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -34,6 +34,9 @@ pub struct MaandConf {
     pub step_time_limit: u32,
     /// Seconds one hook process (a job command run by deploy or `maand job run`) may run.
     pub hook_time_limit: u32,
+    /// Seconds an SSH master stays open after the last command that used it; 0 closes every
+    /// master when its command ends.
+    pub ssh_master_idle: u32,
 }
 
 impl Default for MaandConf {
@@ -50,6 +53,7 @@ impl Default for MaandConf {
             journal_output_limit: 1024 * 1024,
             step_time_limit: 600,
             hook_time_limit: 600,
+            ssh_master_idle: 60,
         }
     }
 }
@@ -68,7 +72,8 @@ impl MaandConf {
              certs_renewal_buffer = 10     # renew job certificates this many days before expiry\n\
              job_config_selector = {:?}     # \"prod\" reads workspace/bucket.jobs.prod.conf\n\
              log_format = \"kv\"             # kv, json or jsonl for logs/*.log\n\
-             journal_output_limit = {}   # bytes of a command's output per worker kept in the journal (first and last half)\n",
+             journal_output_limit = {}   # bytes of a command's output per worker kept in the journal (first and last half)\n\
+             ssh_master_idle = {}          # seconds an idle SSH master stays open for the next command; 0 = close at exit\n",
             conf.ssh_user,
             conf.ssh_key,
             conf.ssh_port,
@@ -76,13 +81,14 @@ impl MaandConf {
             conf.certs_ttl,
             conf.job_config_selector,
             conf.journal_output_limit,
+            conf.ssh_master_idle,
         )
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<MaandConf, BucketError> {
         let conf: MaandConf = toml::from_str(text).map_err(|e| BucketError::Conf {
             path: path.to_path_buf(),
-            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format, journal_output_limit, step_time_limit, hook_time_limit)", e.message()),
+            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format, journal_output_limit, step_time_limit, hook_time_limit, ssh_master_idle)", e.message()),
         })?;
         conf.validate(path)?;
         Ok(conf)

@@ -155,7 +155,24 @@ impl Bucket {
             known_hosts_path: self.known_hosts_path(),
             use_sudo: conf.use_sudo,
             connect_timeout,
+            masters: self.ssh_masters(conf),
         })
+    }
+
+    /// Where this bucket's SSH masters live and for how long (`ssh_master_idle`).
+    pub fn ssh_masters(&self, conf: &MaandConf) -> crate::remote::MasterPolicy {
+        match conf.ssh_master_idle {
+            0 => crate::remote::MasterPolicy::PerCommand,
+            secs => crate::remote::MasterPolicy::Shared {
+                dir: self.ssh_control_dir(),
+                idle: std::time::Duration::from_secs(secs.into()),
+            },
+        }
+    }
+
+    /// The preferred directory of the bucket's shared SSH control sockets.
+    pub fn ssh_control_dir(&self) -> PathBuf {
+        self.data_dir().join("ssh")
     }
 
     /// Reads `maand.conf` (defaults for missing keys; unknown keys are an error).

@@ -50,6 +50,26 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
     };
 
     let active_jobs: BTreeSet<&str> = placement.active().map(|a| a.job.as_str()).collect();
+    // Allocations grouped once, so large fleets cost one pass rather than one per worker/job.
+    let mut active_by_worker: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut active_by_job: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for allocation in placement.active() {
+        active_by_worker
+            .entry(allocation.worker_ip.as_str())
+            .or_default()
+            .push(allocation.job.as_str());
+        active_by_job
+            .entry(allocation.job.as_str())
+            .or_default()
+            .push(allocation.worker_ip.clone());
+    }
+    let mut present_by_job: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for allocation in placement.present() {
+        present_by_job
+            .entry(allocation.job.as_str())
+            .or_default()
+            .push(allocation.worker_ip.clone());
+    }
 
     // maand/bucket and vars/bucket
     let bucket = "maand/bucket";
@@ -150,20 +170,14 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
         if let Some(cpu) = worker.cpu_mhz {
             put(&mut desired, &ns, "worker_cpu_mhz", cpu.to_string());
         }
-        let jobs: Vec<&str> = placement
-            .active()
-            .filter(|a| a.worker_ip == worker.host)
-            .map(|a| a.job.as_str())
-            .collect();
-        put(&mut desired, &ns, "jobs", jobs.join(","));
+        let jobs = active_by_worker
+            .get(worker.host.as_str())
+            .map(|jobs| jobs.join(","))
+            .unwrap_or_default();
+        put(&mut desired, &ns, "jobs", jobs);
+        // `<label>_peers` is derived on read from `<label>_workers` (see kv::peers).
         for label in &worker.labels {
             let hosts = &by_label[label.as_str()];
-            let peers: Vec<&str> = hosts
-                .iter()
-                .filter(|h| **h != worker.host)
-                .map(String::as_str)
-                .collect();
-            put(&mut desired, &ns, format!("{label}_peers"), peers.join(","));
             let index = hosts.iter().position(|h| *h == worker.host).unwrap_or(0);
             put(
                 &mut desired,
@@ -186,19 +200,11 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
     // allocation has empty worker lists), allocation namespaces
     for job in ws.jobs.values() {
         let name = job.name.as_str();
-        let mut present: Vec<String> = placement
-            .present()
-            .filter(|a| a.job == name)
-            .map(|a| a.worker_ip.clone())
-            .collect();
+        let mut present: Vec<String> = present_by_job.remove(name).unwrap_or_default();
         by_position(&mut present);
         let ns = format!("maand/job/{name}");
         let resources = ws.resources(name).expect("job exists");
-        let mut workers: Vec<String> = placement
-            .active()
-            .filter(|a| a.job == name)
-            .map(|a| a.worker_ip.clone())
-            .collect();
+        let mut workers: Vec<String> = active_by_job.remove(name).unwrap_or_default();
         by_position(&mut workers);
         put(&mut desired, &ns, "name", name);
         put(&mut desired, &ns, "job_id", derived_id("job", name));
@@ -275,12 +281,7 @@ pub(super) fn decide<R: rand::CryptoRng + ?Sized>(
                 format!("{name}_allocation_index"),
                 index.to_string(),
             );
-            let peers: Vec<&str> = present
-                .iter()
-                .filter(|h| *h != host)
-                .map(String::as_str)
-                .collect();
-            put(&mut desired, &ns, "peer_workers", peers.join(","));
+            // `peer_workers` is derived on read from these indexes (see kv::peers).
             put(
                 &mut desired,
                 &ns,

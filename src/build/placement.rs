@@ -4,6 +4,7 @@
 use super::{alloc_id, Allocations, BuildError, CatalogSnapshot};
 use crate::events::{AllocationRecord, Event};
 use crate::workspace::{DisabledJob, Workspace};
+use std::collections::BTreeMap;
 
 /// The allocation set a build wants, and what changed against the catalog.
 pub(super) struct Placement {
@@ -79,9 +80,20 @@ pub(super) fn place(ws: &Workspace, current: &CatalogSnapshot) -> Placement {
 }
 
 pub(super) fn check(ws: &Workspace, placement: &Placement, errors: &mut Vec<BuildError>) {
+    let mut present_count: BTreeMap<&str, usize> = BTreeMap::new();
+    for allocation in placement.present() {
+        *present_count.entry(allocation.job.as_str()).or_default() += 1;
+    }
+    let mut active_by_worker: BTreeMap<&str, Vec<&AllocationRecord>> = BTreeMap::new();
+    for allocation in placement.active() {
+        active_by_worker
+            .entry(allocation.worker_ip.as_str())
+            .or_default()
+            .push(allocation);
+    }
     for job in ws.jobs.values() {
         let minimum = job.manifest.min_allocations_count as usize;
-        let count = placement.present().filter(|a| a.job == job.name).count();
+        let count = present_count.get(job.name.as_str()).copied().unwrap_or(0);
         if count < minimum {
             errors.push(BuildError {
                 file: format!("workspace/jobs/{}/manifest.json", job.name),
@@ -96,7 +108,8 @@ pub(super) fn check(ws: &Workspace, placement: &Placement, errors: &mut Vec<Buil
     for worker in &ws.workers {
         let (mut memory, mut cpu) = (0u64, 0u64);
         let mut jobs = Vec::new();
-        for allocation in placement.active().filter(|a| a.worker_ip == worker.host) {
+        let placed = active_by_worker.get(worker.host.as_str());
+        for allocation in placed.into_iter().flatten() {
             let resources = ws.resources(&allocation.job).expect("placed jobs exist");
             memory += resources.memory_mb;
             cpu += resources.cpu_mhz;

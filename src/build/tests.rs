@@ -203,3 +203,163 @@ fn a_pool_port_keeps_its_number_when_other_jobs_come_and_go() {
     assert_eq!(before[&key], after[&key]);
     assert!(!after.contains_key(&("api".to_string(), "api_port".to_string())));
 }
+
+/// The peer lists as builds stored them before they were derived on read: `<label>_peers` per
+/// worker and label, `peer_workers` per non-removed allocation.
+fn stored_peer_lists(
+    ws: &Workspace,
+    snapshot: &CatalogSnapshot,
+) -> BTreeMap<(String, String), String> {
+    let mut expected = BTreeMap::new();
+    for worker in &ws.workers {
+        for label in &worker.labels {
+            let peers: Vec<&str> = ws
+                .workers
+                .iter()
+                .filter(|w| w.labels.contains(label) && w.host != worker.host)
+                .map(|w| w.host.as_str())
+                .collect();
+            expected.insert(
+                (
+                    format!("maand/worker/{}", worker.host),
+                    format!("{label}_peers"),
+                ),
+                peers.join(","),
+            );
+        }
+    }
+    for job in ws.jobs.keys() {
+        let mut present: Vec<&str> = snapshot
+            .allocations
+            .values()
+            .filter(|a| !a.removed && a.job == *job)
+            .map(|a| a.worker_ip.as_str())
+            .collect();
+        present.sort_by_key(|h| ws.worker(h).map(|w| w.position));
+        for host in &present {
+            let peers: Vec<&str> = present.iter().copied().filter(|h| h != host).collect();
+            expected.insert(
+                (
+                    format!("maand/job/{job}/worker/{host}"),
+                    "peer_workers".into(),
+                ),
+                peers.join(","),
+            );
+        }
+    }
+    expected
+}
+
+/// Every peer list a reader sees: `cat kv`, `cat kv get` and the template snapshot (job
+/// commands read the same [`crate::kv::peers::PeerLists`]).
+fn read_peer_lists(conn: &Connection) -> BTreeMap<(String, String), String> {
+    let rows =
+        crate::catalog::tables::kv(conn, None, crate::catalog::tables::KvState::Active).unwrap();
+    let listed: BTreeMap<(String, String), String> = rows
+        .into_iter()
+        .filter(|row| crate::kv::peers::is_peer_list(&row.namespace, &row.key))
+        .map(|row| ((row.namespace, row.key), row.value.unwrap()))
+        .collect();
+    let templates = crate::deploy::prepare::KvSnapshot::load(conn, None).unwrap();
+    for ((namespace, key), value) in &listed {
+        let entry = crate::catalog::tables::kv_entry(conn, namespace, key)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            entry.value,
+            Some(crate::events::KvValue::Plain(value.clone())),
+            "cat kv get {namespace} {key}"
+        );
+        use crate::templates::KvSource;
+        assert_eq!(templates.get(namespace, key).as_ref(), Some(value));
+        assert!(templates.keys(namespace).contains(key));
+    }
+    listed
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn derived_peer_lists_read_exactly_like_the_stored_ones_did(history in prop::collection::vec(arb_model(), 1..4)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = catalog_db(dir.path());
+        let ws_dir = dir.path().join("workspace");
+        for model in &history {
+            write_workspace(&ws_dir, model);
+            let ws = crate::workspace::load(&ws_dir, "").unwrap();
+            let decision = decide(&conn, &ws);
+            catalog::commit(&mut conn, "run", 1, &decision.events, &decision.blobs).unwrap();
+            let snapshot = CatalogSnapshot::load(&conn).unwrap();
+            prop_assert_eq!(read_peer_lists(&conn), stored_peer_lists(&ws, &snapshot));
+        }
+    }
+}
+
+#[test]
+fn peer_lists_stored_by_an_older_build_are_ignored_then_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = catalog_db(dir.path());
+    let ws_dir = dir.path().join("workspace");
+    let model = Model {
+        workers: vec![(0, BTreeSet::from([0])), (1, BTreeSet::from([0]))],
+        jobs: vec![(0, BTreeSet::from([0]), false, 1)],
+        disabled_workers: BTreeSet::new(),
+        disabled_jobs: BTreeSet::new(),
+    };
+    write_workspace(&ws_dir, &model);
+    let ws = crate::workspace::load(&ws_dir, "").unwrap();
+    let decision = decide(&conn, &ws);
+    catalog::commit(&mut conn, "run", 1, &decision.events, &decision.blobs).unwrap();
+    // What an older build recorded: stale peer lists stored as plain keys.
+    let stale = [
+        (format!("maand/worker/{}", HOSTS[0]), "alpha_peers"),
+        (format!("maand/job/api/worker/{}", HOSTS[0]), "peer_workers"),
+    ];
+    let events: Vec<Event> = stale
+        .iter()
+        .map(|(namespace, key)| {
+            Event::KvChanged(crate::events::KvChanged {
+                namespace: namespace.clone(),
+                changes: vec![crate::events::KvChange::Put {
+                    key: key.to_string(),
+                    value: crate::events::KvValue::Plain("127.9.9.9".into()),
+                }],
+            })
+        })
+        .collect();
+    catalog::commit(&mut conn, "old", 2, &events, &[]).unwrap();
+    let snapshot = CatalogSnapshot::load(&conn).unwrap();
+    assert_eq!(read_peer_lists(&conn), stored_peer_lists(&ws, &snapshot));
+
+    let decision = decide(&conn, &ws);
+    let deleted: BTreeSet<(String, String)> = decision
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::KvChanged(changed) => Some(
+                changed
+                    .changes
+                    .iter()
+                    .filter_map(|change| match change {
+                        crate::events::KvChange::Delete { key } => {
+                            Some((changed.namespace.clone(), key.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let expected: BTreeSet<(String, String)> = stale
+        .iter()
+        .map(|(namespace, key)| (namespace.clone(), key.to_string()))
+        .collect();
+    assert_eq!(deleted, expected);
+    catalog::commit(&mut conn, "run", 3, &decision.events, &decision.blobs).unwrap();
+    assert_eq!(read_peer_lists(&conn), stored_peer_lists(&ws, &snapshot));
+    assert!(decide(&conn, &ws).events.is_empty());
+    assert_eq!(catalog::diff_with_replay(&conn).unwrap(), vec![]);
+}

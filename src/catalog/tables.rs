@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::certs::{self, CertStatus, CERTS_KV_PREFIX};
 use crate::events::KvValue;
 use crate::kv::access;
+use crate::kv::peers::{self, PeerLists};
 
 /// A catalog read that could not be answered.
 #[derive(Debug, thiserror::Error)]
@@ -591,7 +592,8 @@ pub struct KvRow {
 }
 
 /// Current version of every key in `namespaces` (every namespace when `None`), filtered by
-/// `state`, by namespace and key.
+/// `state`, by namespace and key. Peer lists are derived from the lists they are cut from
+/// (see [`peers`]), never taken from stored rows.
 pub fn kv(
     conn: &Connection,
     namespaces: Option<&BTreeSet<String>>,
@@ -621,6 +623,28 @@ pub fn kv(
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let lists = PeerLists::from_values(rows.iter().filter_map(|row| {
+        let value = row.value.as_deref()?;
+        Some((row.namespace.as_str(), row.key.as_str(), value, row.version))
+    }));
+    let mut rows: Vec<KvRow> = rows
+        .into_iter()
+        .filter(|row| !peers::is_peer_list(&row.namespace, &row.key))
+        .collect();
+    rows.extend(
+        lists
+            .entries()
+            .into_iter()
+            .map(|(namespace, key, derived)| KvRow {
+                namespace,
+                key,
+                version: derived.version,
+                deleted: false,
+                sealed: false,
+                value: Some(derived.value),
+            }),
+    );
+    rows.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
     Ok(rows
         .into_iter()
         .filter(|row| namespaces.is_none_or(|set| set.contains(&row.namespace)))
@@ -641,12 +665,20 @@ pub struct KvEntry {
 }
 
 /// The current version of `key` in `namespace`; `None` when the key never existed (or its
-/// history was purged).
+/// history was purged). A peer list is derived (see [`peers`]).
 pub fn kv_entry(
     conn: &Connection,
     namespace: &str,
     key: &str,
 ) -> Result<Option<KvEntry>, TableError> {
+    if peers::is_peer_list(namespace, key) {
+        return Ok(peer_sources(conn, namespace)?
+            .get(namespace, key)
+            .map(|derived| KvEntry {
+                version: derived.version,
+                value: Some(KvValue::Plain(derived.value)),
+            }));
+    }
     Ok(conn
         .query_row(
             "SELECT version, value, sealed, deleted FROM kv
@@ -667,6 +699,41 @@ pub fn kv_entry(
             },
         )
         .optional()?)
+}
+
+/// The lists the peer keys of `namespace` are cut from: `maand/worker` and the worker's own
+/// namespace, or every allocation namespace of the job.
+fn peer_sources(conn: &Connection, namespace: &str) -> Result<PeerLists, TableError> {
+    let (low, high) = match access::parse_allocation(namespace) {
+        Some((job, _)) => {
+            let prefix = format!("{}/worker/", access::job(job));
+            let high = format!("{}/worker0", access::job(job));
+            (prefix, high)
+        }
+        None => (access::WORKERS.to_string(), format!("{}0", access::WORKERS)),
+    };
+    let mut stmt = conn.prepare(
+        "SELECT kv.namespace, kv.key, kv.version, kv.value
+         FROM kv JOIN (SELECT namespace, key, max(version) AS version FROM kv
+                       WHERE namespace >= ?1 AND namespace < ?2 GROUP BY namespace, key) cur
+           ON cur.namespace = kv.namespace AND cur.key = kv.key AND cur.version = kv.version
+         WHERE kv.deleted = 0 AND kv.sealed = 0",
+    )?;
+    let rows = stmt
+        .query_map(params![low, high], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, String>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(PeerLists::from_values(
+        rows.iter()
+            .filter(|(ns, key, ..)| peers::is_peer_source(ns, key))
+            .map(|(ns, key, version, value)| (ns.as_str(), key.as_str(), value.as_str(), *version)),
+    ))
 }
 
 /// The namespaces the selected allocations may read (see [`access`]): the union over every

@@ -8,6 +8,7 @@ mod cat;
 mod cat_prometheus;
 mod cert_metrics;
 mod deploy;
+mod disconnect;
 mod gc;
 mod health_check;
 mod info;
@@ -99,6 +100,13 @@ pub enum Command {
     ///   maand health_check --jobs api --wait --verbose
     #[command(name = "health_check", alias = "health-check", verbatim_doc_comment)]
     HealthCheck(health_check::HealthCheckArgs),
+    /// Close the bucket's SSH connections to workers now.
+    ///
+    /// Commands that reach workers leave their SSH connection (one per worker) open for
+    /// ssh_master_idle seconds (maand.conf, default 60) so the next command skips the
+    /// handshake. This closes every one of them at once. Contacts no worker and records
+    /// nothing.
+    Disconnect,
     /// Show the bucket id, update sequence, catalog counts and journal position.
     Info(info::InfoArgs),
     /// Print a catalog table (workers, jobs, allocations, deployments, job_commands,
@@ -191,6 +199,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Deploy(_) => "deploy",
         Command::Gc(_) => "gc",
         Command::HealthCheck(_) => "health_check",
+        Command::Disconnect => "disconnect",
         Command::Info(_) => "info",
         Command::Cat(_) => "cat",
         Command::Job(command) => command.name(),
@@ -296,6 +305,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         Command::HealthCheck(args) => {
             health_check::run(&cli.bucket()?, args, cli.verbose > 0, &argv)
         }
+        Command::Disconnect => disconnect::run(&cli.bucket()?),
         Command::Info(args) => info::run(&cli.bucket()?, args),
         Command::Cat(command) => cat::run(&cli.bucket()?, command),
         Command::Job(command) => job::run(&cli.bucket()?, command, &argv),

@@ -7,6 +7,7 @@ use super::prometheus_stage::{self, ServerStaging};
 use super::stage::{stage_tree, SourceFile, StageError, StagedTree};
 use crate::events::DeployFlags;
 use crate::kv::access::ReadScope;
+use crate::kv::peers::{self, PeerLists};
 use crate::kv::secret::{self, SealedSecret, SecretKey};
 use crate::remote::{bucket_dir_on_worker, JobEntry};
 use crate::templates::{self, KvSource, TemplateContext};
@@ -40,10 +41,12 @@ pub enum PrepareError {
     },
 }
 
-/// The catalog's current KV values, as templates and certificate staging read them.
+/// The catalog's current KV values, as templates and certificate staging read them (peer
+/// lists derived, see [`peers`]).
 pub struct KvSnapshot {
     plain: HashMap<String, BTreeMap<String, String>>,
     sealed: HashMap<(String, String), String>,
+    peers: PeerLists,
     key: Option<SecretKey>,
 }
 
@@ -51,10 +54,19 @@ impl KvSnapshot {
     pub fn load(conn: &Connection, key: Option<SecretKey>) -> Result<KvSnapshot, PrepareError> {
         let mut plain: HashMap<String, BTreeMap<String, String>> = HashMap::new();
         let mut sealed = HashMap::new();
+        let mut lists = PeerLists::default();
         for entry in crate::catalog::read::current_kv(conn)?
             .into_iter()
-            .filter(|e| !e.deleted)
+            .filter(|e| !e.deleted && !peers::is_peer_list(&e.namespace, &e.key))
         {
+            if !entry.sealed {
+                lists.observe(
+                    &entry.namespace,
+                    &entry.key,
+                    &entry.value,
+                    entry.version as u64,
+                );
+            }
             if entry.sealed {
                 sealed.insert((entry.namespace, entry.key), entry.value);
             } else {
@@ -64,7 +76,12 @@ impl KvSnapshot {
                     .insert(entry.key, entry.value);
             }
         }
-        Ok(KvSnapshot { plain, sealed, key })
+        Ok(KvSnapshot {
+            plain,
+            sealed,
+            peers: lists,
+            key,
+        })
     }
 
     /// Opens a sealed value; the error never contains the value.
@@ -88,6 +105,9 @@ impl KvSnapshot {
 
 impl KvSource for KvSnapshot {
     fn get(&self, namespace: &str, key: &str) -> Option<String> {
+        if peers::is_peer_list(namespace, key) {
+            return self.peers.get(namespace, key).map(|derived| derived.value);
+        }
         self.plain
             .get(namespace)
             .and_then(|keys| keys.get(key))
@@ -105,6 +125,7 @@ impl KvSource for KvSnapshot {
                 .filter(|(ns, _)| ns == namespace)
                 .map(|(_, k)| k.clone()),
         );
+        keys.extend(self.peers.keys(namespace));
         keys.into_iter().collect()
     }
     fn secret(&self, job: &str, key: &str) -> Result<Option<String>, String> {

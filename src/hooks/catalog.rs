@@ -8,6 +8,7 @@
 
 use super::{AllocationContext, HookError};
 use crate::events::{KvChange, KvChanged, KvValue};
+use crate::kv::peers::{self, PeerLists};
 use crate::workspace::CommandEvent;
 use rusqlite::Connection;
 use std::collections::BTreeMap;
@@ -48,8 +49,10 @@ struct AllocationEntry {
 #[derive(Debug, Clone)]
 pub struct HookCatalog {
     pub(crate) bucket_id: String,
-    /// Latest value of every live key.
+    /// Latest value of every live stored key (peer lists are in `peers`).
     pub(crate) kv: BTreeMap<(String, String), KvValue>,
+    /// The peer lists readers derive (see [`peers`]).
+    pub(crate) peers: PeerLists,
     pub(crate) commands: Vec<CommandEntry>,
     /// Job name -> deployment_seq.
     jobs: BTreeMap<String, u32>,
@@ -66,9 +69,20 @@ impl HookCatalog {
                 r.get(0)
             })?;
 
-        let kv = crate::catalog::read::current_kv(conn)?
+        let stored: Vec<_> = crate::catalog::read::current_kv(conn)?
             .into_iter()
-            .filter(|e| !e.deleted)
+            .filter(|e| !e.deleted && !peers::is_peer_list(&e.namespace, &e.key))
+            .collect();
+        let peer_lists = PeerLists::from_values(stored.iter().filter(|e| !e.sealed).map(|e| {
+            (
+                e.namespace.as_str(),
+                e.key.as_str(),
+                e.value.as_str(),
+                e.version as u64,
+            )
+        }));
+        let kv = stored
+            .into_iter()
             .map(|e| {
                 let value = if e.sealed {
                     KvValue::Sealed(e.value)
@@ -136,6 +150,7 @@ impl HookCatalog {
         Ok(HookCatalog {
             bucket_id,
             kv,
+            peers: peer_lists,
             commands,
             jobs,
             allocations,
@@ -279,6 +294,7 @@ impl HookCatalog {
         HookCatalog {
             bucket_id: "bucket".into(),
             kv,
+            peers: PeerLists::default(),
             commands,
             jobs: BTreeMap::new(),
             allocations: Vec::new(),
@@ -287,6 +303,9 @@ impl HookCatalog {
     }
 
     fn plain(&self, namespace: &str, key: &str) -> Option<String> {
+        if peers::is_peer_list(namespace, key) {
+            return self.peers.get(namespace, key).map(|derived| derived.value);
+        }
         match self.kv.get(&(namespace.to_string(), key.to_string())) {
             Some(KvValue::Plain(value)) => Some(value.clone()),
             _ => None,

@@ -192,12 +192,19 @@ impl Session {
                 .namespaces()
             })
             .collect();
-        let base = catalog
+        let mut base: BTreeMap<(String, String), KvValue> = catalog
             .kv
             .iter()
             .filter(|((namespace, _), _)| readable.contains(namespace))
             .map(|(entry, value)| (entry.clone(), value.clone()))
             .collect();
+        for namespace in &readable {
+            for key in catalog.peers.keys(namespace) {
+                if let Some(derived) = catalog.peers.get(namespace, &key) {
+                    base.insert((namespace.clone(), key), KvValue::Plain(derived.value));
+                }
+            }
+        }
         let demands = catalog
             .demands_on(job, command)
             .into_iter()

@@ -20,4 +20,22 @@ pub struct RemoteConfig {
     pub use_sudo: bool,
     /// Longest wait for a worker to accept a connection and authenticate.
     pub connect_timeout: Duration,
+    /// How long masters live and where their sockets are.
+    pub masters: MasterPolicy,
+}
+
+/// The lifetime of the SSH masters a command opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterPolicy {
+    /// Each command opens its own masters in a private temporary directory and closes them
+    /// when it ends (`ssh_master_idle = 0`).
+    PerCommand,
+    /// Masters are shared by the bucket's commands: one per worker in the bucket's control
+    /// directory (see [`super::shared_control_dir`]), reused while alive and left open for
+    /// `idle` after the last command that used them.
+    Shared {
+        /// The preferred control directory, `<bucket>/data/ssh`.
+        dir: PathBuf,
+        idle: Duration,
+    },
 }

@@ -79,6 +79,9 @@ pub enum RemoteError {
     #[error("invalid remote argument {argument:?}: {reason}")]
     InvalidArgument { argument: String, reason: String },
 
+    #[error("the SSH control path {} {reason}; maand never uses such a socket. Remove it (`maand disconnect` cannot, as it refuses it too) and retry: maand creates a private one", path.display())]
+    UnsafeControlPath { path: PathBuf, reason: String },
+
     #[error("could not run {program} on this host: {detail}")]
     LocalProcess { program: String, detail: String },
 }

@@ -1,5 +1,5 @@
-//! The workers of one maand command: a session per worker, opened on first use and kept for
-//! the whole command, and fan-out of work over many workers with bounded concurrency. One
+//! The workers of one maand command: a session per worker, opened (or found open) on first use
+//! and kept for the whole command, and fan-out of work over many workers with bounded concurrency. One
 //! worker's failure is that worker's result; it never stops the others.
 
 use std::collections::HashMap;
@@ -26,7 +26,8 @@ pub struct WorkerResult<T> {
 type SessionSlot = Arc<OnceCell<Result<Arc<Session>, RemoteError>>>;
 
 /// Sessions to workers for the life of one maand command. Cloning is cheap and shares the
-/// sessions. Masters are closed when the last clone is dropped.
+/// sessions. Per-command masters are closed when the last clone is dropped; shared ones stay
+/// open for their idle time.
 #[derive(Clone)]
 pub struct Fleet {
     inner: Arc<FleetInner>,
@@ -59,10 +60,11 @@ impl Fleet {
             });
         }
         create_known_hosts(&config)?;
+        let control = Arc::new(ControlDir::for_policy(&config.masters)?);
         Ok(Fleet {
             inner: Arc::new(FleetInner {
                 config: Arc::new(config),
-                control: Arc::new(ControlDir::create()?),
+                control,
                 concurrency: concurrency.max(1),
                 sessions: Mutex::new(HashMap::new()),
                 slots: AtomicUsize::new(0),

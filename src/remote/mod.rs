@@ -1,8 +1,8 @@
-//! Reaching workers: one SSH session per worker per maand command (an OpenSSH ControlMaster
-//! reused by every remote command and every rsync), commands with quoting and timeouts,
-//! rsync transfers, fan-out over many workers, prerequisite checks, the worker-side
-//! runner's files, and the command lines of lifecycle steps that the runner runs detached
-//! with a receipt (see `receipts`).
+//! Reaching workers: one SSH session per worker (an OpenSSH ControlMaster reused by every
+//! remote command and every rsync, and by later maand commands while it stays open; see
+//! [`MasterPolicy`]), commands with quoting and timeouts, rsync transfers, fan-out over many
+//! workers, prerequisite checks, the worker-side runner's files, and the command lines of
+//! lifecycle steps that the runner runs detached with a receipt (see `receipts`).
 //!
 //! What happens is reported as structured [`RemoteRecord`]s to an [`Observer`] the caller
 //! supplies; turning them into journal events or terminal lines is the caller's business.
@@ -28,6 +28,7 @@
 
 mod command;
 mod config;
+mod control;
 mod error;
 mod fleet;
 mod prerequisites;
@@ -39,7 +40,8 @@ mod transfer;
 mod worker_files;
 
 pub use command::RemoteCommand;
-pub use config::RemoteConfig;
+pub use config::{MasterPolicy, RemoteConfig};
+pub use control::{close_masters, shared_control_dir};
 pub use error::RemoteError;
 pub use fleet::{Fleet, WorkerResult};
 pub use prerequisites::{

@@ -1,7 +1,8 @@
-//! One worker's SSH session: an OpenSSH ControlMaster started once per maand command, and the
-//! commands that run through it. Every ssh invocation carries the same options (key, bucket
-//! known_hosts with trust on first use, timeouts), so even a command that finds the master
-//! gone and dials directly is verified exactly like the master was.
+//! One worker's SSH session: an OpenSSH ControlMaster, opened by this maand command or found
+//! open from an earlier one (see [`MasterPolicy`]), and the commands that run through it.
+//! Every ssh invocation carries the same options (key, bucket known_hosts with trust on first
+//! use, timeouts), so even a command that finds the master gone and dials directly is verified
+//! exactly like the master was.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -14,12 +15,13 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
 use super::command::RemoteCommand;
-use super::config::RemoteConfig;
+use super::config::{MasterPolicy, RemoteConfig};
+use super::control::{self, MasterFiles};
 use super::error::RemoteError;
 use super::record::{Observer, RemoteRecord, Stream};
 
-/// An idle master exits on its own after this long, so a maand process killed without cleanup
-/// leaves no ssh behind for long. A later command then starts a new master.
+/// A per-command master exits on its own after this long idle, so a maand process killed
+/// without cleanup leaves no ssh behind for long. A later command then starts a new master.
 const MASTER_IDLE_EXIT: Duration = Duration::from_secs(120);
 /// Keepalive probes of the master: a peer silent for interval × count is declared dead.
 const SERVER_ALIVE_INTERVAL_SECS: u64 = 5;
@@ -54,12 +56,14 @@ pub struct CapturedOutput {
     pub stderr: Vec<String>,
 }
 
-/// A private directory (mode 0700) holding the control sockets and master logs of one maand
-/// command, removed when the last session using it is gone. It lives under the system temp
-/// directory because a socket path must stay under ~100 bytes, which bucket paths may not.
+/// A private directory (mode 0700) holding control sockets and master logs: either one maand
+/// command's own, under the system temp directory and removed when the last session using it
+/// is gone, or the bucket's shared one (see [`control::shared_control_dir`]), which stays.
 #[derive(Debug)]
 pub(crate) struct ControlDir {
     path: PathBuf,
+    /// Masters outlive the command for this long; `None` closes them with their sessions.
+    shared_idle: Option<Duration>,
     /// `ssh -O exit` processes started by dropped sessions, reaped when the directory goes.
     pending_exits: std::sync::Mutex<Vec<std::process::Child>>,
 }
@@ -73,6 +77,7 @@ impl ControlDir {
                 Ok(()) => {
                     return Ok(ControlDir {
                         path,
+                        shared_idle: None,
                         pending_exits: std::sync::Mutex::default(),
                     })
                 }
@@ -91,6 +96,24 @@ impl ControlDir {
     }
 }
 
+impl ControlDir {
+    /// The directory `policy` puts masters in, created or checked.
+    pub(crate) fn for_policy(policy: &MasterPolicy) -> Result<ControlDir, RemoteError> {
+        match policy {
+            MasterPolicy::Shared { dir, idle } if !idle.is_zero() => {
+                let path = control::shared_control_dir(dir);
+                control::open_private_dir(&path)?;
+                Ok(ControlDir {
+                    path,
+                    shared_idle: Some(*idle),
+                    pending_exits: std::sync::Mutex::default(),
+                })
+            }
+            _ => ControlDir::create(),
+        }
+    }
+}
+
 impl Drop for ControlDir {
     fn drop(&mut self) {
         let exits =
@@ -98,7 +121,9 @@ impl Drop for ControlDir {
         for mut exit in exits {
             let _ = exit.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.path);
+        if self.shared_idle.is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -109,13 +134,16 @@ pub struct Session {
     config: Arc<RemoteConfig>,
     socket: PathBuf,
     master_log: PathBuf,
-    /// Serialises (re)starting the master.
-    master: Mutex<()>,
+    /// The files of a shared master; `None` for a master of this command only.
+    shared: Option<MasterFiles>,
+    /// Serialises (re)starting the master; true once this session checked or started it.
+    master: Mutex<bool>,
     _control: Arc<ControlDir>,
 }
 
 impl Session {
-    /// Starts the master for `worker`. Its socket is slot `slot` of `control`.
+    /// Starts the master for `worker`, or checks the shared one that is open already. A
+    /// per-command master's socket is slot `slot` of `control`.
     pub(crate) async fn connect(
         config: Arc<RemoteConfig>,
         control: Arc<ControlDir>,
@@ -123,12 +151,23 @@ impl Session {
         worker: &str,
     ) -> Result<Session, RemoteError> {
         check_worker_name(worker)?;
+        let shared = control
+            .shared_idle
+            .map(|_| MasterFiles::new(&control.path, &config, worker));
+        let (socket, master_log) = match &shared {
+            Some(files) => (files.socket.clone(), files.log.clone()),
+            None => (
+                control.path.join(format!("{slot}.sock")),
+                control.path.join(format!("{slot}.log")),
+            ),
+        };
         let session = Session {
             worker: worker.to_string(),
-            socket: control.path.join(format!("{slot}.sock")),
-            master_log: control.path.join(format!("{slot}.log")),
+            socket,
+            master_log,
+            shared,
             config,
-            master: Mutex::new(()),
+            master: Mutex::new(false),
             _control: control,
         };
         session.ensure_master().await?;
@@ -364,18 +403,53 @@ impl Session {
     }
 
     /// Starts the master unless its socket is there already (it goes away when the master
-    /// exits: idle, worker gone, or closed).
+    /// exits: idle, worker gone, or closed). A shared master found open is checked once per
+    /// session: it must answer, and have been opened with the current key and known_hosts
+    /// lines; otherwise it is closed and a new one started.
     async fn ensure_master(&self) -> Result<(), RemoteError> {
-        let _guard = self.master.lock().await;
-        if self.socket.exists() {
+        let mut checked = self.master.lock().await;
+        let Some(files) = &self.shared else {
+            if self.socket.exists() {
+                return Ok(());
+            }
+            return self.start_master(MASTER_IDLE_EXIT).await;
+        };
+        if *checked && self.socket.exists() {
             return Ok(());
         }
+        let idle = self._control.shared_idle.unwrap_or(MASTER_IDLE_EXIT);
+        let _other_processes = files.lock().await?;
+        let fingerprint = control::credential_fingerprint(&self.config, &self.worker)?;
+        if control::socket_present(&self.socket)? {
+            let same_credentials = files.recorded_fingerprint().as_deref() == Some(&fingerprint);
+            // A live master accepts on its socket; a stale socket (master killed) refuses.
+            // Connecting costs no process, unlike `ssh -O check`.
+            let listening = std::os::unix::net::UnixStream::connect(&self.socket).is_ok();
+            if same_credentials && listening {
+                *checked = true;
+                return Ok(());
+            }
+            self.exit_master().await;
+            files.forget();
+        }
+        self.start_master(idle).await?;
+        // Recorded after the connection: a first contact has just added the worker's host key.
+        files.record_fingerprint(&control::credential_fingerprint(
+            &self.config,
+            &self.worker,
+        )?)?;
+        *checked = true;
+        Ok(())
+    }
+
+    /// Opens a master that exits after `idle` without sessions.
+    async fn start_master(&self, idle: Duration) -> Result<(), RemoteError> {
         let _ = std::fs::remove_file(&self.master_log);
         let mut ssh = Command::new("ssh");
         ssh.args(["-M", "-f", "-N", "-E"])
             .arg(&self.master_log)
             .arg("-o")
-            .arg(format!("ControlPersist={}", MASTER_IDLE_EXIT.as_secs()))
+            .arg(format!("ControlPersist={}", idle.as_secs().max(1)))
             .args(self.ssh_options())
             .arg("--")
             .arg(&self.worker)
@@ -452,6 +526,20 @@ impl Session {
         }
     }
 
+    /// Asks the master to exit and waits for the answer.
+    async fn exit_master(&self) {
+        let _ = Command::new("ssh")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-O", "exit", "--"])
+            .arg(&self.worker)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+
     async fn master_alive(&self) -> bool {
         Command::new("ssh")
             .arg("-S")
@@ -502,11 +590,12 @@ impl Session {
 }
 
 impl Drop for Session {
-    /// Asks the master to exit without waiting: the control directory, dropped after the last
+    /// Asks a per-command master to exit without waiting (a shared one stays for the next
+    /// command): the control directory, dropped after the last
     /// session, waits for every `ssh -O exit` at once, so closing a fleet costs one round trip
     /// rather than one per worker.
     fn drop(&mut self) {
-        if self.socket.exists() {
+        if self.shared.is_none() && self.socket.exists() {
             let exit = std::process::Command::new("ssh")
                 .arg("-S")
                 .arg(&self.socket)

@@ -37,6 +37,24 @@ pub fn run_maand_ok(bucket: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Makes the bucket's commands close their SSH masters when they end (`ssh_master_idle = 0`),
+/// so a test leaves no master running; tests of warm masters set their own idle time.
+pub fn close_masters_at_exit(bucket: &Path) {
+    set_master_idle(bucket, 0);
+}
+
+/// Sets `ssh_master_idle` in the bucket's maand.conf.
+pub fn set_master_idle(bucket: &Path, seconds: u32) {
+    let conf = bucket.join("maand.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|line| !line.starts_with("ssh_master_idle"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&conf, format!("{kept}ssh_master_idle = {seconds}\n")).unwrap();
+}
+
 pub struct TestBucket {
     dir: tempfile::TempDir,
     pub bucket_id: String,
@@ -57,6 +75,7 @@ impl TestBucket {
             "init failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        close_masters_at_exit(bucket.path());
         std::fs::copy(cluster.key_path(), bucket.path().join("secrets/worker.key")).unwrap();
         std::fs::copy(
             cluster.known_hosts_path(),

@@ -92,6 +92,17 @@ impl Cluster {
         self.lease.block
     }
 
+    /// What `host`'s sshd logged since the worker last started (one `Accepted publickey`
+    /// line per authenticated connection).
+    pub fn sshd_log(&self, host: &str) -> String {
+        let index = host.rsplit('.').next().expect("a 127.B.0.i address");
+        let state = self
+            .known_hosts_path
+            .parent()
+            .expect("known_hosts lives in the block's state directory");
+        fs::read_to_string(state.join(format!("w{index}/sshd.log"))).unwrap_or_default()
+    }
+
     /// Runs `script` as the cluster user on `host` over a fresh, strictly checked connection
     /// that shares nothing with maand's own sessions: the independent witness tests use to
     /// look at a worker.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use maand::remote::{Observer, RemoteConfig, RemoteRecord, Stream};
+use maand::remote::{MasterPolicy, Observer, RemoteConfig, RemoteRecord, Stream};
 
 use super::cluster::Cluster;
 
@@ -19,6 +19,7 @@ pub fn config(cluster: &Cluster, known_hosts: &Path) -> RemoteConfig {
         known_hosts_path: known_hosts.to_path_buf(),
         use_sudo: true,
         connect_timeout: Duration::from_secs(2),
+        masters: MasterPolicy::PerCommand,
     }
 }
 
