@@ -2,10 +2,11 @@
 //!
 //! The rule: the **first** SIGINT or SIGTERM asks the command to stop. Nothing new starts (no
 //! next deploy step, no next command); commands that only serve the operator (`run_command`,
-//! `job run`, probes) are stopped on their workers; deploy lifecycle steps already running are
-//! left to finish within their time limits, so the journal records what really happened. The
-//! command then ends normally: its run is recorded as `interrupted`, its SSH masters closed and
-//! its temporary directories removed. A **second** signal stops at once: every local process
+//! `job status`, `job run` of a non-lifecycle target, probes) are stopped on their workers;
+//! lifecycle steps already running (deploy's, and `job start|stop|restart|reload`) are left to
+//! finish within their time limits, so the journal records what really happened. The
+//! command then ends normally: its run is recorded as `interrupted`, its SSH masters (warm
+//! ones too) closed and its temporary directories removed. A **second** signal stops at once: every local process
 //! group maand started is killed, and maand exits with status 130; the next command closes the
 //! run as abandoned.
 //!

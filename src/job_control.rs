@@ -33,6 +33,9 @@ use crate::workspace;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most workers a job target runs on at once.
 pub const JOB_TARGET_CONCURRENCY: usize = 32;
+/// The targets that change what runs (as deploy's steps do): they run detached on the worker
+/// and finish even when maand is interrupted. Every other target stops with maand.
+const LIFECYCLE_TARGETS: [&str; 4] = ["start", "stop", "restart", "reload"];
 /// Longest wait for a worker's `worker.json`.
 const IDENTITY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Exit code of the identity probe when the file does not exist.
@@ -623,24 +626,25 @@ pub async fn run_job_target(
     target_observer: Arc<dyn Observer>,
 ) -> Result<Vec<WorkerOutcome>, ControlError> {
     let probe = Arc::new(identity_command(&plan.bucket_id)?);
-    // The target runs detached under the runner's step mode, so a killed maand or a dropped
-    // connection does not stop a restart half-way.
     let target = runner_command(
         &plan.bucket_id,
         &plan.target,
         std::slice::from_ref(&plan.job),
         timeout,
     )?;
-    let step = StepReceiptKey {
-        deploy_id: format!("job-{}", uuid::Uuid::new_v4()),
-        key: format!("{}.{}", plan.job, plan.target),
-    };
-    let runner = Arc::new(step_command(
-        &plan.bucket_id,
-        &step,
-        timeout,
-        target.argv(),
-    )?);
+    let runner = Arc::new(if LIFECYCLE_TARGETS.contains(&plan.target.as_str()) {
+        // A lifecycle target runs detached under the runner's step mode and to its end on
+        // Ctrl-C, so neither a killed maand nor a dropped connection stops a restart half-way.
+        let step = StepReceiptKey {
+            deploy_id: format!("job-{}", uuid::Uuid::new_v4()),
+            key: format!("{}.{}", plan.job, plan.target),
+        };
+        step_command(&plan.bucket_id, &step, timeout, target.argv())?.finish_on_interrupt()
+    } else {
+        // Any other target (`status`, a migration, a backup) serves the operator who asked:
+        // it stops on the worker when maand is interrupted or dies.
+        target
+    });
     let hosts: Vec<String> = plan.workers.iter().map(|w| w.host.clone()).collect();
     let checks = fan_out(fleet, &hosts, JOB_TARGET_CONCURRENCY, move |session| {
         let (probe, observer) = (probe.clone(), check_observer.clone());

@@ -253,6 +253,12 @@ pub fn main() -> i32 {
         }
     };
     if crate::interrupt::requested() {
+        // An interrupted command leaves no SSH master behind, warm ones included.
+        if let Ok(bucket) = cli.bucket() {
+            if let Err(error) = crate::remote::close_masters(&bucket.ssh_control_dir()) {
+                eprintln!("warning: could not close the SSH connections: {error}");
+            }
+        }
         eprintln!("{}", crate::interrupt::continue_hint(name));
         return crate::interrupt::EXIT_INTERRUPTED;
     }

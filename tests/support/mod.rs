@@ -7,4 +7,5 @@
 pub mod bucket;
 pub mod cluster;
 pub mod go_bucket;
+pub mod pty;
 pub mod remote;
