@@ -83,6 +83,8 @@ struct FakeWorkers {
     crash_at: Option<u32>,
     crash_point: CrashPoint,
     worker_side: std::sync::Arc<WorkerSide>,
+    /// The calls that ran (or answered) hooks.
+    hook_calls: Mutex<Vec<u32>>,
 }
 
 impl FakeWorkers {
@@ -185,6 +187,7 @@ impl FakeWorkers {
         event: &str,
     ) -> Result<Vec<Event>, StepError> {
         let call = self.next_call();
+        self.hook_calls.lock().unwrap().push(call);
         let key = format!("{}/{}", step.deploy_id, step.key());
         let receipt = self
             .worker_side
@@ -481,6 +484,8 @@ struct Reference {
     lifecycle_runs: usize,
     /// How many of them were hooks.
     hook_runs: usize,
+    /// The 1-based operation calls that ran hooks.
+    hook_calls: Vec<u32>,
 }
 
 /// The run of a deploy without faults.
@@ -495,11 +500,13 @@ fn uninterrupted() -> Reference {
     let state = outcome(&journal.0.lock().unwrap());
     let calls = workers.ran.lock().unwrap().len();
     let lifecycle_runs = workers.worker_side.executed.lock().unwrap().len();
+    let hook_calls = workers.hook_calls.lock().unwrap().clone();
     Reference {
         state,
         calls,
         lifecycle_runs,
         hook_runs,
+        hook_calls,
     }
 }
 
@@ -512,78 +519,137 @@ fn crash_point(choice: u8) -> CrashPoint {
     }
 }
 
+/// Runs the deploy with `faults` injected, one per operator run in order (the 1-based call at
+/// which to crash (`true`) or fail (`false`), crashes leaving their command at `point`), then
+/// resumes until it finishes, and checks it against `reference`: no step that succeeded ran
+/// again, no lifecycle command or completed hook executed twice, and the end state is the
+/// uninterrupted one.
+fn faults_then_resume(
+    reference: &Reference,
+    mut faults: Vec<(u32, bool)>,
+    point: CrashPoint,
+) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
+    let id = plan_deploy(&journal);
+    let worker_side = std::sync::Arc::new(WorkerSide::default());
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        prop_assert!(attempts < 10, "resume did not converge");
+        let (fail_at, crash_at) = match faults.first() {
+            Some((at, true)) => (None, Some(*at)),
+            Some((at, false)) => (Some(*at), None),
+            None => (None, None),
+        };
+        if !faults.is_empty() {
+            faults.remove(0);
+        }
+        let before: BTreeSet<u32> = steps_and_done(&journal.0.lock().unwrap(), &id).1;
+        let workers = FakeWorkers {
+            fail_at,
+            crash_at,
+            crash_point: point,
+            worker_side: worker_side.clone(),
+            ..FakeWorkers::default()
+        };
+        let finished = run_once(&journal, &id, &workers);
+        // No step that had succeeded before this attempt ran again.
+        let (steps, _) = steps_and_done(&journal.0.lock().unwrap(), &id);
+        for (worker, job, action) in workers.ran.lock().unwrap().iter() {
+            let rerun = steps.iter().filter(|s| before.contains(&s.index)).any(|s| {
+                let label = s.label();
+                label.worker.as_deref() == Some(worker.as_str())
+                    && label.job.as_deref().unwrap_or("-") == job
+                    && label.action == *action
+            });
+            prop_assert!(!rerun, "{action} {job}@{worker} ran again after succeeding");
+        }
+        if finished {
+            break;
+        }
+    }
+    // No lifecycle command that completed (or was left running) on a worker executed
+    // again: each attempt of a step executed at most once, and only a failed attempt is
+    // followed by another.
+    let executed = worker_side.executed.lock().unwrap().clone();
+    let distinct: BTreeSet<_> = executed
+        .iter()
+        .map(|run| (&run.worker, &run.attempt_key))
+        .collect();
+    prop_assert_eq!(
+        distinct.len(),
+        executed.len(),
+        "a step attempt executed twice: {:?}",
+        executed
+    );
+    let successful_runs = executed.iter().filter(|run| run.succeeded).count();
+    prop_assert_eq!(
+        successful_runs,
+        reference.lifecycle_runs,
+        "executed: {:?}",
+        executed
+    );
+    // No hook that ran to its end executed again: an attempt runs once more only when the
+    // operator died while it ran (it died too, without a receipt).
+    let hooks = worker_side.hooks_executed.lock().unwrap().clone();
+    for (position, run) in hooks.iter().enumerate() {
+        let again = hooks[position + 1..].iter().any(|later| {
+            (&later.job, &later.event, &later.attempt_key)
+                == (&run.job, &run.event, &run.attempt_key)
+        });
+        prop_assert!(
+            !(run.completed && again),
+            "a completed hook executed again: {:?}",
+            hooks
+        );
+    }
+    let successful_hooks = hooks.iter().filter(|run| run.succeeded).count();
+    prop_assert_eq!(
+        successful_hooks,
+        reference.hook_runs,
+        "hooks executed: {:?}",
+        hooks
+    );
+    prop_assert_eq!(outcome(&journal.0.lock().unwrap()), reference.state.clone());
+    prop_assert_eq!(
+        catalog::diff_with_replay(&journal.0.lock().unwrap()).unwrap(),
+        vec![]
+    );
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
 
     #[test]
     fn faults_at_any_step_then_resume_reach_the_uninterrupted_state(fault in 1u32..20, crash in any::<bool>(), second_fault in proptest::option::of(1u32..20), point in 0u8..3) {
-        let Reference { state: expected, calls: total_calls, lifecycle_runs, hook_runs } = uninterrupted();
-        let fault = 1 + (fault - 1) % total_calls as u32;
-        let dir = tempfile::tempdir().unwrap();
-        let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
-        let id = plan_deploy(&journal);
-        let worker_side = std::sync::Arc::new(WorkerSide::default());
+        let reference = uninterrupted();
+        let fault = 1 + (fault - 1) % reference.calls as u32;
         let mut faults = vec![(fault, crash)];
         if let Some(second) = second_fault {
             faults.push((second, !crash));
         }
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            prop_assert!(attempts < 10, "resume did not converge");
-            let (fail_at, crash_at) = match faults.first() {
-                Some((at, true)) => (None, Some(*at)),
-                Some((at, false)) => (Some(*at), None),
-                None => (None, None),
-            };
-            if !faults.is_empty() {
-                faults.remove(0);
-            }
-            let before: BTreeSet<u32> = steps_and_done(&journal.0.lock().unwrap(), &id).1;
-            let workers = FakeWorkers {
-                fail_at,
-                crash_at,
-                crash_point: crash_point(point),
-                worker_side: worker_side.clone(),
-                ..FakeWorkers::default()
-            };
-            let finished = run_once(&journal, &id, &workers);
-            // No step that had succeeded before this attempt ran again.
-            let (steps, _) = steps_and_done(&journal.0.lock().unwrap(), &id);
-            for (worker, job, action) in workers.ran.lock().unwrap().iter() {
-                let rerun = steps.iter().filter(|s| before.contains(&s.index)).any(|s| {
-                    let label = s.label();
-                    label.worker.as_deref() == Some(worker.as_str())
-                        && label.job.as_deref().unwrap_or("-") == job
-                        && label.action == *action
-                });
-                prop_assert!(!rerun, "{action} {job}@{worker} ran again after succeeding");
-            }
-            if finished {
-                break;
+        faults_then_resume(&reference, faults, crash_point(point))?;
+    }
+}
+
+/// Every hook call crashed at every point (and failed), then resumed: a hook that completed
+/// before the crash is answered from its receipt, never executed again.
+#[test]
+fn a_crash_or_failure_at_any_hook_then_resume_never_runs_a_completed_hook_again() {
+    let reference = uninterrupted();
+    for &call in &reference.hook_calls {
+        for (crash, point) in [
+            (true, CrashPoint::BeforeStart),
+            (true, CrashPoint::WhileRunning),
+            (true, CrashPoint::AfterFinish),
+            (false, CrashPoint::BeforeStart),
+        ] {
+            if let Err(error) = faults_then_resume(&reference, vec![(call, crash)], point) {
+                panic!("fault at hook call {call} (crash {crash}, {point:?}): {error}");
             }
         }
-        // No lifecycle command that completed (or was left running) on a worker executed
-        // again: each attempt of a step executed at most once, and only a failed attempt is
-        // followed by another.
-        let executed = worker_side.executed.lock().unwrap().clone();
-        let distinct: BTreeSet<_> = executed.iter().map(|run| (&run.worker, &run.attempt_key)).collect();
-        prop_assert_eq!(distinct.len(), executed.len(), "a step attempt executed twice: {:?}", executed);
-        let successful_runs = executed.iter().filter(|run| run.succeeded).count();
-        prop_assert_eq!(successful_runs, lifecycle_runs, "executed: {:?}", executed);
-        // No hook that ran to its end executed again: an attempt runs once more only when the
-        // operator died while it ran (it died too, without a receipt).
-        let hooks = worker_side.hooks_executed.lock().unwrap().clone();
-        for (position, run) in hooks.iter().enumerate() {
-            let again = hooks[position + 1..].iter().any(|later| {
-                (&later.job, &later.event, &later.attempt_key) == (&run.job, &run.event, &run.attempt_key)
-            });
-            prop_assert!(!(run.completed && again), "a completed hook executed again: {:?}", hooks);
-        }
-        let successful_hooks = hooks.iter().filter(|run| run.succeeded).count();
-        prop_assert_eq!(successful_hooks, hook_runs, "hooks executed: {:?}", hooks);
-        prop_assert_eq!(outcome(&journal.0.lock().unwrap()), expected);
-        prop_assert_eq!(catalog::diff_with_replay(&journal.0.lock().unwrap()).unwrap(), vec![]);
     }
 }
 
