@@ -62,7 +62,7 @@ pub enum ReceiptError {
         #[source]
         source: std::io::Error,
     },
-    #[error("hook receipt {} is damaged ({source}); remove it to let `maand deploy --resume` run the hook again", path.display())]
+    #[error("hook receipt {} is damaged ({source}): what the hook did is unknown; check its effects, then `maand deploy --resume` runs it again as a new attempt", path.display())]
     Damaged {
         path: PathBuf,
         #[source]
@@ -254,7 +254,7 @@ mod tests {
         std::fs::write(tmp.path().join("receipts/d1/3.0.json"), "{").unwrap();
         let error = receipts.read(&step).unwrap_err().to_string();
         assert!(error.contains("receipts/d1/3.0.json"), "{error}");
-        assert!(error.contains("remove it"), "{error}");
+        assert!(error.contains("is damaged"), "{error}");
     }
 
     #[test]

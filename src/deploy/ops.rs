@@ -330,7 +330,7 @@ impl FleetOps {
         self.record_lines(&receipt.job, lines)
     }
 
-    /// Records `line` for every allocation of a hook step and prints it.
+    /// Records `line` for every allocation of a hook step (echoed when asked).
     fn note(&self, job: &str, allocations: &[HookAllocation], line: &str) -> Result<(), StepError> {
         let lines = allocations
             .iter()
