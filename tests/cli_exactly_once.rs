@@ -1,6 +1,8 @@
 //! Exactly-once lifecycle steps and time limits against real sshd workers: `maand deploy`
 //! killed with SIGKILL at seeded random instants and resumed, a restart that outlives the
-//! operator, and hook, health_check and lifecycle processes stopped at their time limits.
+//! operator, a hook that completed before maand was killed (not run again on resume, answered
+//! from its receipt) and one killed with maand (run again), and hook, health_check and
+//! lifecycle processes stopped at their time limits.
 
 mod support;
 
@@ -464,4 +466,237 @@ fn a_lifecycle_step_past_its_time_limit_fails_and_leaves_no_process_on_the_worke
     // Resuming runs the failed step again as a new attempt (and it times out again).
     let again = bucket.maand(&["deploy", "--resume"]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("timed out after 2 s"));
+}
+
+/// A `post_deploy` hook that appends `ran <its pid>` to `lines` and puts the job variable
+/// `noted`. The first run (the one that can delete `arm`) then does `armed`, Python code with
+/// `maand_pid` (its parent: hooks are started by maand itself) in scope.
+fn noting_hook(lines: &Path, arm: &Path, armed: &str) -> String {
+    format!(
+        r#"import os, subprocess, sys, time
+import maand
+with open({lines:?}, "a") as f:
+    f.write("ran %d\n" % os.getpid())
+maand.put_job_variable("noted", "yes").raise_for_status()
+try:
+    os.unlink({arm:?})
+except FileNotFoundError:
+    sys.exit(0)
+maand_pid = os.getppid()
+assert open("/proc/%d/comm" % maand_pid).read().strip() == "maand"
+{armed}
+"#,
+        lines = lines.display().to_string(),
+        arm = arm.display().to_string(),
+    )
+}
+
+/// Started by the hook, detached, before the hook ends (the hook waits for its `ready`). maand
+/// creates the deploy's receipt directory once the hook has ended and its activity is recorded,
+/// just before it writes the receipt and then the step's end. The killer stops maand there (SIGSTOP), takes the
+/// database's write lock and lets maand go on: maand writes the receipt and then waits for the
+/// lock to record the step. Once the receipt is there, the killer kills maand (SIGKILL), waits
+/// until it is dead and lets go of the lock. It writes `done` however it ends.
+const RECEIPT_KILLER: &str = r#"
+import glob, os, signal, sqlite3, sys, time
+maand_pid, bucket, done = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+receipts = os.path.join(bucket, "tmp", "receipts")
+deadline = time.monotonic() + 30
+def wait_for(pattern):
+    while not glob.glob(os.path.join(receipts, pattern)):
+        if time.monotonic() > deadline:
+            sys.exit("nothing matched " + pattern)
+def alive():
+    try:
+        return open("/proc/%d/stat" % maand_pid).read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+print("ready", flush=True)
+os.close(1)
+try:
+    wait_for("*")
+    os.kill(maand_pid, signal.SIGSTOP)
+    try:
+        db = sqlite3.connect(os.path.join(bucket, "data", "maand.db"), timeout=2, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+    finally:
+        os.kill(maand_pid, signal.SIGCONT)
+    wait_for(os.path.join("*", "*.json"))
+    os.kill(maand_pid, signal.SIGKILL)
+    while alive():
+        time.sleep(0.001)
+    db.execute("ROLLBACK")
+    db.close()
+finally:
+    open(done, "w").close()
+"#;
+
+/// Lines of a file, none when it is missing.
+fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until `path` exists.
+fn wait_for_file(path: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{what} never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The receipt files under the bucket's `tmp/receipts/`, as `<deploy>/<file>`.
+fn hook_receipts(bucket: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for deploy in std::fs::read_dir(bucket.join("tmp/receipts"))
+        .into_iter()
+        .flatten()
+    {
+        let deploy = deploy.unwrap();
+        for file in std::fs::read_dir(deploy.path()).unwrap() {
+            found.push(format!(
+                "{}/{}",
+                deploy.file_name().to_string_lossy(),
+                file.unwrap().file_name().to_string_lossy()
+            ));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// One worker, the job `app` with a `post_deploy` hook `command_note` whose script is `script`;
+/// built, not deployed.
+fn hook_bucket(cluster: &Cluster, script: &str) -> TestBucket {
+    let bucket = TestBucket::new(cluster, &[&["w"]]);
+    bucket.write(
+        "workspace/jobs/app/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["w"],
+            "commands": {"command_note": {"executed_on": ["post_deploy"]}}}"#,
+    );
+    bucket.write("workspace/jobs/app/Makefile", COUNTING_MAKEFILE);
+    bucket.write("workspace/jobs/app/_modules/command_note.py", script);
+    bucket.maand_ok(&["build"]);
+    bucket
+}
+
+#[test]
+fn sigkill_after_a_hook_ended_but_before_its_step_was_recorded_does_not_run_it_again() {
+    let cluster = Cluster::start(1);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut window_hits = 0;
+    // The killer holds the database's write lock from before the receipt is written, so maand
+    // cannot record the step first. Should the killer come too late all the same (maand
+    // already past the receipt), the attempt is made again.
+    for attempt in 0..5 {
+        let lines = scratch.path().join(format!("lines-{attempt}"));
+        let arm = scratch.path().join(format!("arm-{attempt}"));
+        let done = scratch.path().join(format!("done-{attempt}"));
+        let armed = format!(
+            "subprocess.Popen([sys.executable, '-c', {RECEIPT_KILLER:?}, str(maand_pid), os.environ['MAAND_BUCKET'], {:?}], start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.readline()",
+            done.display().to_string()
+        );
+        let bucket = hook_bucket(&cluster, &noting_hook(&lines, &arm, &armed));
+        std::fs::write(&arm, "").unwrap();
+        let status = spawn_deploy(bucket.path()).wait().unwrap();
+        wait_for_file(&done, "the killer's end");
+        assert_eq!(file_lines(&lines).len(), 1);
+        let receipts = hook_receipts(bucket.path());
+        assert_eq!(receipts.len(), 1, "{receipts:?}");
+        let hook_step =
+            bucket.sql("SELECT status FROM deploy_steps WHERE kind LIKE '%post_deploy%'");
+        if std::os::unix::process::ExitStatusExt::signal(&status) != Some(9)
+            || hook_step != "started"
+        {
+            // The killer came too late (maand was already recording the step): try again.
+            println!("attempt {attempt}: missed the window ({status:?}, hook step {hook_step})");
+            continue;
+        }
+        window_hits += 1;
+        // gc keeps the receipts of the deploy a resume may still continue.
+        bucket.maand_ok(&["gc"]);
+        assert_eq!(hook_receipts(bucket.path()), receipts);
+
+        let out = bucket.maand(&["deploy", "--resume"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The hook ran once; its KV was recorded once, from the receipt.
+        assert_eq!(file_lines(&lines).len(), 1, "{:?}", file_lines(&lines));
+        assert_eq!(
+            bucket.sql("SELECT count(*) || ' ' || max(value) FROM kv WHERE namespace = 'vars/job/app' AND key = 'noted'"),
+            "1 yes"
+        );
+        assert_eq!(
+            bucket.sql("SELECT status FROM deploy_steps WHERE kind LIKE '%post_deploy%'"),
+            "succeeded"
+        );
+        assert_eq!(bucket.sql("SELECT status FROM deploys"), "succeeded");
+        let logs = bucket.maand_ok(&["logs", "show", "--format", "human"]);
+        assert!(
+            logs.contains("already finished on this host") && logs.contains("not run again"),
+            "{logs}"
+        );
+        bucket.maand_ok(&["journal", "verify"]);
+        // Once the deploy finished, gc removes its hook receipts.
+        let out = bucket.maand_ok(&["gc"]);
+        assert!(out.contains("hook receipts of 1 finished deploy"), "{out}");
+        assert_eq!(hook_receipts(bucket.path()), Vec::<String>::new());
+        break;
+    }
+    assert_eq!(
+        window_hits, 1,
+        "the kill never landed between the receipt and the step's end"
+    );
+}
+
+#[test]
+fn a_hook_running_when_maand_is_killed_dies_with_it_and_runs_again_on_resume() {
+    let cluster = Cluster::start(1);
+    let scratch = tempfile::tempdir().unwrap();
+    let lines = scratch.path().join("lines");
+    let arm = scratch.path().join("arm");
+    let bucket = hook_bucket(&cluster, &noting_hook(&lines, &arm, "time.sleep(7306)"));
+    std::fs::write(&arm, "").unwrap();
+    let mut child = spawn_deploy(bucket.path());
+    while arm.exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid: u32 = file_lines(&lines)[0]
+        .strip_prefix("ran ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The kernel kills the hook with maand (a zombie waiting for its reaper counts as dead).
+    let dead = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')))
+            .unwrap_or(true)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !dead() {
+        assert!(Instant::now() < deadline, "the hook {pid} outlived maand");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(hook_receipts(bucket.path()), Vec::<String>::new());
+    assert_eq!(
+        bucket.sql("SELECT status FROM deploy_steps WHERE kind LIKE '%post_deploy%'"),
+        "started"
+    );
+    // It never ended, so it runs again on resume; its KV is recorded once, by that run.
+    bucket.maand_ok(&["deploy", "--resume"]);
+    assert_eq!(file_lines(&lines).len(), 2, "{:?}", file_lines(&lines));
+    assert_eq!(
+        bucket.sql("SELECT count(*) FROM kv WHERE namespace = 'vars/job/app' AND key = 'noted'"),
+        "1"
+    );
+    bucket.maand_ok(&["journal", "verify"]);
 }

@@ -1,8 +1,10 @@
 //! `maand gc`: delete removed allocations' trees on workers, purge their rows, trim KV, and
-//! remove the step receipts of finished deploys from workers.
+//! remove the receipts of finished deploys: step receipts from workers, hook receipts from the
+//! bucket's `tmp/receipts/`.
 
 use crate::activity::SharedRun;
 use crate::bucket::Bucket;
+use crate::deploy::hook_receipts::HookReceipts;
 use crate::events::Event;
 use crate::gc::{self, KvKey, RemovedAllocation};
 use crate::remote::{
@@ -73,6 +75,12 @@ pub fn run(bucket: &Bucket, args: &GcArgs, argv: &[String]) -> anyhow::Result<i3
             summary.receipt_workers
         );
     }
+    if summary.hook_receipt_deploys > 0 {
+        println!(
+            "gc: removed the hook receipts of {} finished deploy(s)",
+            summary.hook_receipt_deploys
+        );
+    }
     for warning in &summary.receipt_failures {
         eprintln!(
             "gc: warning: step receipts stay on {warning}; run `maand gc` again once it answers"
@@ -89,11 +97,14 @@ struct Summary {
     receipt_workers: usize,
     /// `worker: error` of workers whose receipts could not be removed.
     receipt_failures: Vec<String>,
+    /// Finished deploys whose hook receipts were removed from this host.
+    hook_receipt_deploys: usize,
 }
 
-/// Workers of the catalog and the deploy whose step receipts must stay (the latest deploy,
-/// while it is unfinished and may be resumed); `None` when no deploy ever ran.
-fn receipt_scope(conn: &Connection) -> rusqlite::Result<Option<(Vec<String>, Vec<String>)>> {
+/// The deploy whose receipts must stay: the latest one, while it is unfinished (no
+/// `deploy_finished`) and `maand deploy --resume` may still continue it. `None` when no deploy
+/// ever ran.
+fn resumable_deploy(conn: &Connection) -> rusqlite::Result<Option<Vec<String>>> {
     let latest: Option<(String, String)> = conn
         .query_row(
             "SELECT deploy_id, status FROM deploys ORDER BY planned_seq DESC LIMIT 1",
@@ -101,19 +112,34 @@ fn receipt_scope(conn: &Connection) -> rusqlite::Result<Option<(Vec<String>, Vec
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some((deploy_id, status)) = latest else {
+    Ok(latest.map(|(deploy_id, status)| {
+        if status == "planned" {
+            vec![deploy_id]
+        } else {
+            vec![]
+        }
+    }))
+}
+
+/// Workers of the catalog and the deploy whose step receipts must stay (see
+/// [`resumable_deploy`]); `None` when no deploy ever ran.
+fn receipt_scope(conn: &Connection) -> rusqlite::Result<Option<(Vec<String>, Vec<String>)>> {
+    let Some(keep) = resumable_deploy(conn)? else {
         return Ok(None);
-    };
-    let keep = if status == "planned" {
-        vec![deploy_id]
-    } else {
-        vec![]
     };
     let workers = conn
         .prepare("SELECT host FROM workers ORDER BY position")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(Some((workers, keep)))
+}
+
+/// Removes the hook receipts (`tmp/receipts/<deploy>/`) of finished deploys on this host.
+fn forget_hook_receipts(bucket: &Bucket, run: &SharedRun) -> anyhow::Result<usize> {
+    let keep = run
+        .with(|r| resumable_deploy(r.conn()))?
+        .unwrap_or_default();
+    Ok(HookReceipts::new(&bucket.tmp_dir()).forget_except(&keep)?)
 }
 
 /// Removes the step receipts and step logs of finished deploys on every worker.
@@ -167,6 +193,7 @@ fn collect(bucket: &Bucket, run: &SharedRun, args: &GcArgs) -> anyhow::Result<Su
         purged_keys: 0,
         receipt_workers: 0,
         receipt_failures: Vec::new(),
+        hook_receipt_deploys: 0,
     };
     let mut failures = Vec::new();
     if !removed.is_empty() {
@@ -213,6 +240,7 @@ fn collect(bucket: &Bucket, run: &SharedRun, args: &GcArgs) -> anyhow::Result<Su
         }
         run.record(&[event])?;
     }
+    summary.hook_receipt_deploys = forget_hook_receipts(bucket, run)?;
     forget_receipts(bucket, run, &bucket_id, &mut summary)?;
     if failures.is_empty() {
         Ok(summary)

@@ -58,10 +58,14 @@ pub trait RemoteOps: Sync {
         worker: &str,
         content: &str,
     ) -> impl Future<Output = Result<(), StepError>> + Send;
-    /// Run a job command for a deploy event; returns the KV it wrote (as events to record with
-    /// the step's success: the KV checkpoint).
+    /// Run a job command for a deploy event as attempt `step` of a planned step; returns the KV
+    /// it wrote (as events to record with the step's success: the KV checkpoint). Asked again
+    /// for an attempt whose hook already ended (a resume after the operator died between the
+    /// hook's end and the step's), it returns the recorded outcome instead of running the hook
+    /// a second time.
     fn run_hook(
         &self,
+        step: &StepAttempt,
         job: &str,
         command: &str,
         event: &str,
@@ -316,7 +320,10 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
                     })
                 })
                 .collect();
-            match ops.run_hook(job, command, event, &allocations, env).await {
+            match ops
+                .run_hook(&attempt, job, command, event, &allocations, env)
+                .await
+            {
                 Ok(kv_events) => Outcome::Succeeded(kv_events, None),
                 Err(StepError::Crash) => Outcome::Crash,
                 Err(StepError::Failed(message)) | Err(StepError::Unreachable(message)) => {

@@ -5,11 +5,14 @@
 //! latest unfinished plan and runs every step without a success event again. A step that
 //! started but never ended is in doubt: copies and deletions are idempotent and run again;
 //! lifecycle targets run under the worker's runner with a receipt per attempt, so asking again
-//! reports the outcome the worker already has instead of repeating the target.
+//! reports the outcome the worker already has instead of repeating the target. Hooks, which
+//! run on the operator host and die with maand, leave a receipt in the bucket's `tmp/receipts/`
+//! when they end (see `hook_receipts`), so a hook that completed is not run again either.
 
 pub mod adopt;
 pub mod driver;
 pub mod execute;
+pub mod hook_receipts;
 pub mod ops;
 pub mod plan;
 pub mod prepare;

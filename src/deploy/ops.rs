@@ -2,9 +2,10 @@
 //! `jobs.json` rewrites through the remote layer, with every command journaled.
 
 use super::execute::{HookAllocation, RemoteOps, StepAttempt, StepError, StepJournal};
+use super::hook_receipts::{HookReceipt, HookReceipts, ReceiptOutcome, ReceiptRun};
 use crate::activity::SharedRun;
 use crate::events::DeployFlags;
-use crate::events::Event;
+use crate::events::{CommandOutput, Event, Stream};
 use crate::hooks::{AllocationContext, HookCatalog, HookHost, HookRequest};
 use crate::kv::secret::SecretKey;
 use crate::remote::{
@@ -205,6 +206,170 @@ impl FleetOps {
             None => Ok(()),
         }
     }
+    /// Runs a deploy hook; returns how each allocation's process ended and the outcome.
+    async fn execute_hook(
+        &self,
+        job: &str,
+        command: &str,
+        event: &str,
+        allocations: &[HookAllocation],
+        env: &[(String, String)],
+    ) -> (Vec<ReceiptRun>, ReceiptOutcome) {
+        let failed = |error: &dyn std::fmt::Display| {
+            (
+                Vec::new(),
+                ReceiptOutcome::Failed {
+                    error: error.to_string(),
+                },
+            )
+        };
+        let Some(event_kind) = CommandEvent::from_name(event) else {
+            return failed(&format!("unknown job command event {event}"));
+        };
+        let host = match HookHost::new(&self.bucket) {
+            Ok(host) => host,
+            Err(error) => return failed(&error),
+        };
+        let catalog = match self.run.with(|r| HookCatalog::load(r.conn())) {
+            Ok(catalog) => catalog,
+            Err(error) => return failed(&error),
+        };
+        let known = catalog.allocations(job);
+        let contexts = allocations
+            .iter()
+            .map(|a| {
+                known
+                    .iter()
+                    .find(|c| c.alloc_id == a.alloc_id)
+                    .cloned()
+                    .unwrap_or_else(|| AllocationContext {
+                        alloc_id: a.alloc_id.clone(),
+                        worker_ip: a.worker.clone(),
+                        index: None,
+                        disabled: false,
+                        current_version: a.current_version.clone(),
+                        new_version: a.new_version.clone(),
+                    })
+            })
+            .collect();
+        let request = HookRequest {
+            job: job.to_string(),
+            command: command.to_string(),
+            event: event_kind,
+            allocations: contexts,
+            concurrency: 0,
+            extra_env: env.iter().cloned().collect(),
+            verbose: self.echo,
+            timeout: None,
+        };
+        let outcome = match crate::hooks::run_hook(&host, &catalog, &self.run, &request).await {
+            Ok(outcome) => outcome,
+            Err(error) => return failed(&error),
+        };
+        let runs = outcome
+            .runs
+            .iter()
+            .map(|run| ReceiptRun {
+                alloc_id: run.alloc_id.clone(),
+                worker_ip: run.worker_ip.clone(),
+                exit_code: run.exit_code,
+                error: run.error.clone(),
+            })
+            .collect();
+        if outcome.succeeded() {
+            (
+                runs,
+                ReceiptOutcome::Succeeded {
+                    kv_changes: outcome.kv_changes,
+                },
+            )
+        } else {
+            let failures: Vec<String> = outcome
+                .failures()
+                .into_iter()
+                .map(|(worker, error)| format!("{worker}: {error}"))
+                .collect();
+            let error = format!("{command} ({event}) failed: {}", failures.join("; "));
+            (runs, ReceiptOutcome::Failed { error })
+        }
+    }
+
+    /// Says in the journal (and on the terminal when echoing) that a hook step was answered
+    /// from its receipt, with how each allocation's process had ended.
+    fn note_replayed(
+        &self,
+        receipt: &HookReceipt,
+        allocations: &[HookAllocation],
+    ) -> Result<(), StepError> {
+        let ended = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(receipt.ended_ms) * 1_000_000,
+        )
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{} ms after the epoch", receipt.ended_ms));
+        let lines: Vec<(String, String)> = allocations
+            .iter()
+            .map(|allocation| {
+                let status = match receipt.runs.iter().find(|r| r.alloc_id == allocation.alloc_id) {
+                    Some(ReceiptRun { error: None, .. }) => "it succeeded".to_string(),
+                    Some(ReceiptRun {
+                        error: Some(error), ..
+                    }) => format!("it failed: {error}"),
+                    None => "it did not start".to_string(),
+                };
+                let line = format!(
+                    "{} ({}) step {} of deploy {} already finished on this host at {ended} ({status}); not run again",
+                    receipt.command, receipt.event, receipt.step, receipt.deploy_id
+                );
+                (allocation.worker.clone(), line)
+            })
+            .collect();
+        self.record_lines(&receipt.job, lines)
+    }
+
+    /// Records `line` for every allocation of a hook step (echoed when asked).
+    fn note(&self, job: &str, allocations: &[HookAllocation], line: &str) -> Result<(), StepError> {
+        let lines = allocations
+            .iter()
+            .map(|a| (a.worker.clone(), line.to_string()))
+            .collect();
+        self.record_lines(job, lines)
+    }
+
+    /// Records `(worker, line)` pairs as the job command's stderr lines; echoes them when asked.
+    fn record_lines(&self, job: &str, lines: Vec<(String, String)>) -> Result<(), StepError> {
+        let events: Vec<Event> = lines
+            .into_iter()
+            .map(|(worker, line)| {
+                if self.echo {
+                    eprintln!("{job}@{worker} ! {}", crate::terminal::visible(&line));
+                }
+                Event::CommandOutput(CommandOutput {
+                    worker,
+                    job: Some(job.to_string()),
+                    phase: crate::hooks::PHASE.to_string(),
+                    stream: Stream::Stderr,
+                    line,
+                })
+            })
+            .collect();
+        self.run
+            .record(&events)
+            .map_err(|e| StepError::Failed(format!("recording job command activity failed: {e}")))
+    }
+}
+
+/// A hook step's result from its receipt's outcome.
+fn receipt_result(outcome: ReceiptOutcome) -> Result<Vec<Event>, StepError> {
+    match outcome {
+        ReceiptOutcome::Succeeded { kv_changes } => {
+            Ok(kv_changes.into_iter().map(Event::KvChanged).collect())
+        }
+        ReceiptOutcome::Failed { error } => Err(StepError::Failed(error)),
+    }
 }
 
 impl RemoteOps for FleetOps {
@@ -320,68 +485,46 @@ impl RemoteOps for FleetOps {
 
     async fn run_hook(
         &self,
+        step: &StepAttempt,
         job: &str,
         command: &str,
         event: &str,
         allocations: &[HookAllocation],
         env: &[(String, String)],
     ) -> Result<Vec<Event>, StepError> {
-        let failed = |e: &dyn std::fmt::Display| StepError::Failed(e.to_string());
-        let event_kind = CommandEvent::from_name(event)
-            .ok_or_else(|| failed(&format!("unknown job command event {event}")))?;
-        let host = HookHost::new(&self.bucket).map_err(|e| failed(&e))?;
-        let catalog = self
-            .run
-            .with(|r| HookCatalog::load(r.conn()))
-            .map_err(|e| failed(&e))?;
-        let known = catalog.allocations(job);
-        let contexts = allocations
-            .iter()
-            .map(|a| {
-                known
-                    .iter()
-                    .find(|c| c.alloc_id == a.alloc_id)
-                    .cloned()
-                    .unwrap_or_else(|| AllocationContext {
-                        alloc_id: a.alloc_id.clone(),
-                        worker_ip: a.worker.clone(),
-                        index: None,
-                        disabled: false,
-                        current_version: a.current_version.clone(),
-                        new_version: a.new_version.clone(),
-                    })
-            })
-            .collect();
-        let request = HookRequest {
+        let receipts = HookReceipts::new(&self.bucket.tmp_dir());
+        let known = receipts
+            .read(step)
+            .map_err(|e| StepError::Failed(e.to_string()))?;
+        if let Some(receipt) = known {
+            self.note_replayed(&receipt, allocations)?;
+            return receipt_result(receipt.outcome);
+        }
+        let (runs, outcome) = self
+            .execute_hook(job, command, event, allocations, env)
+            .await;
+        let receipt = HookReceipt {
+            deploy_id: step.deploy_id.clone(),
+            step: step.key(),
             job: job.to_string(),
             command: command.to_string(),
-            event: event_kind,
-            allocations: contexts,
-            concurrency: 0,
-            extra_env: env.iter().cloned().collect(),
-            verbose: self.echo,
-            timeout: None,
+            event: event.to_string(),
+            ended_ms: crate::run::now_ms(),
+            runs,
+            outcome,
         };
-        let outcome = crate::hooks::run_hook(&host, &catalog, &self.run, &request)
-            .await
-            .map_err(|e| failed(&e))?;
-        if outcome.succeeded() {
-            Ok(outcome
-                .kv_changes
-                .into_iter()
-                .map(Event::KvChanged)
-                .collect())
-        } else {
-            let failures: Vec<String> = outcome
-                .failures()
-                .into_iter()
-                .map(|(worker, error)| format!("{worker}: {error}"))
-                .collect();
-            Err(StepError::Failed(format!(
-                "{command} ({event}) failed: {}",
-                failures.join("; ")
-            )))
+        if let Err(error) = receipts.write(step, &receipt) {
+            // The hook ran: its outcome stands. Only a crash before the step is recorded would
+            // now run it again.
+            self.note(
+                job,
+                allocations,
+                &format!(
+                    "warning: the hook's receipt could not be written ({error}); should maand die before this step is recorded, `maand deploy --resume` runs it again"
+                ),
+            )?;
         }
+        receipt_result(receipt.outcome)
     }
 
     async fn health_gate(

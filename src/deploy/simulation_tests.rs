@@ -1,12 +1,17 @@
 //! Simulation of the deploy executor against a fake remote: failures and crashes injected at
-//! any step, then `--resume` until done. The real-cluster tests live in `tests/cli_deploy.rs`.
+//! any step, then `--resume` until done. Lifecycle targets leave receipts on their workers and
+//! hooks leave receipts on the operator host, as the real ones do, so a crash after either
+//! ended but before its step was recorded is answered from the receipt on resume. The
+//! real-cluster tests live in `tests/cli_deploy.rs` and `tests/cli_exactly_once.rs`.
 
 use super::execute::{execute, Execution, RemoteOps, StepError, StepJournal};
 use super::plan::plan;
 use super::prepare::{prepare, worker_jobs};
 use crate::build::{decide_build, BuildContext, CatalogSnapshot};
 use crate::catalog;
-use crate::events::{DeployFlags, DeployPlanned, Event, PlannedStep, StepKind};
+use crate::events::{
+    DeployFlags, DeployPlanned, Event, KvChange, KvChanged, KvValue, PlannedStep, StepKind,
+};
 use crate::kv::secret::SecretKey;
 use proptest::prelude::*;
 use rusqlite::Connection;
@@ -14,13 +19,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Where the operator's crash leaves a lifecycle command on its worker.
+/// Where the operator's crash leaves a lifecycle command on its worker, or a hook on the
+/// operator host.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum CrashPoint {
     /// The command never started.
     #[default]
     BeforeStart,
-    /// The command is still running on the worker when the operator dies; it ends later.
+    /// The command is still running on the worker when the operator dies; it ends later. (A
+    /// hook dies with the operator, half done, and leaves no receipt.)
     WhileRunning,
     /// The command finished and left its receipt; the operator died before recording it.
     AfterFinish,
@@ -43,12 +50,26 @@ struct Executed {
     succeeded: bool,
 }
 
-/// The workers' own state, which outlives the operator process: receipts, and every lifecycle
-/// command that really executed.
+/// A hook that really executed on the operator host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ExecutedHook {
+    job: String,
+    event: String,
+    attempt_key: String,
+    /// It ran to its end (and left its receipt); `false`: killed with the operator.
+    completed: bool,
+    succeeded: bool,
+}
+
+/// The workers' own state and the operator host's disk, which outlive the operator process:
+/// receipts, and every lifecycle command and hook that really executed.
 #[derive(Default)]
 struct WorkerSide {
     traces: Mutex<BTreeMap<String, Trace>>,
     executed: Mutex<Vec<Executed>>,
+    /// The operator host's hook receipts, by deploy and step attempt key.
+    hook_receipts: Mutex<BTreeMap<String, Result<Vec<Event>, String>>>,
+    hooks_executed: Mutex<Vec<ExecutedHook>>,
 }
 
 /// What the fake workers did in one operator run, and the fault to inject.
@@ -62,6 +83,8 @@ struct FakeWorkers {
     crash_at: Option<u32>,
     crash_point: CrashPoint,
     worker_side: std::sync::Arc<WorkerSide>,
+    /// The calls that ran (or answered) hooks.
+    hook_calls: Mutex<Vec<u32>>,
 }
 
 impl FakeWorkers {
@@ -153,6 +176,82 @@ impl FakeWorkers {
     }
 }
 
+impl FakeWorkers {
+    /// A hook on the operator host: an attempt with a receipt is answered from it, never
+    /// executed again; a hook running when the operator dies dies with it and leaves no
+    /// receipt. A successful hook writes one KV key, recorded with its step.
+    fn hook(
+        &self,
+        step: &super::execute::StepAttempt,
+        job: &str,
+        event: &str,
+    ) -> Result<Vec<Event>, StepError> {
+        let call = self.next_call();
+        self.hook_calls.lock().unwrap().push(call);
+        let key = format!("{}/{}", step.deploy_id, step.key());
+        let receipt = self
+            .worker_side
+            .hook_receipts
+            .lock()
+            .unwrap()
+            .get(&key)
+            .cloned();
+        let result = match receipt {
+            Some(result) => result,
+            None => {
+                let crash_here = Some(call) == self.crash_at;
+                if crash_here && self.crash_point == CrashPoint::BeforeStart {
+                    return Err(StepError::Crash);
+                }
+                let result = if Some(call) == self.fail_at {
+                    Err(format!("injected failure at call {call}"))
+                } else {
+                    Ok(vec![Event::KvChanged(KvChanged {
+                        namespace: format!("vars/job/{job}"),
+                        changes: vec![KvChange::Put {
+                            key: format!("hook.{event}"),
+                            value: KvValue::Plain("ran".into()),
+                        }],
+                    })])
+                };
+                let completed = !(crash_here && self.crash_point == CrashPoint::WhileRunning);
+                self.worker_side
+                    .hooks_executed
+                    .lock()
+                    .unwrap()
+                    .push(ExecutedHook {
+                        job: job.into(),
+                        event: event.into(),
+                        attempt_key: step.key(),
+                        completed,
+                        succeeded: completed && result.is_ok(),
+                    });
+                if completed {
+                    self.worker_side
+                        .hook_receipts
+                        .lock()
+                        .unwrap()
+                        .insert(key, result.clone());
+                }
+                if crash_here {
+                    return Err(StepError::Crash);
+                }
+                result
+            }
+        };
+        match result {
+            Ok(events) => {
+                self.ran
+                    .lock()
+                    .unwrap()
+                    .push(("-".into(), job.into(), event.into()));
+                Ok(events)
+            }
+            Err(message) => Err(StepError::Failed(message)),
+        }
+    }
+}
+
 impl RemoteOps for FakeWorkers {
     async fn sync(&self, worker: &str, job: &str) -> Result<(), StepError> {
         self.op(worker, job, "sync")
@@ -178,13 +277,14 @@ impl RemoteOps for FakeWorkers {
     }
     async fn run_hook(
         &self,
+        step: &super::execute::StepAttempt,
         job: &str,
         _command: &str,
         event: &str,
         _allocations: &[super::execute::HookAllocation],
         _env: &[(String, String)],
     ) -> Result<Vec<Event>, StepError> {
-        self.op("-", job, event).map(|()| vec![])
+        self.hook(step, job, event)
     }
     async fn health_gate(
         &self,
@@ -224,7 +324,8 @@ fn write(root: &Path, path: &str, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-/// A catalog with two waves: `db` (2 workers, batches of 1) and `web` (3 workers, demands db).
+/// A catalog with two waves: `db` (2 workers, batches of 1, a `post_deploy` hook) and `web`
+/// (3 workers, demands db, a `pre_deploy` hook).
 fn built_catalog(dir: &Path) -> Connection {
     let ws = dir.join("workspace");
     write(
@@ -235,14 +336,14 @@ fn built_catalog(dir: &Path) -> Connection {
     write(
         &ws,
         "jobs/db/manifest.json",
-        r#"{"version": "1.0.0", "selectors": ["db"], "max_concurrent_starts": 1, "commands": {"command_x": {"executed_on": ["cli"]}}}"#,
+        r#"{"version": "1.0.0", "selectors": ["db"], "max_concurrent_starts": 1, "commands": {"command_x": {"executed_on": ["cli", "post_deploy"]}}}"#,
     );
     write(&ws, "jobs/db/Makefile", "start:\n");
     write(&ws, "jobs/db/_modules/command_x.py", "");
     write(
         &ws,
         "jobs/web/manifest.json",
-        r#"{"version": "2.0.0", "selectors": ["web"], "commands": {"command_y": {"executed_on": ["cli"], "demands": {"job": "db", "command": "command_x"}}}}"#,
+        r#"{"version": "2.0.0", "selectors": ["web"], "commands": {"command_y": {"executed_on": ["cli", "pre_deploy"], "demands": {"job": "db", "command": "command_x"}}}}"#,
     );
     write(&ws, "jobs/web/Makefile", "start:\n");
     write(&ws, "jobs/web/_modules/command_y.py", "");
@@ -308,7 +409,7 @@ fn steps_and_done(conn: &Connection, deploy_id: &str) -> (Vec<PlannedStep>, BTre
     (steps, done)
 }
 
-/// The final state that matters: hash rows and the deploy's status.
+/// The final state that matters: hash rows, every KV version and the deploy's status.
 fn outcome(conn: &Connection) -> Vec<String> {
     let mut stmt = conn
         .prepare("SELECT job || '@' || worker_ip || ' ' || current_hash || ' ' || COALESCE(previous_hash, '-') || ' ' || current_version || ' ' || stopped FROM deployments ORDER BY 1")
@@ -318,6 +419,15 @@ fn outcome(conn: &Connection) -> Vec<String> {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
+    let mut kv = conn
+        .prepare("SELECT namespace || ' ' || key || ' ' || version || ' ' || value || ' ' || deleted FROM kv ORDER BY namespace, key, version")
+        .unwrap();
+    rows.extend(
+        kv.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap(),
+    );
     rows.push(
         conn.query_row("SELECT status FROM deploys", [], |r| r.get(0))
             .unwrap(),
@@ -364,18 +474,40 @@ fn run_once(journal: &DbJournal, deploy_id: &str, workers: &FakeWorkers) -> bool
     !report.crashed && report.failures.is_empty()
 }
 
-/// The end state of a deploy without faults, how many operations it ran and how many of them
-/// were lifecycle commands.
-fn uninterrupted() -> (Vec<String>, usize, usize) {
+/// What a deploy without faults does.
+struct Reference {
+    /// Its end state.
+    state: Vec<String>,
+    /// How many operations it ran.
+    calls: usize,
+    /// How many of them were lifecycle commands.
+    lifecycle_runs: usize,
+    /// How many of them were hooks.
+    hook_runs: usize,
+    /// The 1-based operation calls that ran hooks.
+    hook_calls: Vec<u32>,
+}
+
+/// The run of a deploy without faults.
+fn uninterrupted() -> Reference {
     let dir = tempfile::tempdir().unwrap();
     let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
     let id = plan_deploy(&journal);
     let workers = FakeWorkers::default();
     assert!(run_once(&journal, &id, &workers));
-    let calls = workers.ran.lock().unwrap().len();
-    let lifecycle = workers.worker_side.executed.lock().unwrap().len();
+    let hook_runs = workers.worker_side.hooks_executed.lock().unwrap().len();
+    assert!(hook_runs > 0, "the simulated catalog has deploy hooks");
     let state = outcome(&journal.0.lock().unwrap());
-    (state, calls, lifecycle)
+    let calls = workers.ran.lock().unwrap().len();
+    let lifecycle_runs = workers.worker_side.executed.lock().unwrap().len();
+    let hook_calls = workers.hook_calls.lock().unwrap().clone();
+    Reference {
+        state,
+        calls,
+        lifecycle_runs,
+        hook_runs,
+        hook_calls,
+    }
 }
 
 /// Which crash point a proptest case uses.
@@ -387,67 +519,137 @@ fn crash_point(choice: u8) -> CrashPoint {
     }
 }
 
+/// Runs the deploy with `faults` injected, one per operator run in order (the 1-based call at
+/// which to crash (`true`) or fail (`false`), crashes leaving their command at `point`), then
+/// resumes until it finishes, and checks it against `reference`: no step that succeeded ran
+/// again, no lifecycle command or completed hook executed twice, and the end state is the
+/// uninterrupted one.
+fn faults_then_resume(
+    reference: &Reference,
+    mut faults: Vec<(u32, bool)>,
+    point: CrashPoint,
+) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
+    let id = plan_deploy(&journal);
+    let worker_side = std::sync::Arc::new(WorkerSide::default());
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        prop_assert!(attempts < 10, "resume did not converge");
+        let (fail_at, crash_at) = match faults.first() {
+            Some((at, true)) => (None, Some(*at)),
+            Some((at, false)) => (Some(*at), None),
+            None => (None, None),
+        };
+        if !faults.is_empty() {
+            faults.remove(0);
+        }
+        let before: BTreeSet<u32> = steps_and_done(&journal.0.lock().unwrap(), &id).1;
+        let workers = FakeWorkers {
+            fail_at,
+            crash_at,
+            crash_point: point,
+            worker_side: worker_side.clone(),
+            ..FakeWorkers::default()
+        };
+        let finished = run_once(&journal, &id, &workers);
+        // No step that had succeeded before this attempt ran again.
+        let (steps, _) = steps_and_done(&journal.0.lock().unwrap(), &id);
+        for (worker, job, action) in workers.ran.lock().unwrap().iter() {
+            let rerun = steps.iter().filter(|s| before.contains(&s.index)).any(|s| {
+                let label = s.label();
+                label.worker.as_deref() == Some(worker.as_str())
+                    && label.job.as_deref().unwrap_or("-") == job
+                    && label.action == *action
+            });
+            prop_assert!(!rerun, "{action} {job}@{worker} ran again after succeeding");
+        }
+        if finished {
+            break;
+        }
+    }
+    // No lifecycle command that completed (or was left running) on a worker executed
+    // again: each attempt of a step executed at most once, and only a failed attempt is
+    // followed by another.
+    let executed = worker_side.executed.lock().unwrap().clone();
+    let distinct: BTreeSet<_> = executed
+        .iter()
+        .map(|run| (&run.worker, &run.attempt_key))
+        .collect();
+    prop_assert_eq!(
+        distinct.len(),
+        executed.len(),
+        "a step attempt executed twice: {:?}",
+        executed
+    );
+    let successful_runs = executed.iter().filter(|run| run.succeeded).count();
+    prop_assert_eq!(
+        successful_runs,
+        reference.lifecycle_runs,
+        "executed: {:?}",
+        executed
+    );
+    // No hook that ran to its end executed again: an attempt runs once more only when the
+    // operator died while it ran (it died too, without a receipt).
+    let hooks = worker_side.hooks_executed.lock().unwrap().clone();
+    for (position, run) in hooks.iter().enumerate() {
+        let again = hooks[position + 1..].iter().any(|later| {
+            (&later.job, &later.event, &later.attempt_key)
+                == (&run.job, &run.event, &run.attempt_key)
+        });
+        prop_assert!(
+            !(run.completed && again),
+            "a completed hook executed again: {:?}",
+            hooks
+        );
+    }
+    let successful_hooks = hooks.iter().filter(|run| run.succeeded).count();
+    prop_assert_eq!(
+        successful_hooks,
+        reference.hook_runs,
+        "hooks executed: {:?}",
+        hooks
+    );
+    prop_assert_eq!(outcome(&journal.0.lock().unwrap()), reference.state.clone());
+    prop_assert_eq!(
+        catalog::diff_with_replay(&journal.0.lock().unwrap()).unwrap(),
+        vec![]
+    );
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
 
     #[test]
     fn faults_at_any_step_then_resume_reach_the_uninterrupted_state(fault in 1u32..20, crash in any::<bool>(), second_fault in proptest::option::of(1u32..20), point in 0u8..3) {
-        let (expected, total_calls, lifecycle_runs) = uninterrupted();
-        let fault = 1 + (fault - 1) % total_calls as u32;
-        let dir = tempfile::tempdir().unwrap();
-        let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
-        let id = plan_deploy(&journal);
-        let worker_side = std::sync::Arc::new(WorkerSide::default());
+        let reference = uninterrupted();
+        let fault = 1 + (fault - 1) % reference.calls as u32;
         let mut faults = vec![(fault, crash)];
         if let Some(second) = second_fault {
             faults.push((second, !crash));
         }
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            prop_assert!(attempts < 10, "resume did not converge");
-            let (fail_at, crash_at) = match faults.first() {
-                Some((at, true)) => (None, Some(*at)),
-                Some((at, false)) => (Some(*at), None),
-                None => (None, None),
-            };
-            if !faults.is_empty() {
-                faults.remove(0);
-            }
-            let before: BTreeSet<u32> = steps_and_done(&journal.0.lock().unwrap(), &id).1;
-            let workers = FakeWorkers {
-                fail_at,
-                crash_at,
-                crash_point: crash_point(point),
-                worker_side: worker_side.clone(),
-                ..FakeWorkers::default()
-            };
-            let finished = run_once(&journal, &id, &workers);
-            // No step that had succeeded before this attempt ran again.
-            let (steps, _) = steps_and_done(&journal.0.lock().unwrap(), &id);
-            for (worker, job, action) in workers.ran.lock().unwrap().iter() {
-                let rerun = steps.iter().filter(|s| before.contains(&s.index)).any(|s| {
-                    let label = s.label();
-                    label.worker.as_deref() == Some(worker.as_str())
-                        && label.job.as_deref().unwrap_or("-") == job
-                        && label.action == *action
-                });
-                prop_assert!(!rerun, "{action} {job}@{worker} ran again after succeeding");
-            }
-            if finished {
-                break;
+        faults_then_resume(&reference, faults, crash_point(point))?;
+    }
+}
+
+/// Every hook call crashed at every point (and failed), then resumed: a hook that completed
+/// before the crash is answered from its receipt, never executed again.
+#[test]
+fn a_crash_or_failure_at_any_hook_then_resume_never_runs_a_completed_hook_again() {
+    let reference = uninterrupted();
+    for &call in &reference.hook_calls {
+        for (crash, point) in [
+            (true, CrashPoint::BeforeStart),
+            (true, CrashPoint::WhileRunning),
+            (true, CrashPoint::AfterFinish),
+            (false, CrashPoint::BeforeStart),
+        ] {
+            if let Err(error) = faults_then_resume(&reference, vec![(call, crash)], point) {
+                panic!("fault at hook call {call} (crash {crash}, {point:?}): {error}");
             }
         }
-        // No lifecycle command that completed (or was left running) on a worker executed
-        // again: each attempt of a step executed at most once, and only a failed attempt is
-        // followed by another.
-        let executed = worker_side.executed.lock().unwrap().clone();
-        let distinct: BTreeSet<_> = executed.iter().map(|run| (&run.worker, &run.attempt_key)).collect();
-        prop_assert_eq!(distinct.len(), executed.len(), "a step attempt executed twice: {:?}", executed);
-        let successful_runs = executed.iter().filter(|run| run.succeeded).count();
-        prop_assert_eq!(successful_runs, lifecycle_runs, "executed: {:?}", executed);
-        prop_assert_eq!(outcome(&journal.0.lock().unwrap()), expected);
-        prop_assert_eq!(catalog::diff_with_replay(&journal.0.lock().unwrap()).unwrap(), vec![]);
     }
 }
 

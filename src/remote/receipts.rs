@@ -98,7 +98,7 @@ pub fn forget_steps_command(
 }
 
 /// What the runner accepts as a name: no path separators, no leading dot or dash, no `..`.
-fn is_safe_name(name: &str) -> bool {
+pub fn is_safe_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
