@@ -101,7 +101,15 @@ fn first_deploy_starts_everywhere_and_an_unchanged_redeploy_touches_nothing() {
         "1.2.0"
     );
     let out = deploy(&bucket, &[]);
-    assert!(out.contains("skip job \"web\""), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("web ") && l.contains("skipped (unchanged)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("0 started, 0 restarted, 1 skipped, 0 failed"),
+        "{out}"
+    );
     for host in cluster.hosts() {
         assert_eq!(events(&cluster, &bucket, host, "web").len(), 1);
     }

@@ -3,6 +3,7 @@
 use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::deploy::driver::{self, DeployOutcome, DeployRequest};
+use crate::deploy::report::{DeployProgress, OutputMode};
 use crate::events::DeployFlags;
 use crate::run::Run;
 use std::io::IsTerminal;
@@ -19,9 +20,13 @@ pub struct DeployArgs {
     /// reload, sync, skip), and change nothing on workers or in the catalog.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
-    /// With --dry-run: print the report as JSON.
-    #[arg(long, requires = "dry_run")]
+    /// Print JSON: with --dry-run the plan as one document; otherwise one object per
+    /// finished step as it happens, then the recap as one object (`"type": "recap"`).
+    #[arg(long, conflicts_with = "quiet")]
     pub json: bool,
+    /// Print only errors and the summary line (no line per step, no recap table).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Roll out even allocations that are already promoted (they restart; new ones start).
     #[arg(long)]
     pub force: bool,
@@ -67,7 +72,17 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
         resume: args.resume,
         echo: std::io::stderr().is_terminal() || std::env::var_os("MAAND_ECHO").is_some(),
     };
-    let outcome = driver::deploy(bucket, &shared, &request);
+    let mode = if args.json {
+        OutputMode::Json
+    } else if args.quiet {
+        OutputMode::Quiet
+    } else if std::io::stdout().is_terminal() {
+        OutputMode::Terminal
+    } else {
+        OutputMode::Plain
+    };
+    let mut progress = DeployProgress::new(mode);
+    let outcome = driver::deploy(bucket, &shared, &request, &mut progress);
     let result: anyhow::Result<i32> = match outcome {
         Err(error) => Err(error.into()),
         Ok(DeployOutcome::DryRun { plan, prepared }) => {
@@ -126,36 +141,35 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
             Ok(0)
         }
         Ok(DeployOutcome::NothingToDo { skipped }) => {
-            for job in &skipped {
-                println!("deploy: skip job {job:?} (already promoted on all allocations)");
+            if mode != OutputMode::Json && mode != OutputMode::Quiet {
+                println!("deploy: nothing to do");
             }
-            println!("deploy: nothing to do");
+            progress.print_recap(&progress.finish(skipped, 0));
             Ok(0)
         }
         Ok(DeployOutcome::Executed {
             deploy_id,
             skipped,
             report,
+            done_before,
         }) => {
-            for job in &skipped {
-                println!("deploy: skip job {job:?} (already promoted on all allocations)");
-            }
             if !report.interrupted {
                 super::cert_metrics::push_after_deploy(bucket, &shared);
             }
+            let recap = progress.finish(skipped, done_before);
+            progress.print_recap(&recap);
             if report.interrupted {
-                for (step, error) in &report.failures {
-                    eprintln!("  failed: {step}: {error}");
-                }
                 Err(anyhow::anyhow!(
                     "deploy {deploy_id} interrupted: the steps that were running finished and were recorded, later steps did not start"
                 ))
             } else if report.failures.is_empty() {
-                println!("deploy {deploy_id}: done");
+                if matches!(mode, OutputMode::Plain | OutputMode::Terminal) {
+                    println!("deploy {deploy_id}: done");
+                }
                 Ok(0)
             } else {
                 for (step, error) in &report.failures {
-                    eprintln!("  failed: {step}: {error}");
+                    eprintln!("  failed: {step}: {}", crate::terminal::visible(error));
                 }
                 Err(anyhow::anyhow!(
                     "deploy {deploy_id} failed for: {}; fix the cause and run `maand deploy --resume` to continue where it stopped",

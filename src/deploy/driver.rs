@@ -5,6 +5,7 @@ use super::execute::{execute, Execution, ExecutionReport};
 use super::ops::FleetOps;
 use super::plan::{plan, Plan, PlanError};
 use super::prepare::{prepare, worker_jobs, PrepareError, Prepared};
+use super::report::{DeployProgress, Reported};
 use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::events::{
@@ -35,6 +36,8 @@ pub enum DeployOutcome {
         deploy_id: String,
         skipped: Vec<String>,
         report: ExecutionReport,
+        /// Steps an earlier run of this deploy had finished (on `--resume`).
+        done_before: usize,
     },
 }
 
@@ -204,11 +207,12 @@ fn stage_to_disk(
     Ok(())
 }
 
-/// Runs a deploy inside `run`.
+/// Runs a deploy inside `run`, showing its steps to `progress` as they are recorded.
 pub fn deploy(
     bucket: &Bucket,
     run: &SharedRun,
     request: &DeployRequest,
+    progress: &mut DeployProgress,
 ) -> Result<DeployOutcome, DeployError> {
     let kv_key = SecretKey::load(&bucket.kv_key_path()).ok();
     let unfinished = if request.resume {
@@ -357,6 +361,9 @@ pub fn deploy(
         runtime.spawn(async move { ops.warm_up(&worker).await });
     }
     stage_to_disk(bucket, &prepared, &steps, &done, update_seq, run)?;
+    let done_before = done.len();
+    progress.begin(steps.len() - done_before);
+    let progress: &DeployProgress = progress;
     let report = runtime.block_on(async {
         let execution = Execution {
             deploy_id: deploy_id.clone(),
@@ -365,7 +372,11 @@ pub fn deploy(
             failed_attempts,
             facts: &prepared.facts,
         };
-        execute(ops.as_ref(), run, &execution)
+        let journal = Reported {
+            journal: run,
+            progress,
+        };
+        execute(ops.as_ref(), &journal, &execution)
             .await
             .map_err(DeployError::Other)
     })?;
@@ -373,6 +384,7 @@ pub fn deploy(
         deploy_id,
         skipped,
         report,
+        done_before,
     })
 }
 

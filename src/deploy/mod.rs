@@ -18,6 +18,7 @@ pub mod plan;
 pub mod prepare;
 pub mod prometheus_stage;
 pub mod render;
+pub mod report;
 pub mod stage;
 
 #[cfg(test)]
