@@ -103,7 +103,7 @@ fn first_deploy_starts_everywhere_and_an_unchanged_redeploy_touches_nothing() {
     let out = deploy(&bucket, &[]);
     assert!(
         out.lines()
-            .any(|l| l.starts_with("web ") && l.contains("skipped (unchanged)")),
+            .any(|l| l.trim_start().starts_with("web ") && l.contains("skipped (unchanged)")),
         "{out}"
     );
     assert!(

@@ -10,8 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-use support::bucket::{maand_binary, set_master_idle, TestBucket};
+use support::bucket::{last_run_records, maand_binary, set_master_idle, TestBucket};
 use support::cluster::Cluster;
 use support::pty::PtyChild;
 
@@ -118,20 +117,9 @@ fn events(cluster: &Cluster, bucket: &TestBucket, host: &str) -> Vec<String> {
 
 /// The outcome the journal recorded for the last run of `command`.
 fn last_outcome(bucket: &TestBucket, command: &str) -> String {
-    let records: Vec<Value> = bucket
-        .maand_ok(&["logs", "show", "--format", "json"])
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    let run = records
+    last_run_records(bucket.path(), command)
         .iter()
-        .rev()
-        .find(|r| r["maand"] == command && r["event"] == "run_started")
-        .unwrap_or_else(|| panic!("no run of {command} in the journal"))["run"]
-        .clone();
-    records
-        .iter()
-        .find(|r| r["run"] == run && r["event"] == "run_finished")
+        .find(|r| r["event"] == "run_finished")
         .map(|r| r["outcome"].as_str().unwrap().to_string())
         .unwrap_or_else(|| format!("no run_finished for the last {command}"))
 }

@@ -20,6 +20,7 @@ use maand::remote::{
     WorkerIdentity,
 };
 use maand::worker_facts::{cpu_text, memory_text, parse_probe, PROBE_SCRIPT};
+use support::bucket::last_run_records;
 use support::cluster::Cluster;
 
 /// Seconds the CLI waits for a worker to accept a connection in these tests.
@@ -93,22 +94,6 @@ fn workers_json(hosts: &[String], labels: &[&[&str]]) -> String {
 }
 
 /// Journal records of the last run of `command` (`run_command`, `job start`, ...).
-fn last_run_records(bucket: &Path, command: &str) -> Vec<Value> {
-    let ran = run_ok(bucket, &["logs", "show", "--format", "json"]);
-    let records: Vec<Value> = ran
-        .stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    let run = records
-        .iter()
-        .rev()
-        .find(|r| r["maand"] == command && r["event"] == "run_started")
-        .unwrap_or_else(|| panic!("no run of {command} in the journal"))["run"]
-        .clone();
-    records.into_iter().filter(|r| r["run"] == run).collect()
-}
-
 fn events_for<'a>(records: &'a [Value], event: &str, worker: &str) -> Vec<&'a Value> {
     records
         .iter()

@@ -62,16 +62,6 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
         }
     }
     let shared = SharedRun::new(run);
-    let request = DeployRequest {
-        flags: DeployFlags {
-            jobs: args.jobs.clone(),
-            force: args.force,
-            sync_only: args.sync_only,
-        },
-        dry_run: args.dry_run,
-        resume: args.resume,
-        echo: std::io::stderr().is_terminal() || std::env::var_os("MAAND_ECHO").is_some(),
-    };
     let mode = if args.json {
         OutputMode::Json
     } else if args.quiet {
@@ -80,6 +70,20 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
         OutputMode::Terminal
     } else {
         OutputMode::Plain
+    };
+    let request = DeployRequest {
+        flags: DeployFlags {
+            jobs: args.jobs.clone(),
+            force: args.force,
+            sync_only: args.sync_only,
+        },
+        dry_run: args.dry_run,
+        resume: args.resume,
+        // Worker output goes to stderr as it arrives, except under the live lines of a
+        // terminal, which it would tear (it is in the journal: `maand logs show`);
+        // MAAND_ECHO forces it.
+        echo: std::env::var_os("MAAND_ECHO").is_some()
+            || (mode != OutputMode::Terminal && std::io::stderr().is_terminal()),
     };
     let mut progress = DeployProgress::new(mode);
     let outcome = driver::deploy(bucket, &shared, &request, &mut progress);

@@ -37,6 +37,22 @@ pub fn run_maand_ok(bucket: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The journal records (`logs show --format json`) of the last run of `command` in `bucket`.
+pub fn last_run_records(bucket: &Path, command: &str) -> Vec<serde_json::Value> {
+    let records: Vec<serde_json::Value> =
+        run_maand_ok(bucket, &["logs", "show", "--format", "json"])
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+    let run = records
+        .iter()
+        .rev()
+        .find(|r| r["maand"] == command && r["event"] == "run_started")
+        .unwrap_or_else(|| panic!("no run of {command} in the journal"))["run"]
+        .clone();
+    records.into_iter().filter(|r| r["run"] == run).collect()
+}
+
 /// Makes the bucket's commands close their SSH masters when they end (`ssh_master_idle = 0`),
 /// so a test leaves no master running; tests of warm masters set their own idle time.
 pub fn close_masters_at_exit(bucket: &Path) {
