@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -102,15 +103,23 @@ def supervise(base, deploy, key, limit, program):
             err.write(f"runner: cannot start {program[0]}: {error}\n".encode())
             code = 127
         else:
-            try:
-                code = child.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                timed_out = True
+            # A blocking wait with an alarm for the limit: the end of the step is seen the
+            # moment it happens, not at the next look of a polling wait.
+            expired = []
+
+            def expire(_signum, _frame):
+                expired.append(True)
                 try:
                     os.killpg(child.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                child.wait()
+
+            signal.signal(signal.SIGALRM, expire)
+            signal.alarm(limit)
+            code = child.wait()
+            signal.alarm(0)
+            if expired and code == -signal.SIGKILL:
+                timed_out = True
                 code = TIMED_OUT
                 err.write(f"runner: timed out after {limit} s\n".encode())
     receipt = {
@@ -191,15 +200,23 @@ def step(argv):
     os.makedirs(directory, exist_ok=True)
     base = os.path.join(directory, key)
 
+    # When this process starts the step, the supervisor is its child and holds the write end of
+    # a pipe until it exits: the pipe's end wakes the follower at once instead of at its next
+    # look for the receipt.
+    supervisor_done = None
     if claim(base):
         sys.stdout.flush()
         sys.stderr.flush()
+        read_end, write_end = os.pipe()
         supervisor = os.fork()
         if supervisor == 0:
+            os.close(read_end)
             try:
                 supervise(base, deploy, key, limit, program)
             finally:
                 os._exit(1)
+        os.close(write_end)
+        supervisor_done = read_end
         write_atomically(base + ".pid", str(supervisor).encode())
     else:
         state = "finished" if os.path.exists(base + ".receipt") else "running"
@@ -228,7 +245,15 @@ def step(argv):
             follower.pump(final=True)
             say(f"step {key} of deploy {deploy} ended without a receipt (the worker restarted?); its outcome is unknown", sys.stderr)
             return VANISHED
-        time.sleep(pause)
+        if supervisor_done is None:
+            time.sleep(pause)
+        elif select.select([supervisor_done], [], [], pause)[0]:
+            # The supervisor exited (its receipt, if any, is written): reap it, so that a
+            # supervisor that died without one reads as gone below, and stop watching.
+            os.waitpid(supervisor, 0)
+            os.close(supervisor_done)
+            supervisor_done = None
+            continue
         pause = min(pause * 2, 0.05)
 
 
