@@ -1,7 +1,8 @@
 //! What `maand deploy` tells the operator, against real sshd workers: a line per finished step
 //! and a recap (plain output, as when stdout is a file or a pipe), one JSON object per step and
 //! the recap as one object (`--json`), only the summary (`-q`) — for a first deploy that fails
-//! on one worker, its resume, a no-op and a change.
+//! on one worker, its resume, a no-op and a change; and on a real pseudo-terminal, the live
+//! line of running steps and the recap at the end.
 
 mod support;
 
@@ -186,4 +187,49 @@ fn deploy_reports_each_step_and_a_recap_in_plain_json_and_quiet_modes() {
         "0 started, 2 restarted, 0 skipped, 0 failed, 2 synced in [t]\n"
     );
     bucket.maand_ok(&["journal", "verify"]);
+}
+
+/// On a real pseudo-terminal: while a slow `make start` runs, the live line names it with its
+/// elapsed time; when the deploy ends, the screen holds every finished step and the recap.
+#[test]
+fn on_a_terminal_running_steps_show_live_and_the_recap_ends_the_screen() {
+    let cluster = Cluster::start(1);
+    let host = cluster.hosts()[0].clone();
+    let bucket = TestBucket::new(&cluster, &[&["web"]]);
+    bucket.write(
+        "workspace/jobs/web/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["web"]}"#,
+    );
+    bucket.write(
+        "workspace/jobs/web/Makefile",
+        ".PHONY: start stop\nstart:\n\t@sleep 3\nstop:\n\t@true\n",
+    );
+    bucket.maand_ok(&["build"]);
+    let mut command = std::process::Command::new(support::bucket::maand_binary());
+    command
+        .arg("deploy")
+        .current_dir(bucket.path())
+        .env_remove("MAAND_BUCKET")
+        .env_remove("MAAND_ECHO")
+        .env("TERM", "xterm");
+    let deploy = support::pty::PtyChild::spawn(&mut command);
+    let live = format!("running: web@{host} start");
+    let mut seen = false;
+    for _ in 0..300 {
+        if deploy.screen().contains(&live) {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, screen) = deploy.wait(std::time::Duration::from_secs(120));
+    assert!(seen, "no live line naming the running start:\n{screen}");
+    assert_eq!(code, Some(0), "{screen}");
+    let screen = normalized(&screen, &[host]);
+    assert!(screen.contains("web@H1  start  ok  [t]"), "{screen}");
+    let recap = screen.find(" JOB").expect("the recap table");
+    let summary = screen
+        .find("1 started, 0 restarted, 0 skipped, 0 failed, 1 synced in [t]")
+        .expect("the summary line");
+    assert!(recap < summary, "{screen}");
 }
