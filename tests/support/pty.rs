@@ -94,18 +94,7 @@ impl PtyChild {
     /// Waits for the command to end (killing it after `limit`, so a hang fails the test rather
     /// than blocking it) and returns its exit code and everything it wrote.
     pub fn wait(mut self, limit: Duration) -> (Option<i32>, String) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let code = self.wait_exit(limit);
         // The reader ends when every holder of the terminal is gone; a leftover child that
         // still holds it must not hang the test, so wait only briefly.
         let reader = self.reader.take().unwrap();
@@ -113,6 +102,23 @@ impl PtyChild {
         while !reader.is_finished() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
         }
-        (status.and_then(|s| s.code()), self.screen())
+        (code, self.screen())
+    }
+
+    /// Waits for the command itself to end (killing it after `limit`) and returns its exit
+    /// code, without waiting for what it left holding the terminal.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
