@@ -227,7 +227,7 @@ impl WorkersFile {
         let Value::Array(values) = value else {
             return Err(FactsError::WorkersFile {
                 location: None,
-                reason: "must be a JSON array of workers like [{\"host\": \"10.0.0.1\"}]".into(),
+                reason: "must be a JSON array of workers like [{\"host\": \"127.9.0.1\"}]".into(),
             });
         };
         let objects = Scanner::new(text).top_level_objects()?;
@@ -245,10 +245,10 @@ impl WorkersFile {
                 reason,
             };
             let Value::Object(object) = value else {
-                return Err(bad("must be an object like {\"host\": \"10.0.0.1\"}".into()));
+                return Err(bad("must be an object like {\"host\": \"127.9.0.1\"}".into()));
             };
             let host = object.get("host").and_then(Value::as_str).ok_or_else(|| {
-                bad("needs a \"host\" string, e.g. \"host\": \"10.0.0.1\"".into())
+                bad("needs a \"host\" string, e.g. \"host\": \"127.9.0.1\"".into())
             })?;
             let host = workspace::parse_host(host).map_err(|error| bad(error.to_string()))?;
             let mut labels = vec![workspace::DEFAULT_LABEL.to_string()];
@@ -707,7 +707,7 @@ mod tests {
     #[test]
     fn cpufreq_maxima_are_summed_when_every_online_cpu_has_one() {
         let output = "memtotal_kb 16219136\ncpu cpu0 3600000\ncpu cpu1 2400000\ncpuinfo_mhz 1200.5\nnproc 2\n";
-        let facts = parse_probe("10.0.0.1", output).unwrap();
+        let facts = parse_probe("127.9.0.1", output).unwrap();
         assert_eq!(facts.memory_mb, 15839);
         assert_eq!(facts.cpu_mhz, 6000);
         assert_eq!(facts.logical_cpus, 2);
@@ -732,16 +732,16 @@ mod tests {
 
     #[test]
     fn missing_facts_name_the_worker_and_the_source() {
-        let error = parse_probe("10.0.0.9", "nproc 2\ncpuinfo_mhz 100\n").unwrap_err();
+        let error = parse_probe("127.9.0.9", "nproc 2\ncpuinfo_mhz 100\n").unwrap_err();
         assert_eq!(
             error,
             FactsError::NoMemory {
-                worker: "10.0.0.9".into()
+                worker: "127.9.0.9".into()
             }
         );
-        let error = parse_probe("10.0.0.9", "memtotal_kb 10\ncpu cpu0 -\n").unwrap_err();
+        let error = parse_probe("127.9.0.9", "memtotal_kb 10\ncpu cpu0 -\n").unwrap_err();
         assert!(
-            error.to_string().contains("10.0.0.9: no CPU speed"),
+            error.to_string().contains("127.9.0.9: no CPU speed"),
             "{error}"
         );
         let error = parse_probe("w", "memtotal_kb lots\n").unwrap_err();
@@ -762,13 +762,13 @@ mod tests {
 
     const PRETTY: &str = r#"[
   {
-    "host": "10.0.0.1",
+    "host": "127.9.0.1",
     "labels": ["web"],
     "tags": {"zone": "a", "note": "x}y"}
   },
   {
     "cpu": "1 ghz",
-    "host": "10.0.0.2",
+    "host": "127.9.0.2",
     "memory": "16 gb",
     "hostname": "db"
   }
@@ -778,7 +778,7 @@ mod tests {
     #[test]
     fn missing_fields_are_added_after_the_last_one_with_its_indentation() {
         let file = WorkersFile::parse(PRETTY).unwrap();
-        let update = file.plan(&[("10.0.0.1".into(), capacity(15839, 5192))]);
+        let update = file.plan(&[("127.9.0.1".into(), capacity(15839, 5192))]);
         assert_eq!(
             update.new_text(),
             PRETTY.replace(
@@ -790,21 +790,21 @@ mod tests {
         assert_eq!(reparsed[0]["tags"]["note"], "x}y");
         assert_eq!(
             update.changes()[0].to_string(),
-            "10.0.0.1: memory (unset) -> \"15839 mb\", cpu (unset) -> \"5192 mhz\""
+            "127.9.0.1: memory (unset) -> \"15839 mb\", cpu (unset) -> \"5192 mhz\""
         );
     }
 
     #[test]
     fn equal_amounts_in_other_units_are_left_alone_and_others_replaced_in_place() {
         let file = WorkersFile::parse(PRETTY).unwrap();
-        let update = file.plan(&[("10.0.0.2".into(), capacity(16384, 2000))]);
+        let update = file.plan(&[("127.9.0.2".into(), capacity(16384, 2000))]);
         assert_eq!(
             update.new_text(),
             PRETTY.replace("\"1 ghz\"", "\"2000 mhz\"")
         );
         assert_eq!(update.changes().len(), 1);
         assert!(update.changes()[0].memory.is_none());
-        let unchanged = file.plan(&[("10.0.0.2".into(), capacity(16384, 1000))]);
+        let unchanged = file.plan(&[("127.9.0.2".into(), capacity(16384, 1000))]);
         assert!(unchanged.is_empty());
         assert_eq!(unchanged.new_text(), PRETTY);
         assert_eq!(unchanged.diff(), "");
@@ -812,15 +812,15 @@ mod tests {
 
     #[test]
     fn one_line_files_stay_on_one_line() {
-        let text = r#"[{"host":"10.0.0.1"}, {"host": "10.0.0.2", "memory": 512}]"#;
+        let text = r#"[{"host":"127.9.0.1"}, {"host": "127.9.0.2", "memory": 512}]"#;
         let file = WorkersFile::parse(text).unwrap();
         let update = file.plan(&[
-            ("10.0.0.1".into(), capacity(100, 200)),
-            ("10.0.0.2".into(), capacity(100, 200)),
+            ("127.9.0.1".into(), capacity(100, 200)),
+            ("127.9.0.2".into(), capacity(100, 200)),
         ]);
         assert_eq!(
             update.new_text(),
-            r#"[{"host":"10.0.0.1", "memory":"100 mb", "cpu":"200 mhz"}, {"host": "10.0.0.2", "memory": "100 mb", "cpu": "200 mhz"}]"#
+            r#"[{"host":"127.9.0.1", "memory":"100 mb", "cpu":"200 mhz"}, {"host": "127.9.0.2", "memory": "100 mb", "cpu": "200 mhz"}]"#
         );
         assert_eq!(
             update.changes()[1].memory.as_ref().unwrap().old.as_deref(),
@@ -832,8 +832,8 @@ mod tests {
     fn the_diff_shows_changed_lines_with_their_numbers() {
         let file = WorkersFile::parse(PRETTY).unwrap();
         let update = file.plan(&[
-            ("10.0.0.1".into(), capacity(1, 2)),
-            ("10.0.0.2".into(), capacity(16384, 2000)),
+            ("127.9.0.1".into(), capacity(1, 2)),
+            ("127.9.0.2".into(), capacity(16384, 2000)),
         ]);
         assert_eq!(
             update.diff(),
@@ -860,7 +860,7 @@ mod tests {
 
     #[test]
     fn unusable_files_name_the_place_to_fix() {
-        let error = WorkersFile::parse("[{\"host\": \"10.0.0.1\",}]").unwrap_err();
+        let error = WorkersFile::parse("[{\"host\": \"127.9.0.1\",}]").unwrap_err();
         assert!(error.to_string().contains("line 1"), "{error}");
         let error = WorkersFile::parse(r#"[{"labels": []}]"#).unwrap_err();
         assert!(

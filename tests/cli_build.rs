@@ -51,9 +51,9 @@ fn good_bucket() -> tempfile::TempDir {
         dir.path(),
         "workspace/workers.json",
         r#"[
-  {"host": "10.0.0.1", "labels": ["web"], "memory": "2 gb", "cpu": "2 ghz", "tags": {"zone": "a"}},
-  {"host": "10.0.0.2", "labels": ["web", "db"], "memory": "2 gb", "cpu": "2 ghz"},
-  {"host": "10.0.0.3", "labels": ["db"], "memory": "2 gb", "cpu": "2 ghz"}
+  {"host": "127.9.0.1", "labels": ["web"], "memory": "2 gb", "cpu": "2 ghz", "tags": {"zone": "a"}},
+  {"host": "127.9.0.2", "labels": ["web", "db"], "memory": "2 gb", "cpu": "2 ghz"},
+  {"host": "127.9.0.3", "labels": ["db"], "memory": "2 gb", "cpu": "2 ghz"}
 ]"#,
     );
     write(
@@ -115,7 +115,7 @@ fn a_good_workspace_builds_places_and_a_second_build_records_nothing() {
             &db,
             "SELECT job || '@' || worker_ip FROM allocations WHERE removed = 0 ORDER BY 1"
         ),
-        "db@10.0.0.2\ndb@10.0.0.3\nweb@10.0.0.1\nweb@10.0.0.2"
+        "db@127.9.0.2\ndb@127.9.0.3\nweb@127.9.0.1\nweb@127.9.0.2"
     );
     assert_eq!(
         sqlite(
@@ -141,19 +141,19 @@ fn a_good_workspace_builds_places_and_a_second_build_records_nothing() {
     let kv = |ns: &str, key: &str| {
         sqlite(&db, &format!("SELECT value FROM kv WHERE namespace = '{ns}' AND key = '{key}' ORDER BY version DESC LIMIT 1"))
     };
-    assert_eq!(kv("maand/job/db", "workers"), "10.0.0.2,10.0.0.3");
+    assert_eq!(kv("maand/job/db", "workers"), "127.9.0.2,127.9.0.3");
     assert_eq!(
-        kv_get(dir.path(), "maand/job/db/worker/10.0.0.2", "peer_workers"),
-        "10.0.0.3"
+        kv_get(dir.path(), "maand/job/db/worker/127.9.0.2", "peer_workers"),
+        "127.9.0.3"
     );
     assert_eq!(
-        kv("maand/job/db/worker/10.0.0.3", "db_allocation_index"),
+        kv("maand/job/db/worker/127.9.0.3", "db_allocation_index"),
         "1"
     );
     assert_eq!(kv("maand/bucket", "web_port"), "30001");
     assert_eq!(kv("vars/bucket/job/db", "flavour"), "small");
     assert_eq!(kv("vars/job/web", "greeting"), "hello");
-    assert_eq!(kv("maand/worker/10.0.0.1/tags", "zone"), "a");
+    assert_eq!(kv("maand/worker/127.9.0.1/tags", "zone"), "a");
     let head = sqlite(&db, "SELECT max(seq) FROM journal");
     maand(dir.path())
         .arg("build")
@@ -180,22 +180,22 @@ fn removing_a_worker_marks_its_allocations_removed_and_keeps_the_rest() {
     write(
         dir.path(),
         "workspace/workers.json",
-        r#"[{"host": "10.0.0.1", "labels": ["web"], "memory": "2 gb", "cpu": "2 ghz"},
-            {"host": "10.0.0.2", "labels": ["web", "db"], "memory": "2 gb", "cpu": "2 ghz"}]"#,
+        r#"[{"host": "127.9.0.1", "labels": ["web"], "memory": "2 gb", "cpu": "2 ghz"},
+            {"host": "127.9.0.2", "labels": ["web", "db"], "memory": "2 gb", "cpu": "2 ghz"}]"#,
     );
     maand(dir.path()).arg("build").assert().success();
     let db = dir.path().join("data/maand.db");
     assert_eq!(
         sqlite(
             &db,
-            "SELECT removed FROM allocations WHERE job = 'db' AND worker_ip = '10.0.0.3'"
+            "SELECT removed FROM allocations WHERE job = 'db' AND worker_ip = '127.9.0.3'"
         ),
         "1"
     );
     assert_eq!(sqlite(&db, "SELECT count(*) FROM workers"), "2");
     assert_eq!(
         sqlite(&db, "SELECT value FROM kv WHERE namespace = 'maand/job/db' AND key = 'workers' ORDER BY version DESC LIMIT 1"),
-        "10.0.0.2"
+        "127.9.0.2"
     );
     maand(dir.path())
         .args(["journal", "verify"])
@@ -209,18 +209,18 @@ fn disabled_allocations_stay_placed_but_leave_the_active_worker_lists() {
     write(
         dir.path(),
         "workspace/disabled.json",
-        r#"{"jobs": {"db": {"allocations": ["10.0.0.3"]}}}"#,
+        r#"{"jobs": {"db": {"allocations": ["127.9.0.3"]}}}"#,
     );
     maand(dir.path()).arg("build").assert().success();
     let db = dir.path().join("data/maand.db");
-    assert_eq!(sqlite(&db, "SELECT disabled || removed FROM allocations WHERE job = 'db' AND worker_ip = '10.0.0.3'"), "10");
+    assert_eq!(sqlite(&db, "SELECT disabled || removed FROM allocations WHERE job = 'db' AND worker_ip = '127.9.0.3'"), "10");
     assert_eq!(
         sqlite(&db, "SELECT value FROM kv WHERE namespace = 'maand/job/db' AND key = 'workers' ORDER BY version DESC LIMIT 1"),
-        "10.0.0.2"
+        "127.9.0.2"
     );
     assert_eq!(
-        kv_get(dir.path(), "maand/job/db/worker/10.0.0.2", "peer_workers"),
-        "10.0.0.3"
+        kv_get(dir.path(), "maand/job/db/worker/127.9.0.2", "peer_workers"),
+        "127.9.0.3"
     );
 }
 
@@ -239,9 +239,9 @@ fn certificates_are_issued_per_allocation_with_sealed_keys_and_kept_on_rebuild()
     let cert = |ip: &str| {
         sqlite(&db, &format!("SELECT value FROM kv WHERE namespace = 'maand/job/db/worker/{ip}' AND key = 'certs/tls.crt'"))
     };
-    assert!(cert("10.0.0.2").starts_with("-----BEGIN CERTIFICATE-----"));
-    assert_ne!(cert("10.0.0.2"), cert("10.0.0.3"));
-    let key = sqlite(&db, "SELECT sealed || ' ' || substr(value, 1, 3) FROM kv WHERE namespace = 'maand/job/db/worker/10.0.0.2' AND key = 'certs/tls.key'");
+    assert!(cert("127.9.0.2").starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_ne!(cert("127.9.0.2"), cert("127.9.0.3"));
+    let key = sqlite(&db, "SELECT sealed || ' ' || substr(value, 1, 3) FROM kv WHERE namespace = 'maand/job/db/worker/127.9.0.2' AND key = 'certs/tls.key'");
     assert_eq!(key, "1 v1:");
     assert_eq!(
         sqlite(
@@ -291,9 +291,9 @@ fn duplicate_worker_host_is_rejected() {
     expect_build_error(
         &[(
             "workspace/workers.json",
-            r#"[{"host": "10.0.0.1"}, {"host": "10.0.0.1"}]"#,
+            r#"[{"host": "127.9.0.1"}, {"host": "127.9.0.1"}]"#,
         )],
-        &["workspace/workers.json", "ErrInvalidWorkerJSON", "10.0.0.1"],
+        &["workspace/workers.json", "ErrInvalidWorkerJSON", "127.9.0.1"],
     );
 }
 
@@ -302,9 +302,9 @@ fn hostile_worker_host_and_label_are_rejected() {
     expect_build_error(
         &[(
             "workspace/workers.json",
-            r#"[{"host": "10.0.0.1;rm -rf /", "labels": ["$(reboot)"]}]"#,
+            r#"[{"host": "127.9.0.1;rm -rf /", "labels": ["$(reboot)"]}]"#,
         )],
-        &["workspace/workers.json", "10.0.0.1;rm -rf /", "$(reboot)"],
+        &["workspace/workers.json", "127.9.0.1;rm -rf /", "$(reboot)"],
     );
 }
 
@@ -415,10 +415,10 @@ fn reservations_beyond_worker_capacity_are_rejected() {
             ("workspace/bucket.jobs.conf", "[db]\nmemory = \"1 gb\"\n"),
             (
                 "workspace/workers.json",
-                r#"[{"host": "10.0.0.2", "labels": ["web", "db"], "memory": "512 mb", "cpu": "2 ghz"}, {"host": "10.0.0.3", "labels": ["db"]}]"#,
+                r#"[{"host": "127.9.0.2", "labels": ["web", "db"], "memory": "512 mb", "cpu": "2 ghz"}, {"host": "127.9.0.3", "labels": ["db"]}]"#,
             ),
         ],
-        &["ErrInsufficientResource", "10.0.0.2", "must declare memory"],
+        &["ErrInsufficientResource", "127.9.0.2", "must declare memory"],
     );
 }
 
@@ -449,7 +449,7 @@ fn post_build_hooks_run_after_the_catalog_commit_and_fail_the_build_when_they_fa
             &db,
             "SELECT group_concat(key) FROM (SELECT key FROM kv WHERE namespace = 'vars/job/db' AND key LIKE 'built_on_%' ORDER BY key)"
         ),
-        "built_on_10.0.0.2,built_on_10.0.0.3"
+        "built_on_127.9.0.2,built_on_127.9.0.3"
     );
 
     write(
@@ -494,7 +494,7 @@ fn cat_at_an_earlier_run_shows_the_allocations_of_that_time() {
     write(
         dir.path(),
         "workspace/workers.json",
-        r#"[{"host": "10.0.0.1", "labels": ["web"], "memory": "2 gb", "cpu": "2 ghz"}]"#,
+        r#"[{"host": "127.9.0.1", "labels": ["web"], "memory": "2 gb", "cpu": "2 ghz"}]"#,
     );
     maand(dir.path()).arg("build").assert().success();
     let now = maand(dir.path())

@@ -67,9 +67,9 @@ fn put(key: &str, value: KvValue) -> KvChange {
 }
 
 const WORKERS: &str = r#"[
-  {"host": "10.0.0.1", "hostname": "node-a", "labels": ["api"], "memory": "4096 mb", "cpu": "2000 mhz", "tags": {"zone": "east"}},
-  {"host": "10.0.0.2", "labels": ["api", "db"], "memory": "8192 mb", "tags": {"zone": "west", "rack": "r2"}},
-  {"host": "10.0.0.3", "labels": ["db"]}
+  {"host": "127.9.0.1", "hostname": "node-a", "labels": ["api"], "memory": "4096 mb", "cpu": "2000 mhz", "tags": {"zone": "east"}},
+  {"host": "127.9.0.2", "labels": ["api", "db"], "memory": "8192 mb", "tags": {"zone": "west", "rack": "r2"}},
+  {"host": "127.9.0.3", "labels": ["db"]}
 ]"#;
 
 const API_MANIFEST: &str = r#"{
@@ -92,12 +92,12 @@ const DB_MANIFEST: &str = r#"{
   "certs": {"tls": {"subject": {"common_name": "db.internal"}}}
 }"#;
 
-/// init → `job create` → workspace edits → build → build again after 10.0.0.3 loses its `db`
+/// init → `job create` → workspace edits → build → build again after 127.9.0.3 loses its `db`
 /// label (removing that allocation) → KV writes of a job command: a multi-line variable, a
 /// secret, and a variable put then deleted.
 ///
-/// Result: api on 10.0.0.1 (active) and 10.0.0.2 (disabled by disabled.json); db on 10.0.0.2
-/// (active) and 10.0.0.3 (removed); api demands db.
+/// Result: api on 127.9.0.1 (active) and 127.9.0.2 (disabled by disabled.json); db on 127.9.0.2
+/// (active) and 127.9.0.3 (removed); api demands db.
 fn cluster() -> tempfile::TempDir {
     let dir = init();
     let root = dir.path();
@@ -117,14 +117,14 @@ fn cluster() -> tempfile::TempDir {
     );
     write(
         ws.join("disabled.json"),
-        r#"{"jobs": {"api": {"allocations": ["10.0.0.2"]}}}"#,
+        r#"{"jobs": {"api": {"allocations": ["127.9.0.2"]}}}"#,
     );
     stdout(root, &["build"]);
     write(
         ws.join("workers.json"),
         &WORKERS.replace(
-            r#""10.0.0.3", "labels": ["db"]"#,
-            r#""10.0.0.3", "labels": []"#,
+            r#""127.9.0.3", "labels": ["db"]"#,
+            r#""127.9.0.3", "labels": []"#,
         ),
     );
     stdout(root, &["build"]);
@@ -195,7 +195,7 @@ fn every_table_after_init_build_and_job_command_writes() {
                 "--jobs",
                 "api,db",
                 "--workers",
-                "10.0.0.2",
+                "127.9.0.2",
             ],
         ),
         ("deployments", &["cat", "deployments"]),
@@ -205,7 +205,7 @@ fn every_table_after_init_build_and_job_command_writes() {
         ("certs", &["cat", "certs"]),
         (
             "certs_db_on_one_worker",
-            &["cat", "certs", "--jobs", "db", "--workers", "10.0.0.2"],
+            &["cat", "certs", "--jobs", "db", "--workers", "127.9.0.2"],
         ),
         ("kv", &["cat", "kv"]),
         ("kv_api_active", &["cat", "kv", "--jobs", "api", "--active"]),
@@ -247,17 +247,17 @@ fn deployments_show_what_a_deploy_staged_and_promoted() {
             version: version.into(),
         })
     };
-    // db on 10.0.0.2 is in sync; api on 10.0.0.1 got new content after its promotion; the
-    // disabled api on 10.0.0.2 was staged but never promoted.
+    // db on 127.9.0.2 is in sync; api on 127.9.0.1 got new content after its promotion; the
+    // disabled api on 127.9.0.2 was staged but never promoted.
     record(
         root,
         vec![
-            staged("db", "10.0.0.2", "a"),
-            promoted("db", "10.0.0.2", "2.0.0"),
-            staged("api", "10.0.0.1", "b"),
-            promoted("api", "10.0.0.1", "1.0.0"),
-            staged("api", "10.0.0.1", "c"),
-            staged("api", "10.0.0.2", "d"),
+            staged("db", "127.9.0.2", "a"),
+            promoted("db", "127.9.0.2", "2.0.0"),
+            staged("api", "127.9.0.1", "b"),
+            promoted("api", "127.9.0.1", "1.0.0"),
+            staged("api", "127.9.0.1", "c"),
+            staged("api", "127.9.0.2", "d"),
         ],
     );
     snapshot(root, "deployments_after_deploy", &["cat", "deployments"]);
@@ -346,7 +346,7 @@ fn unknown_jobs_and_workers_in_filters_are_errors_naming_them() {
     let dir = cluster();
     let root = dir.path();
     let jobs = "known: api, db)";
-    let workers = "known: 10.0.0.1, 10.0.0.2, 10.0.0.3)";
+    let workers = "known: 127.9.0.1, 127.9.0.2, 127.9.0.3)";
     let cases: &[(&[&str], &str, &str)] = &[
         (
             &["cat", "allocations", "--jobs", "api,dbb"],
@@ -354,8 +354,8 @@ fn unknown_jobs_and_workers_in_filters_are_errors_naming_them() {
             jobs,
         ),
         (
-            &["cat", "deployments", "--workers", "10.0.0.9"],
-            "unknown worker 10.0.0.9:",
+            &["cat", "deployments", "--workers", "127.9.0.9"],
+            "unknown worker 127.9.0.9:",
             workers,
         ),
         (
@@ -379,7 +379,7 @@ fn unknown_jobs_and_workers_in_filters_are_errors_naming_them() {
             jobs,
         ),
         (
-            &["cat", "kv", "--workers", "10.0.0.1,10.1.1.1"],
+            &["cat", "kv", "--workers", "127.9.0.1,10.1.1.1"],
             "unknown worker 10.1.1.1:",
             workers,
         ),
@@ -409,7 +409,7 @@ fn kv_get_prints_a_value_in_full() {
             "cat",
             "kv",
             "get",
-            "maand/job/db/worker/10.0.0.2",
+            "maand/job/db/worker/127.9.0.2",
             "certs/tls.crt",
         ],
     );
@@ -494,7 +494,7 @@ fn job_create_scaffolds_a_job_that_builds() {
     let root = dir.path();
     write(
         root.join("workspace/workers.json"),
-        r#"[{"host": "10.0.0.1", "labels": ["edge"]}]"#,
+        r#"[{"host": "127.9.0.1", "labels": ["edge"]}]"#,
     );
     maand(root)
         .args(["job", "create", "web", "--selectors", "edge"])

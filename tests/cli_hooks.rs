@@ -102,14 +102,14 @@ fn assert_cases(
 
 const ALLOWED_NAMESPACE: &str = "Invalid or unauthorized namespace";
 
-/// Workers 10.0.0.1 (api, db), 10.0.0.2 (db), 10.0.0.3 (other); jobs `db` (with
+/// Workers 127.9.0.1 (api, db), 127.9.0.2 (db), 127.9.0.3 (other); jobs `db` (with
 /// `command_schema` and vars), `other` (with vars) and `api`, whose `command_matrix` demands
 /// `db.command_schema`.
 fn matrix_bucket() -> HookBucket {
     let bucket = HookBucket::new(&[
-        ("10.0.0.1", &["api", "db"]),
-        ("10.0.0.2", &["db"]),
-        ("10.0.0.3", &["other"]),
+        ("127.9.0.1", &["api", "db"]),
+        ("127.9.0.2", &["db"]),
+        ("127.9.0.3", &["other"]),
     ]);
     bucket.job(
         "db",
@@ -152,13 +152,13 @@ def put(name, namespace, key, path="/kv"):
     case(name, "PUT", path, {"namespace": namespace, "key": key, "value": "v"})
 
 get("r_bucket", "maand/bucket", "bucket_id")
-get("r_own_worker", "maand/worker/10.0.0.1", "worker_ip")
-get("r_other_worker", "maand/worker/10.0.0.2", "worker_ip")
+get("r_own_worker", "maand/worker/127.9.0.1", "worker_ip")
+get("r_other_worker", "maand/worker/127.9.0.2", "worker_ip")
 get("r_own_job", "maand/job/api", "workers")
-get("r_own_allocation", "maand/job/api/worker/10.0.0.1", "version")
+get("r_own_allocation", "maand/job/api/worker/127.9.0.1", "version")
 get("r_upstream_job", "maand/job/db", "version")
 get("r_upstream_vars", "vars/job/db", "answer")
-get("r_upstream_allocation", "maand/job/db/worker/10.0.0.1", "version")
+get("r_upstream_allocation", "maand/job/db/worker/127.9.0.1", "version")
 get("r_undemanded_job", "maand/job/other", "version")
 get("r_undemanded_vars", "vars/job/other", "answer")
 get("r_missing", "vars/job/api", "nope")
@@ -171,8 +171,8 @@ put("w_upstream_vars", "vars/job/db", "k")
 put("w_bucket", "maand/bucket", "k")
 put("w_bucket_vars", "vars/bucket", "k")
 put("w_bucket_job_vars", "vars/bucket/job/api", "k")
-put("w_allocation", "maand/job/api/worker/10.0.0.1", "k")
-put("w_worker", "maand/worker/10.0.0.1", "k")
+put("w_allocation", "maand/job/api/worker/127.9.0.1", "k")
+put("w_worker", "maand/worker/127.9.0.1", "k")
 put("w_secret_through_kv", "secrets/job/api", "k")
 put("w_vars_through_secret", "vars/job/api", "k", path="/kv/secret")
 put("w_upstream_secret", "secrets/job/db", "k", path="/kv/secret")
@@ -202,7 +202,7 @@ results["extra_env"] = [int(os.environ.get("BATCH_INDEX", "0")), None]
 fn the_runtime_api_follows_the_documented_read_write_matrix() {
     let bucket = matrix_bucket();
     bucket.maand_ok(&["jobcommand", "command_matrix", "api"]);
-    let results = probe_results(&bucket, "out/command_matrix-cli-10.0.0.1.json");
+    let results = probe_results(&bucket, "out/command_matrix-cli-127.9.0.1.json");
     let forbidden = Some(ALLOWED_NAMESPACE);
     assert_cases(
         &results,
@@ -360,7 +360,7 @@ fn health_check_commands_may_not_write_kv_at_all() {
     let bucket = matrix_bucket();
     let outcome = run_event(&bucket, CommandEvent::HealthCheck);
     assert!(outcome.succeeded(), "{:?}", outcome.runs);
-    let results = probe_results(&bucket, "out/command_matrix-health_check-10.0.0.1.json");
+    let results = probe_results(&bucket, "out/command_matrix-health_check-127.9.0.1.json");
     let refused = Some("KV writes are not allowed during health_check");
     assert_cases(
         &results,
@@ -380,7 +380,7 @@ fn health_check_commands_may_not_write_kv_at_all() {
 fn rollout_order_is_writable_on_pre_deploy_but_not_post_deploy() {
     let bucket = matrix_bucket();
     let pre = run_event(&bucket, CommandEvent::PreDeploy);
-    let results = probe_results(&bucket, "out/command_matrix-pre_deploy-10.0.0.1.json");
+    let results = probe_results(&bucket, "out/command_matrix-pre_deploy-127.9.0.1.json");
     assert_cases(
         &results,
         &[("w_rollout_order", 200, None), ("w_own_vars", 200, None)],
@@ -399,7 +399,7 @@ fn rollout_order_is_writable_on_pre_deploy_but_not_post_deploy() {
     );
 
     let post = run_event(&bucket, CommandEvent::PostDeploy);
-    let results = probe_results(&bucket, "out/command_matrix-post_deploy-10.0.0.1.json");
+    let results = probe_results(&bucket, "out/command_matrix-post_deploy-127.9.0.1.json");
     assert_cases(
         &results,
         &[
@@ -420,7 +420,7 @@ fn rollout_order_is_writable_on_pre_deploy_but_not_post_deploy() {
 
 #[test]
 fn secrets_round_trip_sealed_and_their_plaintext_is_written_nowhere() {
-    let bucket = HookBucket::new(&[("10.0.0.1", &["db", "web"]), ("10.0.0.2", &["db"])]);
+    let bucket = HookBucket::new(&[("127.9.0.1", &["db", "web"]), ("127.9.0.2", &["db"])]);
     // The plaintext is computed at run time so the scripts (stored in the catalog) do not hold it.
     let plaintext = "plain-Pa55word-7f3c9e";
     let make = r#"PLAIN = "".join(reversed("e9c3f7-dr0w55aP-nialp"))"#;
@@ -489,9 +489,9 @@ fn secrets_round_trip_sealed_and_their_plaintext_is_written_nowhere() {
 /// Three workers carrying label `mig` and the job `mig` with the given commands.
 fn three_allocations(commands: &str, scripts: &[(&str, &str)]) -> HookBucket {
     let bucket = HookBucket::new(&[
-        ("10.0.0.1", &["mig"]),
-        ("10.0.0.2", &["mig"]),
-        ("10.0.0.3", &["mig"]),
+        ("127.9.0.1", &["mig"]),
+        ("127.9.0.2", &["mig"]),
+        ("127.9.0.3", &["mig"]),
     ]);
     bucket.job(
         "mig",
@@ -524,7 +524,7 @@ with open(f"out/sem-{maand.allocation_ip()}.json", "w") as handle:
     );
     bucket.maand_ok(&["jobcommand", "command_serial", "mig", "-c", "3"]);
     let mut intervals = Vec::new();
-    for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+    for ip in ["127.9.0.1", "127.9.0.2", "127.9.0.3"] {
         let record: Value =
             serde_json::from_str(&bucket.read(&format!("out/sem-{ip}.json"))).unwrap();
         assert_eq!(record["acquired"]["acquired"], true);
@@ -570,7 +570,7 @@ case("left_held", "POST", "/semaphore/acquire", {"name": "left", "timeout_second
         &[("command_rules.py", &rules)],
     );
     bucket.maand_ok(&["jobcommand", "command_rules", "mig", "-c", "1"]);
-    for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+    for ip in ["127.9.0.1", "127.9.0.2", "127.9.0.3"] {
         let results = probe_results(&bucket, &format!("out/command_rules-cli-{ip}.json"));
         assert_cases(
             &results,
@@ -618,9 +618,9 @@ elif index == 1:
         &[("command_gate.py", &script)],
     );
     bucket.maand_ok(&["jobcommand", "command_gate", "mig", "-c", "3"]);
-    let holder = probe_results(&bucket, "out/command_gate-cli-10.0.0.1.json");
+    let holder = probe_results(&bucket, "out/command_gate-cli-127.9.0.1.json");
     assert_cases(&holder, &[("hold", 200, None), ("release", 200, None)]);
-    let waiter = probe_results(&bucket, "out/command_gate-cli-10.0.0.2.json");
+    let waiter = probe_results(&bucket, "out/command_gate-cli-127.9.0.2.json");
     assert_cases(
         &waiter,
         &[("wait", 408, Some("Timed out waiting for semaphore"))],
@@ -630,9 +630,9 @@ elif index == 1:
 #[test]
 fn jobcommand_runs_once_per_active_allocation_with_the_documented_environment() {
     let bucket = HookBucket::new(&[
-        ("10.0.0.1", &["env"]),
-        ("10.0.0.2", &["env"]),
-        ("10.0.0.3", &["env"]),
+        ("127.9.0.1", &["env"]),
+        ("127.9.0.2", &["env"]),
+        ("127.9.0.3", &["env"]),
     ]);
     bucket.job(
         "envjob",
@@ -650,21 +650,21 @@ print("env of", os.environ["ALLOCATION_IP"])
     );
     bucket.write(
         "workspace/disabled.json",
-        r#"{"jobs": {"envjob": {"allocations": ["10.0.0.3"]}}}"#,
+        r#"{"jobs": {"envjob": {"allocations": ["127.9.0.3"]}}}"#,
     );
     bucket.maand_ok(&["build"]);
     let out = bucket.maand_ok(&["job_command", "command_env", "envjob", "-c", "2"]);
     assert!(
-        out.contains("10.0.0.1") && out.contains("10.0.0.2"),
+        out.contains("127.9.0.1") && out.contains("127.9.0.2"),
         "{out}"
     );
     assert!(
-        !bucket.path().join("out/env-10.0.0.3.json").exists(),
+        !bucket.path().join("out/env-127.9.0.3.json").exists(),
         "the disabled allocation ran"
     );
     let bucket_id = bucket.sql("SELECT bucket_id FROM bucket");
     let mut tokens = Vec::new();
-    for (index, ip) in ["10.0.0.1", "10.0.0.2"].iter().enumerate() {
+    for (index, ip) in ["127.9.0.1", "127.9.0.2"].iter().enumerate() {
         let record: Value =
             serde_json::from_str(&bucket.read(&format!("out/env-{ip}.json"))).unwrap();
         let env = &record["env"];
@@ -708,7 +708,7 @@ print("env of", os.environ["ALLOCATION_IP"])
     assert_ne!(tokens[0], tokens[1], "each process gets its own token");
 
     let log = bucket.maand_ok(&["logs", "show", "--phase", "job_command", "--format", "json"]);
-    for ip in ["10.0.0.1", "10.0.0.2"] {
+    for ip in ["127.9.0.1", "127.9.0.2"] {
         let events: Vec<Value> = log
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -737,7 +737,7 @@ print("env of", os.environ["ALLOCATION_IP"])
 
 #[test]
 fn a_job_virtualenv_interpreter_is_preferred() {
-    let bucket = HookBucket::new(&[("10.0.0.1", &["py"])]);
+    let bucket = HookBucket::new(&[("127.9.0.1", &["py"])]);
     bucket.job(
         "py",
         r#"{"selectors": ["py"], "commands": {"command_which": {"executed_on": ["cli"]}}}"#,
@@ -760,7 +760,7 @@ fn a_job_virtualenv_interpreter_is_preferred() {
 
 #[test]
 fn a_failing_allocation_fails_the_command_and_nothing_it_wrote_is_recorded() {
-    let bucket = HookBucket::new(&[("10.0.0.1", &["f"]), ("10.0.0.2", &["f"])]);
+    let bucket = HookBucket::new(&[("127.9.0.1", &["f"]), ("127.9.0.2", &["f"])]);
     bucket.job(
         "flaky",
         r#"{"selectors": ["f"], "commands": {"command_half": {"executed_on": ["cli"]}}}"#,
@@ -779,10 +779,10 @@ if maand.allocation_index() == 1:
     let out = bucket.maand_fails(&["jobcommand", "command_half", "flaky"]);
     assert!(out.contains("failed on 1 of 2 allocations"), "{out}");
     assert!(
-        out.contains("flaky@10.0.0.2 (exit code 3: cannot reach the database)"),
+        out.contains("flaky@127.9.0.2 (exit code 3: cannot reach the database)"),
         "{out}"
     );
-    assert!(out.contains("10.0.0.1") && out.contains("ok"), "{out}");
+    assert!(out.contains("127.9.0.1") && out.contains("ok"), "{out}");
     assert_eq!(
         bucket.sql("SELECT count(*) FROM kv WHERE namespace = 'vars/job/flaky'"),
         "0"
@@ -795,7 +795,7 @@ if maand.allocation_index() == 1:
 
 #[test]
 fn jobcommand_names_what_to_fix_when_the_command_cannot_run() {
-    let bucket = HookBucket::new(&[("10.0.0.1", &["a", "b"])]);
+    let bucket = HookBucket::new(&[("127.9.0.1", &["a", "b"])]);
     let ping = "print('ping')\n";
     bucket.job(
         "a",
@@ -840,8 +840,8 @@ fn jobcommand_names_what_to_fix_when_the_command_cannot_run() {
 /// their order; top reads what base wrote in the same pass.
 fn post_build_bucket(base_script: &str) -> HookBucket {
     let bucket = HookBucket::new(&[
-        ("10.0.0.1", &["base", "top"]),
-        ("10.0.0.2", &["base", "top"]),
+        ("127.9.0.1", &["base", "top"]),
+        ("127.9.0.2", &["base", "top"]),
     ]);
     bucket.job(
         "top",
@@ -880,7 +880,7 @@ fn post_build_hooks_run_in_deployment_seq_order_and_record_their_kv() {
     let bucket = post_build_bucket(SEED_PY);
     bucket.write(
         "workspace/disabled.json",
-        r#"{"jobs": {"top": {"allocations": ["10.0.0.2"]}}}"#,
+        r#"{"jobs": {"top": {"allocations": ["127.9.0.2"]}}}"#,
     );
     let out = bucket.maand_ok(&["build"]);
     assert!(
@@ -911,7 +911,7 @@ fn a_failing_post_build_hook_fails_the_build_but_keeps_the_catalog_commit() {
     let out = bucket.maand_fails(&["build"]);
     assert!(out.contains("post_build failed"), "{out}");
     assert!(
-        out.contains("base command_seed@10.0.0.1: exit code 4: seed source unavailable"),
+        out.contains("base command_seed@127.9.0.1: exit code 4: seed source unavailable"),
         "{out}"
     );
     assert!(
@@ -934,7 +934,7 @@ fn a_failing_post_build_hook_fails_the_build_but_keeps_the_catalog_commit() {
 
 #[test]
 fn bun_commands_use_the_typescript_client() {
-    let bucket = HookBucket::new(&[("10.0.0.1", &["bun"]), ("10.0.0.2", &["bun"])]);
+    let bucket = HookBucket::new(&[("127.9.0.1", &["bun"]), ("127.9.0.2", &["bun"])]);
     bucket.job(
         "bunjob",
         r#"{"version": "1.0.0", "selectors": ["bun"], "commands": {
@@ -955,7 +955,7 @@ const own = await maand.kvGet(`vars/job/bunjob`, `from_${ip}`);
 const secret = await maand.kvGet(`secrets/job/bunjob`, `token_${ip}`);
 const acquired = await (await maand.acquireSemaphore("ts", 1, 60)).json();
 await maand.raiseForStatus(await maand.releaseSemaphore("ts"));
-const forbidden = (await maand.getStoreValue("maand/worker/10.0.0.9", "worker_ip")).status;
+const forbidden = (await maand.getStoreValue("maand/worker/127.9.0.9", "worker_ip")).status;
 const keys = await (await maand.listJobKeys()).json();
 mkdirSync("out", { recursive: true });
 writeFileSync(`out/bun-${ip}.json`, JSON.stringify({ own, secret, acquired, forbidden, keys,
@@ -970,7 +970,7 @@ writeFileSync(`out/bun-${ip}.json`, JSON.stringify({ own, secret, acquired, forb
     );
     bucket.maand_ok(&["build"]);
     bucket.maand_ok(&["jobcommand", "command_ts", "bunjob", "-c", "2"]);
-    for (index, ip) in ["10.0.0.1", "10.0.0.2"].iter().enumerate() {
+    for (index, ip) in ["127.9.0.1", "127.9.0.2"].iter().enumerate() {
         let record: Value =
             serde_json::from_str(&bucket.read(&format!("out/bun-{ip}.json"))).unwrap();
         assert_eq!(record["own"], "bunjob");
@@ -987,7 +987,7 @@ writeFileSync(`out/bun-${ip}.json`, JSON.stringify({ own, secret, acquired, forb
     }
     assert_eq!(
         bucket.sql("SELECT group_concat(key) FROM (SELECT key FROM kv WHERE namespace = 'vars/job/bunjob' ORDER BY key)"),
-        "from_10.0.0.1,from_10.0.0.2"
+        "from_127.9.0.1,from_127.9.0.2"
     );
     assert_eq!(
         bucket.sql("SELECT group_concat(sealed) FROM kv WHERE namespace = 'secrets/job/bunjob'"),
@@ -1063,7 +1063,7 @@ with open("out/ssh.json", "w") as handle:
 
 #[test]
 fn a_missing_interpreter_is_named_with_what_to_install() {
-    let bucket = HookBucket::new(&[("10.0.0.1", &["i"])]);
+    let bucket = HookBucket::new(&[("127.9.0.1", &["i"])]);
     bucket.job(
         "interp",
         r#"{"selectors": ["i"], "commands": {"command_py": {"executed_on": ["cli"]}, "command_ts": {"executed_on": ["cli"]}}}"#,

@@ -203,7 +203,7 @@ fn worker_upserted_then_removed() {
         &mut conn,
         "r",
         1,
-        &[worker("10.0.0.1", &["worker", "web"])],
+        &[worker("127.9.0.1", &["worker", "web"])],
         &[],
     )
     .unwrap();
@@ -217,7 +217,7 @@ fn worker_upserted_then_removed() {
         "r",
         2,
         &[Event::WorkerRemoved(WorkerRemoved {
-            host: "10.0.0.1".into(),
+            host: "127.9.0.1".into(),
         })],
         &[],
     )
@@ -293,7 +293,7 @@ fn allocation_upserted_changes_flags_in_place_and_marks_the_catalog_position() {
         &mut conn,
         "r",
         1,
-        &[init, allocation("api", "10.0.0.1", false)],
+        &[init, allocation("api", "127.9.0.1", false)],
         &[],
     )
     .unwrap();
@@ -301,7 +301,7 @@ fn allocation_upserted_changes_flags_in_place_and_marks_the_catalog_position() {
         &mut conn,
         "r",
         2,
-        &[allocation("api", "10.0.0.1", true)],
+        &[allocation("api", "127.9.0.1", true)],
         &[],
     )
     .unwrap();
@@ -429,7 +429,7 @@ fn step(index: u32, kind: StepKind) -> PlannedStep {
         index,
         wave: 1,
         job: Some("api".into()),
-        worker: Some("10.0.0.1".into()),
+        worker: Some("127.9.0.1".into()),
         batch: index,
         kind,
     }
@@ -555,7 +555,7 @@ fn an_allocation_is_staged_promoted_stopped_cleared_and_purged() {
         Event::AllocationStaged(AllocationStaged {
             alloc_id: "a".into(),
             job: "api".into(),
-            worker_ip: "10.0.0.1".into(),
+            worker_ip: "127.9.0.1".into(),
             tree_hash: hash.into(),
             files: vec![("Makefile".into(), "h".into())],
         })
@@ -564,7 +564,7 @@ fn an_allocation_is_staged_promoted_stopped_cleared_and_purged() {
         &mut conn,
         "r",
         1,
-        &[allocation("api", "10.0.0.1", false), staged("t1")],
+        &[allocation("api", "127.9.0.1", false), staged("t1")],
         &[],
     )
     .unwrap();
@@ -613,9 +613,9 @@ fn an_allocation_is_staged_promoted_stopped_cleared_and_purged() {
     .unwrap();
     assert_eq!(count(&conn, "SELECT count(*) FROM deployments"), 0);
     let purged = Event::AllocationPurged(AllocationPurged {
-        alloc_id: "api@10.0.0.1".into(),
+        alloc_id: "api@127.9.0.1".into(),
         job: "api".into(),
-        worker_ip: "10.0.0.1".into(),
+        worker_ip: "127.9.0.1".into(),
     });
     commit(&mut conn, "r", 5, &[purged], &[]).unwrap();
     assert_eq!(count(&conn, "SELECT count(*) FROM allocations"), 0);
@@ -624,11 +624,11 @@ fn an_allocation_is_staged_promoted_stopped_cleared_and_purged() {
 #[test]
 fn health_checked_keeps_the_latest_result_and_marks_the_hash_row() {
     let (_dir, mut conn) = catalog();
-    let alloc_id = "api@10.0.0.1";
+    let alloc_id = "api@127.9.0.1";
     let staged = Event::AllocationStaged(AllocationStaged {
         alloc_id: alloc_id.into(),
         job: "api".into(),
-        worker_ip: "10.0.0.1".into(),
+        worker_ip: "127.9.0.1".into(),
         tree_hash: "t1".into(),
         files: vec![],
     });
@@ -636,7 +636,7 @@ fn health_checked_keeps_the_latest_result_and_marks_the_hash_row() {
         Event::HealthChecked(HealthChecked {
             alloc_id: alloc_id.into(),
             job: "api".into(),
-            worker_ip: "10.0.0.1".into(),
+            worker_ip: "127.9.0.1".into(),
             healthy,
             detail: format!("attempt {attempt}"),
             attempt,
@@ -653,7 +653,7 @@ fn health_checked_keeps_the_latest_result_and_marks_the_hash_row() {
         &mut conn,
         "r1",
         1,
-        &[allocation("api", "10.0.0.1", false), staged],
+        &[allocation("api", "127.9.0.1", false), staged],
         &[],
     )
     .unwrap();
@@ -679,7 +679,7 @@ fn health_checked_keeps_the_latest_result_and_marks_the_hash_row() {
     let purged = Event::AllocationPurged(AllocationPurged {
         alloc_id: alloc_id.into(),
         job: "api".into(),
-        worker_ip: "10.0.0.1".into(),
+        worker_ip: "127.9.0.1".into(),
     });
     commit(&mut conn, "r3", 6, &[purged], &[]).unwrap();
     assert_eq!(count(&conn, "SELECT count(*) FROM health"), 0);
@@ -691,7 +691,7 @@ fn health_checked_without_a_hash_row_records_only_the_result() {
     let checked = Event::HealthChecked(HealthChecked {
         alloc_id: "a".into(),
         job: "api".into(),
-        worker_ip: "10.0.0.1".into(),
+        worker_ip: "127.9.0.1".into(),
         healthy: false,
         detail: "tcp http_port (8080): connection refused".into(),
         attempt: 3,

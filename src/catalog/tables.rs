@@ -1029,16 +1029,16 @@ mod tests {
         record(
             conn,
             vec![
-                worker("10.0.0.2", 1, &[]),
-                worker("10.0.0.1", 0, &[("zone", "east"), ("rack", "r1")]),
+                worker("127.9.0.2", 1, &[]),
+                worker("127.9.0.1", 0, &[("zone", "east"), ("rack", "r1")]),
                 job("db", 0, &[]),
                 job("api", 1, &["db"]),
                 job("cron", 0, &[]),
-                alloc("db", "10.0.0.2", false, false),
-                alloc("db", "10.0.0.1", false, false),
-                alloc("api", "10.0.0.1", false, false),
-                alloc("api", "10.0.0.2", false, true),
-                alloc("cron", "10.0.0.2", true, false),
+                alloc("db", "127.9.0.2", false, false),
+                alloc("db", "127.9.0.1", false, false),
+                alloc("api", "127.9.0.1", false, false),
+                alloc("api", "127.9.0.2", false, true),
+                alloc("cron", "127.9.0.2", true, false),
             ],
         );
     }
@@ -1052,7 +1052,7 @@ mod tests {
             .iter()
             .map(|w| (w.host.as_str(), w.zone.as_deref()))
             .collect();
-        assert_eq!(seen, [("10.0.0.1", Some("east")), ("10.0.0.2", None)]);
+        assert_eq!(seen, [("127.9.0.1", Some("east")), ("127.9.0.2", None)]);
         assert_eq!(rows[0].tags.get("rack").map(String::as_str), Some("r1"));
         assert_eq!(rows[0].labels, ["worker"]);
     }
@@ -1091,11 +1091,11 @@ mod tests {
         assert_eq!(
             seen,
             [
-                ("api", "10.0.0.1", Some("east")),
-                ("api", "10.0.0.2", None),
-                ("cron", "10.0.0.2", None),
-                ("db", "10.0.0.1", Some("east")),
-                ("db", "10.0.0.2", None),
+                ("api", "127.9.0.1", Some("east")),
+                ("api", "127.9.0.2", None),
+                ("cron", "127.9.0.2", None),
+                ("db", "127.9.0.1", Some("east")),
+                ("db", "127.9.0.2", None),
             ]
         );
     }
@@ -1104,9 +1104,9 @@ mod tests {
     fn allocations_filter_by_jobs_and_workers_together() {
         let (_dir, mut conn) = catalog();
         cluster(&mut conn);
-        let rows = allocations(&conn, &select(&["api", "db"], &["10.0.0.2"])).unwrap();
+        let rows = allocations(&conn, &select(&["api", "db"], &["127.9.0.2"])).unwrap();
         let seen: Vec<_> = rows.iter().map(|a| a.alloc_id.as_str()).collect();
-        assert_eq!(seen, ["api@10.0.0.2", "db@10.0.0.2"]);
+        assert_eq!(seen, ["api@127.9.0.2", "db@127.9.0.2"]);
     }
 
     #[test]
@@ -1117,10 +1117,10 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("unknown job dbb"), "{message}");
         assert!(message.contains("api, cron, db"), "{message}");
-        let err = allocations(&conn, &select(&[], &["10.0.0.9", "10.0.0.8"])).unwrap_err();
+        let err = allocations(&conn, &select(&[], &["127.9.0.9", "127.9.0.8"])).unwrap_err();
         assert!(
             err.to_string()
-                .contains("unknown workers 10.0.0.9, 10.0.0.8"),
+                .contains("unknown workers 127.9.0.9, 127.9.0.8"),
             "{err}"
         );
     }
@@ -1132,10 +1132,10 @@ mod tests {
         record(
             &mut conn,
             vec![Event::WorkerRemoved(WorkerRemoved {
-                host: "10.0.0.2".into(),
+                host: "127.9.0.2".into(),
             })],
         );
-        let rows = allocations(&conn, &select(&[], &["10.0.0.2"])).unwrap();
+        let rows = allocations(&conn, &select(&[], &["127.9.0.2"])).unwrap();
         assert_eq!(rows.len(), 3);
         assert!(rows.iter().all(|a| a.zone.is_none()));
     }
@@ -1152,11 +1152,11 @@ mod tests {
         assert_eq!(
             seen,
             [
-                ("api@10.0.0.1", Rollout::New),
-                ("api@10.0.0.2", Rollout::Removed),
-                ("cron@10.0.0.2", Rollout::Disabled),
-                ("db@10.0.0.1", Rollout::New),
-                ("db@10.0.0.2", Rollout::New),
+                ("api@127.9.0.1", Rollout::New),
+                ("api@127.9.0.2", Rollout::Removed),
+                ("cron@127.9.0.2", Rollout::Disabled),
+                ("db@127.9.0.1", Rollout::New),
+                ("db@127.9.0.2", Rollout::New),
             ]
         );
         assert!(rows.iter().all(|d| d.current_hash.is_none()
@@ -1202,11 +1202,11 @@ mod tests {
     fn a_promoted_allocation_is_promoted_until_new_content_or_version_is_staged() {
         let (_dir, mut conn) = catalog();
         cluster(&mut conn);
-        record(&mut conn, vec![staged("db@10.0.0.1", "h1")]);
-        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::New);
-        record(&mut conn, vec![promoted("db@10.0.0.1", "1.0.0")]);
-        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::Promoted);
-        let row = deployments(&conn, &select(&["db"], &["10.0.0.1"]), false).unwrap();
+        record(&mut conn, vec![staged("db@127.9.0.1", "h1")]);
+        assert_eq!(rollout_of(&conn, "db@127.9.0.1"), Rollout::New);
+        record(&mut conn, vec![promoted("db@127.9.0.1", "1.0.0")]);
+        assert_eq!(rollout_of(&conn, "db@127.9.0.1"), Rollout::Promoted);
+        let row = deployments(&conn, &select(&["db"], &["127.9.0.1"]), false).unwrap();
         assert_eq!(
             (
                 row[0].current_hash.as_deref(),
@@ -1215,16 +1215,16 @@ mod tests {
             ),
             (Some("h1"), Some("h1"), Some("1.0.0"))
         );
-        record(&mut conn, vec![staged("db@10.0.0.1", "h2")]);
-        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::Restart);
-        record(&mut conn, vec![promoted("db@10.0.0.1", "1.0.0")]);
-        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::Promoted);
-        let mut bumped = alloc("db", "10.0.0.1", false, false);
+        record(&mut conn, vec![staged("db@127.9.0.1", "h2")]);
+        assert_eq!(rollout_of(&conn, "db@127.9.0.1"), Rollout::Restart);
+        record(&mut conn, vec![promoted("db@127.9.0.1", "1.0.0")]);
+        assert_eq!(rollout_of(&conn, "db@127.9.0.1"), Rollout::Promoted);
+        let mut bumped = alloc("db", "127.9.0.1", false, false);
         if let Event::AllocationUpserted(a) = &mut bumped {
             a.new_version = "1.1.0".into();
         }
         record(&mut conn, vec![bumped]);
-        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::Restart);
+        assert_eq!(rollout_of(&conn, "db@127.9.0.1"), Rollout::Restart);
     }
 
     #[test]
@@ -1234,14 +1234,14 @@ mod tests {
         record(
             &mut conn,
             vec![
-                staged("db@10.0.0.1", "h1"),
-                promoted("db@10.0.0.1", "1.0.0"),
+                staged("db@127.9.0.1", "h1"),
+                promoted("db@127.9.0.1", "1.0.0"),
                 Event::AllocationStopped(AllocationStopped {
-                    alloc_id: "db@10.0.0.1".into(),
+                    alloc_id: "db@127.9.0.1".into(),
                 }),
             ],
         );
-        assert_eq!(rollout_of(&conn, "db@10.0.0.1"), Rollout::New);
+        assert_eq!(rollout_of(&conn, "db@127.9.0.1"), Rollout::New);
     }
 
     #[test]
@@ -1251,21 +1251,21 @@ mod tests {
         record(
             &mut conn,
             vec![
-                staged("cron@10.0.0.2", "h1"),
-                promoted("cron@10.0.0.2", "1.0.0"),
+                staged("cron@127.9.0.2", "h1"),
+                promoted("cron@127.9.0.2", "1.0.0"),
             ],
         );
-        assert_eq!(rollout_of(&conn, "cron@10.0.0.2"), Rollout::Disabled);
-        record(&mut conn, vec![staged("cron@10.0.0.2", "h2")]);
-        assert_eq!(rollout_of(&conn, "cron@10.0.0.2"), Rollout::DisabledRestart);
+        assert_eq!(rollout_of(&conn, "cron@127.9.0.2"), Rollout::Disabled);
+        record(&mut conn, vec![staged("cron@127.9.0.2", "h2")]);
+        assert_eq!(rollout_of(&conn, "cron@127.9.0.2"), Rollout::DisabledRestart);
     }
 
     #[test]
     fn an_allocation_never_promoted_shows_no_promoted_version() {
         let (_dir, mut conn) = catalog();
         cluster(&mut conn);
-        record(&mut conn, vec![staged("db@10.0.0.1", "h1")]);
-        let row = deployments(&conn, &select(&["db"], &["10.0.0.1"]), false).unwrap();
+        record(&mut conn, vec![staged("db@127.9.0.1", "h1")]);
+        let row = deployments(&conn, &select(&["db"], &["127.9.0.1"]), false).unwrap();
         assert_eq!(row[0].current_hash.as_deref(), Some("h1"));
         assert_eq!(row[0].previous_hash, None);
         assert_eq!(row[0].current_version, None);
@@ -1277,7 +1277,7 @@ mod tests {
         cluster(&mut conn);
         let rows = deployments(&conn, &select(&["api", "cron"], &[]), true).unwrap();
         let seen: Vec<_> = rows.iter().map(|d| d.alloc_id.as_str()).collect();
-        assert_eq!(seen, ["api@10.0.0.1"]);
+        assert_eq!(seen, ["api@127.9.0.1"]);
     }
 
     #[test]
@@ -1428,8 +1428,8 @@ mod tests {
         let api = readable_namespaces(&conn, &select(&["api"], &[])).unwrap();
         for namespace in [
             "maand/bucket",
-            "maand/worker/10.0.0.1",
-            "maand/job/api/worker/10.0.0.1",
+            "maand/worker/127.9.0.1",
+            "maand/job/api/worker/127.9.0.1",
             "secrets/job/api",
             "maand/job/db",
             "vars/job/db",
@@ -1437,30 +1437,30 @@ mod tests {
         ] {
             assert!(api.contains(namespace), "api must read {namespace}");
         }
-        // api's allocation on 10.0.0.2 is removed; db is upstream, not placed with api.
+        // api's allocation on 127.9.0.2 is removed; db is upstream, not placed with api.
         for namespace in [
-            "maand/worker/10.0.0.2",
-            "maand/job/api/worker/10.0.0.2",
-            "maand/job/db/worker/10.0.0.1",
+            "maand/worker/127.9.0.2",
+            "maand/job/api/worker/127.9.0.2",
+            "maand/job/db/worker/127.9.0.1",
             "vars/bucket/job/db",
         ] {
             assert!(!api.contains(namespace), "api must not read {namespace}");
         }
         let cron = readable_namespaces(&conn, &select(&["cron"], &[])).unwrap();
         assert!(
-            cron.contains("maand/job/cron/worker/10.0.0.2"),
+            cron.contains("maand/job/cron/worker/127.9.0.2"),
             "disabled still reads"
         );
-        let on_worker = readable_namespaces(&conn, &select(&["db"], &["10.0.0.2"])).unwrap();
-        assert!(on_worker.contains("maand/job/db/worker/10.0.0.2"));
-        assert!(!on_worker.contains("maand/job/db/worker/10.0.0.1"));
+        let on_worker = readable_namespaces(&conn, &select(&["db"], &["127.9.0.2"])).unwrap();
+        assert!(on_worker.contains("maand/job/db/worker/127.9.0.2"));
+        assert!(!on_worker.contains("maand/job/db/worker/127.9.0.1"));
     }
 
     #[test]
     fn a_job_with_only_removed_allocations_reads_nothing() {
         let (_dir, mut conn) = catalog();
         cluster(&mut conn);
-        record(&mut conn, vec![alloc("api", "10.0.0.1", false, true)]);
+        record(&mut conn, vec![alloc("api", "127.9.0.1", false, true)]);
         assert!(readable_namespaces(&conn, &select(&["api"], &[]))
             .unwrap()
             .is_empty());
@@ -1473,11 +1473,11 @@ mod tests {
         record(
             &mut conn,
             vec![
-                put("maand/job/api/worker/10.0.0.1", "certs/tls.crt", plain("A")),
-                put("maand/job/api/worker/10.0.0.1", "certs/tls.key", plain("K")),
-                put("maand/job/db/worker/10.0.0.2", "certs/peer.crt", plain("B")),
-                delete("maand/job/db/worker/10.0.0.2", "certs/peer.crt"),
-                put("maand/job/db/worker/10.0.0.1", "certs/peer.crt", plain("C")),
+                put("maand/job/api/worker/127.9.0.1", "certs/tls.crt", plain("A")),
+                put("maand/job/api/worker/127.9.0.1", "certs/tls.key", plain("K")),
+                put("maand/job/db/worker/127.9.0.2", "certs/peer.crt", plain("B")),
+                delete("maand/job/db/worker/127.9.0.2", "certs/peer.crt"),
+                put("maand/job/db/worker/127.9.0.1", "certs/peer.crt", plain("C")),
                 put("maand/job/db", "certs/peer.crt", plain("not an allocation")),
                 put("maand/worker", "certs/ca.crt", plain("the CA")),
             ],
@@ -1497,11 +1497,11 @@ mod tests {
         assert_eq!(
             seen,
             [
-                ("api", "10.0.0.1", "tls", "A"),
-                ("db", "10.0.0.1", "peer", "C")
+                ("api", "127.9.0.1", "tls", "A"),
+                ("db", "127.9.0.1", "peer", "C")
             ]
         );
-        let on_one = leaf_certs(&conn, &select(&["db"], &["10.0.0.1"])).unwrap();
+        let on_one = leaf_certs(&conn, &select(&["db"], &["127.9.0.1"])).unwrap();
         assert_eq!(on_one.len(), 1);
     }
 
@@ -1519,13 +1519,13 @@ mod tests {
         )
         .unwrap();
         let holder = certs::WorkerAddress {
-            ip: "10.0.0.1".parse().unwrap(),
+            ip: "127.9.0.1".parse().unwrap(),
             hostname: None,
         };
         let issued = certs::issue(&ca, &definition, &[holder], 30, now, &mut rng).unwrap();
         let leaf = |name: &str, pem: &str| StoredLeafCert {
             job: "api".into(),
-            worker_ip: "10.0.0.1".into(),
+            worker_ip: "127.9.0.1".into(),
             name: name.into(),
             pem: pem.into(),
         };

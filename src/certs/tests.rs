@@ -61,7 +61,7 @@ fn leaf() -> &'static IssuedCert {
         issue(
             ca(),
             &per_worker(),
-            &[worker("10.0.0.1", Some("node-a"))],
+            &[worker("127.9.0.1", Some("node-a"))],
             60,
             NOW,
             &mut rng(3),
@@ -290,7 +290,7 @@ fn issued_key_matches_the_certificate() {
 #[test]
 fn per_worker_cert_names_loopback_the_worker_and_the_common_name() {
     let found = sans(&leaf().cert_pem);
-    let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.1".parse().unwrap()];
+    let ips: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "127.9.0.1".parse().unwrap()];
     assert_eq!(found.ips, ips);
     assert_eq!(found.dns, ["localhost", "node-a", "api.internal"]);
 }
@@ -299,14 +299,14 @@ fn per_worker_cert_names_loopback_the_worker_and_the_common_name() {
 fn shared_cert_names_every_allocated_worker() {
     let def = definition("api-cluster", true, false);
     let holders = [
-        worker("10.0.0.1", None),
-        worker("10.0.0.2", Some("Node-B")),
-        worker("10.0.0.3", None),
+        worker("127.9.0.1", None),
+        worker("127.9.0.2", Some("Node-B")),
+        worker("127.9.0.3", None),
     ];
     let issued = issue(ca(), &def, &holders, 60, NOW, &mut rng(4)).unwrap();
     let found = sans(&issued.cert_pem);
     let ips: Vec<String> = found.ips.iter().map(ToString::to_string).collect();
-    assert_eq!(ips, ["127.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    assert_eq!(ips, ["127.0.0.1", "127.9.0.1", "127.9.0.2", "127.9.0.3"]);
     assert_eq!(found.dns, ["localhost", "node-b", "api-cluster"]);
 }
 
@@ -316,7 +316,7 @@ fn common_name_that_is_not_a_host_name_is_not_a_san() {
     let issued = issue(
         ca(),
         &def,
-        &[worker("10.0.0.1", None)],
+        &[worker("127.9.0.1", None)],
         60,
         NOW,
         &mut rng(5),
@@ -332,7 +332,7 @@ fn pkcs8_flag_chooses_the_key_encoding() {
     let issued = issue(
         ca(),
         &def,
-        &[worker("10.0.0.1", None)],
+        &[worker("127.9.0.1", None)],
         60,
         NOW,
         &mut rng(6),
@@ -355,7 +355,7 @@ fn other_subject_fields_reach_the_certificate() {
     let issued = issue(
         ca(),
         &def,
-        &[worker("10.0.0.1", None)],
+        &[worker("127.9.0.1", None)],
         60,
         NOW,
         &mut rng(7),
@@ -384,7 +384,7 @@ fn lifetime_never_outlasts_the_ca() {
     let issued = issue(
         ca(),
         &per_worker(),
-        &[worker("10.0.0.1", None)],
+        &[worker("127.9.0.1", None)],
         60,
         late,
         &mut rng(8),
@@ -399,7 +399,7 @@ fn expired_ca_issues_nothing() {
     let err = issue(
         ca(),
         &per_worker(),
-        &[worker("10.0.0.1", None)],
+        &[worker("127.9.0.1", None)],
         60,
         after,
         &mut rng(9),
@@ -410,7 +410,7 @@ fn expired_ca_issues_nothing() {
 
 #[test]
 fn holder_list_must_fit_the_definition() {
-    let two = [worker("10.0.0.1", None), worker("10.0.0.2", None)];
+    let two = [worker("127.9.0.1", None), worker("127.9.0.2", None)];
     let err = issue(ca(), &per_worker(), &two, 60, NOW, &mut rng(10)).unwrap_err();
     assert!(matches!(
         err,
@@ -424,7 +424,7 @@ fn holder_list_must_fit_the_definition() {
 
 #[test]
 fn same_inputs_issue_the_same_certificate() {
-    let holders = [worker("10.0.0.1", Some("node-a"))];
+    let holders = [worker("127.9.0.1", Some("node-a"))];
     let again = issue(ca(), &per_worker(), &holders, 60, NOW, &mut rng(3)).unwrap();
     assert_eq!(&again, leaf());
     let different = issue(ca(), &per_worker(), &holders, 60, NOW, &mut rng(33)).unwrap();
@@ -495,7 +495,7 @@ fn cert_from_another_ca_is_invalid_but_still_described() {
     let foreign = issue(
         other_ca(),
         &per_worker(),
-        &[worker("10.0.0.1", None)],
+        &[worker("127.9.0.1", None)],
         60,
         NOW,
         &mut rng(11),
@@ -542,7 +542,7 @@ fn renewal_decisions() {
     let pem = leaf().cert_pem.as_str();
     let not_after = leaf().not_after;
     let fresh = NOW + Duration::days(1);
-    let holders = [worker("10.0.0.1", Some("node-a"))];
+    let holders = [worker("127.9.0.1", Some("node-a"))];
     type Case<'a> = (
         &'a str,
         Option<&'a str>,
@@ -683,7 +683,7 @@ fn renewal_decisions() {
 #[test]
 fn shared_cert_is_renewed_when_a_worker_joins() {
     let def = definition("c", true, false);
-    let first = [worker("10.0.0.1", None), worker("10.0.0.2", None)];
+    let first = [worker("127.9.0.1", None), worker("127.9.0.2", None)];
     let issued = issue(ca(), &def, &first, 60, NOW, &mut rng(12)).unwrap();
     assert_eq!(
         needs_renewal(Some(&issued.cert_pem), &first, false, false, NOW, 10),
@@ -694,11 +694,11 @@ fn shared_cert_is_renewed_when_a_worker_joins() {
         None,
         "a worker leaving does not force a new cert"
     );
-    let joined = [first[0].clone(), first[1].clone(), worker("10.0.0.3", None)];
+    let joined = [first[0].clone(), first[1].clone(), worker("127.9.0.3", None)];
     assert_eq!(
         needs_renewal(Some(&issued.cert_pem), &joined, false, false, NOW, 10),
         Some(RenewalReason::WorkerNotNamed {
-            ip: "10.0.0.3".parse().unwrap()
+            ip: "127.9.0.3".parse().unwrap()
         })
     );
 }

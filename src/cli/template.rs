@@ -47,7 +47,7 @@ pub enum TemplateCommand {
     ///
     /// Examples:
     ///   maand template render api
-    ///   maand template render api config.yml.tpl --worker 10.0.0.2
+    ///   maand template render api config.yml.tpl --worker 127.9.0.2
     #[command(verbatim_doc_comment)]
     Render(TemplateRenderArgs),
 }

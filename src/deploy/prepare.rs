@@ -628,19 +628,19 @@ mod tests {
     fn one_error_of_a_file_on_many_workers_is_one_line_naming_them() {
         let failures = [
             failure(
-                "10.0.0.1",
+                "127.9.0.1",
                 "a.tpl",
                 "template a.tpl line 1: key `x` is not in namespace `vars/job/api`",
                 true,
             ),
             failure(
-                "10.0.0.2",
+                "127.9.0.2",
                 "a.tpl",
                 "template a.tpl line 1: key `x` is not in namespace `vars/job/api`",
                 true,
             ),
             failure(
-                "10.0.0.3",
+                "127.9.0.3",
                 "a.tpl",
                 "template a.tpl line 1: key `x` is not in namespace `vars/job/api`",
                 true,
@@ -648,7 +648,7 @@ mod tests {
         ];
         assert_eq!(
             group_failures(&failures),
-            ["api on 10.0.0.1, 10.0.0.2, 10.0.0.3: template a.tpl line 1: key `x` is not in namespace `vars/job/api`"]
+            ["api on 127.9.0.1, 127.9.0.2, 127.9.0.3: template a.tpl line 1: key `x` is not in namespace `vars/job/api`"]
         );
     }
 
@@ -656,26 +656,26 @@ mod tests {
     fn a_workers_own_address_does_not_split_a_group_but_other_differences_do() {
         let failures = [
             failure(
-                "10.0.0.1",
+                "127.9.0.1",
                 "a.tpl",
-                "template a.tpl: no `k` in `maand/job/api/worker/10.0.0.1`",
+                "template a.tpl: no `k` in `maand/job/api/worker/127.9.0.1`",
                 true,
             ),
             failure(
-                "10.0.0.2",
+                "127.9.0.2",
                 "a.tpl",
-                "template a.tpl: no `k` in `maand/job/api/worker/10.0.0.2`",
+                "template a.tpl: no `k` in `maand/job/api/worker/127.9.0.2`",
                 true,
             ),
-            failure("10.0.0.3", "a.tpl", "template a.tpl line 4: other", true),
-            failure("10.0.0.3", "certs/tls", "the certificate is missing", false),
+            failure("127.9.0.3", "a.tpl", "template a.tpl line 4: other", true),
+            failure("127.9.0.3", "certs/tls", "the certificate is missing", false),
         ];
         assert_eq!(
             group_failures(&failures),
             [
-                "api on 10.0.0.1, 10.0.0.2: template a.tpl: no `k` in `maand/job/api/worker/<worker>`",
-                "api on 10.0.0.3: template a.tpl line 4: other",
-                "api on 10.0.0.3: certs/tls: the certificate is missing",
+                "api on 127.9.0.1, 127.9.0.2: template a.tpl: no `k` in `maand/job/api/worker/<worker>`",
+                "api on 127.9.0.3: template a.tpl line 4: other",
+                "api on 127.9.0.3: certs/tls: the certificate is missing",
             ]
         );
     }
@@ -683,14 +683,14 @@ mod tests {
     #[test]
     fn a_single_allocation_keeps_its_own_address() {
         let failures = [failure(
-            "10.0.0.1",
+            "127.9.0.1",
             "a.tpl",
-            "no `k` in `maand/job/api/worker/10.0.0.1`",
+            "no `k` in `maand/job/api/worker/127.9.0.1`",
             true,
         )];
         assert_eq!(
             group_failures(&failures),
-            ["api on 10.0.0.1: no `k` in `maand/job/api/worker/10.0.0.1`"]
+            ["api on 127.9.0.1: no `k` in `maand/job/api/worker/127.9.0.1`"]
         );
     }
 }

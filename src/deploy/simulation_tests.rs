@@ -331,7 +331,7 @@ fn built_catalog(dir: &Path) -> Connection {
     write(
         &ws,
         "workers.json",
-        r#"[{"host": "10.0.0.1", "labels": ["db", "web"]}, {"host": "10.0.0.2", "labels": ["db", "web"]}, {"host": "10.0.0.3", "labels": ["web"]}]"#,
+        r#"[{"host": "127.9.0.1", "labels": ["db", "web"]}, {"host": "127.9.0.2", "labels": ["db", "web"]}, {"host": "127.9.0.3", "labels": ["web"]}]"#,
     );
     write(
         &ws,

@@ -33,7 +33,7 @@ fn entry(namespace: &str, key: &str) -> (String, String) {
     (namespace.to_string(), key.to_string())
 }
 
-/// A session of `api` (demanding `db`) on 10.0.0.1 with a few catalog values.
+/// A session of `api` (demanding `db`) on 127.9.0.1 with a few catalog values.
 fn session(event: CommandEvent) -> (Session, Caller) {
     let sealed = secret::seal(
         &key(),
@@ -65,7 +65,7 @@ fn session(event: CommandEvent) -> (Session, Caller) {
         demand_config: "{}".into(),
     }];
     let catalog = HookCatalog::with_kv(kv, commands);
-    let allocations = [allocation("10.0.0.1"), allocation("10.0.0.2")];
+    let allocations = [allocation("127.9.0.1"), allocation("127.9.0.2")];
     let session = Session::new(&catalog, "api", "command_x", event, &allocations, key());
     let token = session.admit(&allocations[0]);
     let caller = session.caller(&token).expect("the token was just issued");
@@ -97,7 +97,7 @@ fn writes_go_only_to_the_jobs_own_vars_secrets_and_rollout_order() {
         (Cli, "maand/bucket", false),
         (Cli, "vars/bucket", false),
         (Cli, "vars/bucket/job/api", false),
-        (Cli, "maand/job/api/worker/10.0.0.1", false),
+        (Cli, "maand/job/api/worker/127.9.0.1", false),
         (PostDeploy, "maand/job/api", false),
         (PostBuild, "maand/job/api", false),
         (AfterAllocationStarted, "maand/job/api", false),
@@ -123,7 +123,7 @@ fn writes_go_only_to_the_jobs_own_vars_secrets_and_rollout_order() {
 fn only_rollout_order_of_the_own_job_namespace_is_writable() {
     let (session, _) = session(CommandEvent::Cli);
     assert!(session
-        .put("maand/job/api", "rollout_order", "10.0.0.2", false)
+        .put("maand/job/api", "rollout_order", "127.9.0.2", false)
         .is_ok());
     assert!(matches!(
         session.put("maand/job/api", "version", "9", false),
@@ -204,12 +204,12 @@ fn changes_leave_out_writes_that_change_nothing_and_never_carry_plaintext() {
 #[test]
 fn a_token_stops_working_when_its_process_is_dismissed() {
     let (session, caller) = session(CommandEvent::Cli);
-    let token = session.admit(&allocation("10.0.0.2"));
+    let token = session.admit(&allocation("127.9.0.2"));
     assert!(session.caller(&token).is_some());
-    session.dismiss("alloc-10.0.0.2");
+    session.dismiss("alloc-127.9.0.2");
     assert!(session.caller(&token).is_none());
     assert!(session.caller("not-a-token").is_none());
-    assert_eq!(caller.worker_ip, "10.0.0.1");
+    assert_eq!(caller.worker_ip, "127.9.0.1");
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -224,7 +224,7 @@ fn a_full_semaphore_times_out_and_a_dismissed_holder_frees_its_slot() {
     runtime().block_on(async {
         let (session, first) = session(CommandEvent::Cli);
         let session = Arc::new(session);
-        let second_token = session.admit(&allocation("10.0.0.2"));
+        let second_token = session.admit(&allocation("127.9.0.2"));
         let second = session.caller(&second_token).unwrap();
         let forever = Duration::from_secs(3600);
 
@@ -293,7 +293,7 @@ fn closing_the_session_wakes_every_waiter() {
     runtime().block_on(async {
         let (session, first) = session(CommandEvent::Cli);
         let session = Arc::new(session);
-        let token = session.admit(&allocation("10.0.0.2"));
+        let token = session.admit(&allocation("127.9.0.2"));
         let second = session.caller(&token).unwrap();
         let forever = Duration::from_secs(3600);
         session.acquire(&first, "m", 1, forever).await.unwrap();

@@ -146,20 +146,20 @@ mod tests {
     fn an_allocation_reads_bucket_worker_job_and_its_own_namespaces() {
         let scope = ReadScope {
             job: "api",
-            worker_ip: "10.0.0.1",
+            worker_ip: "127.9.0.1",
             upstream_jobs: &[],
         };
         let expected: BTreeSet<String> = strings(&[
             "maand/bucket",
             "vars/bucket",
             "maand/worker",
-            "maand/worker/10.0.0.1",
-            "maand/worker/10.0.0.1/tags",
+            "maand/worker/127.9.0.1",
+            "maand/worker/127.9.0.1/tags",
             "maand/job/api",
             "vars/bucket/job/api",
             "vars/job/api",
             "secrets/job/api",
-            "maand/job/api/worker/10.0.0.1",
+            "maand/job/api/worker/127.9.0.1",
         ])
         .into_iter()
         .collect();
@@ -170,18 +170,18 @@ mod tests {
     fn an_allocation_does_not_read_other_workers_or_other_jobs() {
         let scope = ReadScope {
             job: "api",
-            worker_ip: "10.0.0.1",
+            worker_ip: "127.9.0.1",
             upstream_jobs: &[],
         };
         for namespace in [
-            "maand/worker/10.0.0.2",
-            "maand/worker/10.0.0.2/tags",
-            "maand/job/api/worker/10.0.0.2",
+            "maand/worker/127.9.0.2",
+            "maand/worker/127.9.0.2/tags",
+            "maand/job/api/worker/127.9.0.2",
             "maand/job/db",
             "vars/job/db",
             "secrets/job/db",
             "vars/bucket/job/db",
-            "maand/job/db/worker/10.0.0.1",
+            "maand/job/db/worker/127.9.0.1",
             "maand/prometheus",
         ] {
             assert!(
@@ -196,13 +196,13 @@ mod tests {
         let upstream = strings(&["db"]);
         let scope = ReadScope {
             job: "api",
-            worker_ip: "10.0.0.1",
+            worker_ip: "127.9.0.1",
             upstream_jobs: &upstream,
         };
         for namespace in ["maand/job/db", "vars/job/db", "secrets/job/db"] {
             assert!(scope.may_read(namespace), "{namespace} must be readable");
         }
-        for namespace in ["vars/bucket/job/db", "maand/job/db/worker/10.0.0.1"] {
+        for namespace in ["vars/bucket/job/db", "maand/job/db/worker/127.9.0.1"] {
             assert!(
                 !scope.may_read(namespace),
                 "{namespace} must not be readable"
@@ -215,7 +215,7 @@ mod tests {
         let upstream = strings(&[""]);
         let with_empty = ReadScope {
             job: "api",
-            worker_ip: "10.0.0.1",
+            worker_ip: "127.9.0.1",
             upstream_jobs: &upstream,
         };
         let without = ReadScope {
@@ -227,12 +227,12 @@ mod tests {
 
     #[test]
     fn a_job_reads_the_union_over_its_workers() {
-        let namespaces = job_namespaces("api", &strings(&["10.0.0.1", "10.0.0.2"]), &[]);
+        let namespaces = job_namespaces("api", &strings(&["127.9.0.1", "127.9.0.2"]), &[]);
         for namespace in [
-            "maand/worker/10.0.0.1",
-            "maand/worker/10.0.0.2/tags",
-            "maand/job/api/worker/10.0.0.1",
-            "maand/job/api/worker/10.0.0.2",
+            "maand/worker/127.9.0.1",
+            "maand/worker/127.9.0.2/tags",
+            "maand/job/api/worker/127.9.0.1",
+            "maand/job/api/worker/127.9.0.2",
         ] {
             assert!(namespaces.contains(namespace), "{namespace} missing");
         }
@@ -246,15 +246,15 @@ mod tests {
 
     #[test]
     fn allocation_namespaces_parse_back_to_job_and_worker() {
-        let namespace = allocation("api", "10.0.0.1");
-        assert_eq!(parse_allocation(&namespace), Some(("api", "10.0.0.1")));
+        let namespace = allocation("api", "127.9.0.1");
+        assert_eq!(parse_allocation(&namespace), Some(("api", "127.9.0.1")));
         for other in [
             "maand/job/api",
             "maand/job/api/worker/",
-            "maand/job//worker/10.0.0.1",
-            "maand/job/api/worker/10.0.0.1/extra",
+            "maand/job//worker/127.9.0.1",
+            "maand/job/api/worker/127.9.0.1/extra",
             "vars/job/api",
-            "maand/worker/10.0.0.1",
+            "maand/worker/127.9.0.1",
         ] {
             assert_eq!(parse_allocation(other), None, "{other}");
         }

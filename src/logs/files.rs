@@ -167,7 +167,7 @@ mod tests {
             &mut conn,
             "run-1",
             1,
-            &[started(), output("10.0.0.1", "hello")],
+            &[started(), output("127.9.0.1", "hello")],
             &[],
         )
         .unwrap();
@@ -177,7 +177,7 @@ mod tests {
             0,
             "nothing is written twice"
         );
-        let worker = std::fs::read_to_string(logs.join("10.0.0.1.log")).unwrap();
+        let worker = std::fs::read_to_string(logs.join("127.9.0.1.log")).unwrap();
         assert!(
             worker.contains("msg=hello") && worker.contains("job=api"),
             "{worker}"
@@ -185,11 +185,11 @@ mod tests {
         assert!(std::fs::read_to_string(logs.join("maand.log"))
             .unwrap()
             .contains("event=run_started"));
-        assert!(logs.join("runs/run-1/10.0.0.1.log").is_file());
-        catalog::commit(&mut conn, "run-2", 2, &[output("10.0.0.1", "again")], &[]).unwrap();
+        assert!(logs.join("runs/run-1/127.9.0.1.log").is_file());
+        catalog::commit(&mut conn, "run-2", 2, &[output("127.9.0.1", "again")], &[]).unwrap();
         export(&conn, &logs, LogFormat::Kv).unwrap();
         assert_eq!(
-            std::fs::read_to_string(logs.join("10.0.0.1.log"))
+            std::fs::read_to_string(logs.join("127.9.0.1.log"))
                 .unwrap()
                 .lines()
                 .count(),
@@ -206,13 +206,13 @@ mod tests {
             &mut conn,
             "run-1",
             1,
-            &[started(), output("10.0.0.1", "hello")],
+            &[started(), output("127.9.0.1", "hello")],
             &[],
         )
         .unwrap();
         export(&conn, &logs, LogFormat::Kv).unwrap();
         rewrite(&conn, &logs, LogFormat::Jsonl).unwrap();
-        let line = std::fs::read_to_string(logs.join("10.0.0.1.log")).unwrap();
+        let line = std::fs::read_to_string(logs.join("127.9.0.1.log")).unwrap();
         let value: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
         assert_eq!(value["msg"], "hello");
     }

@@ -633,7 +633,7 @@ mod tests {
         }
         .matches(&record));
         assert!(!Filter {
-            worker: Some("10.0.0.1".into()),
+            worker: Some("127.9.0.1".into()),
             ..Filter::default()
         }
         .matches(&record));
@@ -654,21 +654,21 @@ mod human_tests {
         };
         let events = [
             Event::CommandStarted(CommandStarted {
-                worker: "10.0.0.3".into(),
+                worker: "127.9.0.3".into(),
                 job: Some("db".into()),
                 phase: "reconcile".into(),
                 action: "stop".into(),
                 command: "python3 runner.py stop db".into(),
             }),
             Event::CommandOutput(CommandOutput {
-                worker: "10.0.0.3".into(),
+                worker: "127.9.0.3".into(),
                 job: Some("db".into()),
                 phase: "reconcile".into(),
                 stream: Stream::Stderr,
                 line: "stopping".into(),
             }),
             Event::CommandFinished(CommandFinished {
-                worker: "10.0.0.3".into(),
+                worker: "127.9.0.3".into(),
                 job: Some("db".into()),
                 phase: "reconcile".into(),
                 action: "stop".into(),
@@ -687,9 +687,9 @@ mod human_tests {
         assert_eq!(
             body,
             [
-                "  reconcile  stop  db@10.0.0.3",
+                "  reconcile  stop  db@127.9.0.3",
                 "  $ python3 runner.py stop db",
-                "  db@10.0.0.3 ! stopping",
+                "  db@127.9.0.3 ! stopping",
                 "  ok  exit=0  1.3s"
             ]
         );

@@ -50,7 +50,7 @@ fn context() -> TemplateContext {
     TemplateContext {
         allocation_id: "6f1c0e52-0000-5000-8000-000000000001".to_string(),
         job: "api".to_string(),
-        worker_ip: "10.0.0.1".to_string(),
+        worker_ip: "127.9.0.1".to_string(),
         worker_id: "w-1".to_string(),
         labels: vec!["worker".to_string(), "api".to_string()],
         current_version: "1.1.0".to_string(),
@@ -65,7 +65,7 @@ const NO_UPSTREAM: &[String] = &[];
 fn scope() -> ReadScope<'static> {
     ReadScope {
         job: "api",
-        worker_ip: "10.0.0.1",
+        worker_ip: "127.9.0.1",
         upstream_jobs: NO_UPSTREAM,
     }
 }
@@ -85,30 +85,30 @@ fn render_err(source: &str, kv: &MemoryKv) -> TemplateError {
     }
 }
 
-/// Every namespace an `api` allocation on 10.0.0.1 that demands `db` may read.
+/// Every namespace an `api` allocation on 127.9.0.1 that demands `db` may read.
 const READABLE_WITH_DB_UPSTREAM: [&str; 13] = [
     "maand/bucket",
     "vars/bucket",
     "maand/worker",
-    "maand/worker/10.0.0.1",
-    "maand/worker/10.0.0.1/tags",
+    "maand/worker/127.9.0.1",
+    "maand/worker/127.9.0.1/tags",
     "maand/job/api",
     "vars/bucket/job/api",
     "vars/job/api",
     "secrets/job/api",
-    "maand/job/api/worker/10.0.0.1",
+    "maand/job/api/worker/127.9.0.1",
     "maand/job/db",
     "vars/job/db",
     "secrets/job/db",
 ];
 
-/// Namespaces that exist in a bucket but are not for an `api` allocation on 10.0.0.1, even
+/// Namespaces that exist in a bucket but are not for an `api` allocation on 127.9.0.1, even
 /// when it demands `db`.
 const UNREADABLE_WITH_DB_UPSTREAM: [&str; 9] = [
-    "maand/job/api/worker/10.0.0.2",
-    "maand/worker/10.0.0.2",
-    "maand/worker/10.0.0.2/tags",
-    "maand/job/db/worker/10.0.0.1",
+    "maand/job/api/worker/127.9.0.2",
+    "maand/worker/127.9.0.2",
+    "maand/worker/127.9.0.2/tags",
+    "maand/job/db/worker/127.9.0.1",
     "vars/bucket/job/db",
     "maand/job/web",
     "vars/job/web",
@@ -143,7 +143,7 @@ fn every_context_variable_renders() {
                   {{ bucket_path }}|{{ job_path }}";
     assert_eq!(
         render_ok(source, &MemoryKv::default()),
-        "6f1c0e52-0000-5000-8000-000000000001|api|10.0.0.1|w-1|worker,api|1.1.0|1.2.0|\
+        "6f1c0e52-0000-5000-8000-000000000001|api|127.9.0.1|w-1|worker,api|1.1.0|1.2.0|\
          /opt/worker/b1|/opt/worker/b1/jobs/api"
     );
 }
@@ -195,10 +195,10 @@ fn get_returns_the_value() {
 
 #[test]
 fn get_builds_namespaces_from_context_variables() {
-    let kv = MemoryKv::default().with("maand/job/api/worker/10.0.0.1", "peer_workers", "10.0.0.2");
+    let kv = MemoryKv::default().with("maand/job/api/worker/127.9.0.1", "peer_workers", "127.9.0.2");
     let source =
         "{{ get(ns=\"maand/job/\" ~ job ~ \"/worker/\" ~ worker_ip, key=\"peer_workers\") }}";
-    assert_eq!(render_ok(source, &kv), "10.0.0.2");
+    assert_eq!(render_ok(source, &kv), "127.9.0.2");
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn get_of_a_missing_key_names_template_namespace_and_key_and_suggests_fixes() {
 
 #[test]
 fn get_optional_returns_the_value_or_an_empty_string() {
-    let kv = MemoryKv::default().with("maand/job/api", "workers", "10.0.0.1,10.0.0.2");
+    let kv = MemoryKv::default().with("maand/job/api", "workers", "127.9.0.1,127.9.0.2");
     assert_eq!(
         render_ok(
             "[{{ get_optional(ns=\"maand/job/api\", key=\"workers\") }}]\
@@ -238,7 +238,7 @@ fn get_optional_returns_the_value_or_an_empty_string() {
              [{{ get_optional(ns=\"vars/job/api\", key=\"absent\") }}]",
             &kv
         ),
-        "[10.0.0.1,10.0.0.2][][]"
+        "[127.9.0.1,127.9.0.2][][]"
     );
 }
 
@@ -406,7 +406,7 @@ fn every_function_refuses_namespaces_outside_the_scope() {
                     job.as_str(),
                     worker_ip.as_str()
                 ),
-                ("config.tpl", Some(2), namespace, "api", "10.0.0.1")
+                ("config.tpl", Some(2), namespace, "api", "127.9.0.1")
             );
             let mut expected: Vec<String> = READABLE_WITH_DB_UPSTREAM
                 .iter()
@@ -447,12 +447,12 @@ fn upstream_namespaces_need_a_demand() {
 fn another_workers_allocation_namespace_is_denied() {
     let kv = kv_with_key_everywhere();
     let error = render_err(
-        "{{ get(ns=\"maand/job/api/worker/10.0.0.2\", key=\"k\") }}",
+        "{{ get(ns=\"maand/job/api/worker/127.9.0.2\", key=\"k\") }}",
         &kv,
     );
     assert!(
         matches!(&error, TemplateError::NamespaceDenied { namespace, .. }
-            if namespace == "maand/job/api/worker/10.0.0.2"),
+            if namespace == "maand/job/api/worker/127.9.0.2"),
         "{error:?}"
     );
 }
@@ -460,7 +460,7 @@ fn another_workers_allocation_namespace_is_denied() {
 #[test]
 fn a_scope_for_another_allocation_is_refused() {
     let other = ReadScope {
-        worker_ip: "10.0.0.2",
+        worker_ip: "127.9.0.2",
         ..scope()
     };
     let error = render("config.tpl", "x", &context(), &other, &MemoryKv::default()).unwrap_err();
@@ -577,18 +577,18 @@ fn a_rendered_secret_appears_only_in_the_output() {
 
 #[test]
 fn string_filters() {
-    let kv = MemoryKv::default().with("maand/worker", "api_workers", " 10.0.0.1,10.0.0.2 ");
+    let kv = MemoryKv::default().with("maand/worker", "api_workers", " 127.9.0.1,127.9.0.2 ");
     let workers = "get(ns=\"maand/worker\", key=\"api_workers\")";
     assert_eq!(
         render_ok(&format!("[{{{{ {workers} | trim }}}}]"), &kv),
-        "[10.0.0.1,10.0.0.2]"
+        "[127.9.0.1,127.9.0.2]"
     );
     assert_eq!(
         render_ok(
             &format!("{{{{ {workers} | trim | split(pat=\",\") | join(sep=\" \") }}}}"),
             &kv
         ),
-        "10.0.0.1 10.0.0.2"
+        "127.9.0.1 127.9.0.2"
     );
     assert_eq!(
         render_ok(
@@ -597,7 +597,7 @@ fn string_filters() {
             ),
             &kv
         ),
-        "<10.0.0.1><10.0.0.2>"
+        "<127.9.0.1><127.9.0.2>"
     );
     assert_eq!(
         render_ok("{{ \"Hello\" | upper }} {{ \"Hello\" | lower }}", &kv),
@@ -766,25 +766,25 @@ fn the_documented_examples_render_as_documented() {
         .with("vars/job/api", "db_host", "db.internal")
         .with("maand/bucket", "api_http_port", "30042")
         .with(
-            "maand/job/api/worker/10.0.0.1",
+            "maand/job/api/worker/127.9.0.1",
             "peer_workers",
-            "10.0.0.2,10.0.0.3",
+            "127.9.0.2,127.9.0.3",
         )
         .with("secrets/job/api", "db_password", "pw");
 
     assert_eq!(
         render_ok(&examples[0], &kv),
-        "{\n  \"cluster\": \"prod-east\",\n  \"listen_port\": 30042,\n  \"worker\": \"10.0.0.1\",\n  \
+        "{\n  \"cluster\": \"prod-east\",\n  \"listen_port\": 30042,\n  \"worker\": \"127.9.0.1\",\n  \
          \"version\": \"1.2.0\",\n  \"log_level\": \"info\"\n}\n"
     );
 
     let kv_without_peers = MemoryKv::default()
         .with("maand/bucket", "api_http_port", "30042")
-        .with("maand/job/api/worker/10.0.0.1", "peer_workers", "")
+        .with("maand/job/api/worker/127.9.0.1", "peer_workers", "")
         .with("secrets/job/api", "db_password", "pw");
     assert_eq!(
         render_ok(&examples[1], &kv),
-        "server 10.0.0.2:30042\nserver 10.0.0.3:30042\n\n\
+        "server 127.9.0.2:30042\nserver 127.9.0.3:30042\n\n\
          cluster_name = prod-east\ndb_host = db.internal\n\npassword = pw\n"
     );
     assert_eq!(

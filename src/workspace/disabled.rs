@@ -165,7 +165,7 @@ mod tests {
         let mut errors = Vec::new();
         let mut report = FileReport::new(PathBuf::from("workspace/disabled.json"), &mut errors);
         let jobs = BTreeSet::from(["api".to_string(), "vault".to_string()]);
-        let hosts = BTreeSet::from(["10.0.0.1".to_string(), "10.0.0.2".to_string()]);
+        let hosts = BTreeSet::from(["127.9.0.1".to_string(), "127.9.0.2".to_string()]);
         let disabled = parse(text.as_bytes(), &jobs, &hosts, &mut report);
         (disabled, errors)
     }
@@ -174,26 +174,26 @@ mod tests {
     fn empty_job_entry_disables_every_allocation() {
         let (disabled, errors) = parse_text(r#"{"jobs": {"api": {}}}"#);
         assert!(errors.is_empty(), "{errors:#?}");
-        assert!(disabled.is_disabled("api", "10.0.0.1"));
-        assert!(disabled.is_disabled("api", "10.0.0.2"));
-        assert!(!disabled.is_disabled("vault", "10.0.0.1"));
+        assert!(disabled.is_disabled("api", "127.9.0.1"));
+        assert!(disabled.is_disabled("api", "127.9.0.2"));
+        assert!(!disabled.is_disabled("vault", "127.9.0.1"));
     }
 
     #[test]
     fn allocation_list_disables_only_those_workers() {
         let (disabled, errors) =
-            parse_text(r#"{"jobs": {"vault": {"allocations": ["10.0.0.2"]}}}"#);
+            parse_text(r#"{"jobs": {"vault": {"allocations": ["127.9.0.2"]}}}"#);
         assert!(errors.is_empty(), "{errors:#?}");
-        assert!(disabled.is_disabled("vault", "10.0.0.2"));
-        assert!(!disabled.is_disabled("vault", "10.0.0.1"));
+        assert!(disabled.is_disabled("vault", "127.9.0.2"));
+        assert!(!disabled.is_disabled("vault", "127.9.0.1"));
     }
 
     #[test]
     fn worker_entry_disables_every_job_there() {
-        let (disabled, _) = parse_text(r#"{"workers": ["10.0.0.1"]}"#);
-        assert!(disabled.is_disabled("api", "10.0.0.1"));
-        assert!(disabled.is_disabled("vault", "10.0.0.1"));
-        assert!(!disabled.is_disabled("api", "10.0.0.2"));
+        let (disabled, _) = parse_text(r#"{"workers": ["127.9.0.1"]}"#);
+        assert!(disabled.is_disabled("api", "127.9.0.1"));
+        assert!(disabled.is_disabled("vault", "127.9.0.1"));
+        assert!(!disabled.is_disabled("api", "127.9.0.2"));
     }
 
     #[test]
@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn unknown_workers_are_named_where_they_appear() {
         let (_, errors) = parse_text(
-            r#"{"jobs": {"api": {"allocations": ["10.0.0.9"]}}, "workers": ["10.0.0.1", "10.0.0.8"]}"#,
+            r#"{"jobs": {"api": {"allocations": ["127.9.0.9"]}}, "workers": ["127.9.0.1", "127.9.0.8"]}"#,
         );
         let located: Vec<_> = errors
             .iter()
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn unknown_top_level_key_is_rejected() {
-        let (_, errors) = parse_text(r#"{"worker": ["10.0.0.1"]}"#);
+        let (_, errors) = parse_text(r#"{"worker": ["127.9.0.1"]}"#);
         assert_eq!(errors[0].location.as_deref(), Some("worker"));
         assert!(errors[0].message.contains("did you mean \"workers\""));
     }

@@ -163,7 +163,7 @@ pub fn validate_job_config_selector(selector: &str) -> Result<(), InvalidName> {
 }
 
 /// Checks a worker host and returns its canonical spelling: IP addresses in their standard
-/// text form (`::1`, `10.0.0.1`), hostnames lowercased without a trailing dot.
+/// text form (`::1`, `127.9.0.1`), hostnames lowercased without a trailing dot.
 pub fn parse_host(host: &str) -> Result<String, InvalidName> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip.to_string());
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn hosts_accept_ip_addresses_in_canonical_form() {
-        assert_eq!(parse_host("10.0.0.1").unwrap(), "10.0.0.1");
+        assert_eq!(parse_host("127.9.0.1").unwrap(), "127.9.0.1");
         assert_eq!(parse_host("0:0::1").unwrap(), "::1");
     }
 
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn hosts_reject_shell_metacharacters_and_option_injection() {
         for host in [
-            "10.0.0.1;rm -rf /",
+            "127.9.0.1;rm -rf /",
             "-oProxyCommand=x",
             "a b",
             "`id`",
@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn hosts_reject_malformed_ipv4() {
-        let error = parse_host("10.0.0.256").unwrap_err();
+        let error = parse_host("127.9.0.256").unwrap_err();
         assert!(error.to_string().contains("IP address"), "{error}");
     }
 

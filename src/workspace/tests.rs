@@ -133,16 +133,16 @@ fn workers_are_loaded_in_file_order() {
     let bucket = Bucket::new();
     bucket.write(
         "workers.json",
-        r#"[{"host": "10.0.0.2", "labels": ["web"], "memory": "8 gb", "cpu": "4 ghz", "tags": {"zone": "a"}},
-            {"host": "10.0.0.1"}]"#,
+        r#"[{"host": "127.9.0.2", "labels": ["web"], "memory": "8 gb", "cpu": "4 ghz", "tags": {"zone": "a"}},
+            {"host": "127.9.0.1"}]"#,
     );
     let workspace = bucket.loaded();
     let first = &workspace.workers[0];
-    assert_eq!(first.host, "10.0.0.2");
+    assert_eq!(first.host, "127.9.0.2");
     assert_eq!(first.position, 0);
     assert!(first.labels.contains("web") && first.labels.contains("worker"));
     assert_eq!((first.memory_mb, first.cpu_mhz), (Some(8192), Some(4000)));
-    assert_eq!(workspace.worker("10.0.0.1").unwrap().position, 1);
+    assert_eq!(workspace.worker("127.9.0.1").unwrap().position, 1);
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn errors_display_one_per_line_sorted_by_file_then_location() {
     let bucket = Bucket::new();
     bucket.write(
         "workers.json",
-        r#"[{"host": "a b"}, {"host": "10.0.0.1", "cpu": "x"}]"#,
+        r#"[{"host": "a b"}, {"host": "127.9.0.1", "cpu": "x"}]"#,
     );
     bucket.job("api", r#"{"max_concurrent_upgrades": 0, "bogus": 1}"#);
     let text = bucket.errors().to_string();
@@ -168,10 +168,10 @@ fn five_mistakes_in_four_files_are_all_reported() {
     bucket
         .write(
             "workers.json",
-            r#"[{"host": "10.0.0.1", "memory": "4 gigs"}]"#,
+            r#"[{"host": "127.9.0.1", "memory": "4 gigs"}]"#,
         )
         .write("bucket.conf", "port_min = 40000\nport_max = 30000\n")
-        .write("disabled.json", r#"{"workers": ["10.0.0.9"]}"#)
+        .write("disabled.json", r#"{"workers": ["127.9.0.9"]}"#)
         .job(
             "api",
             r#"{"version": "unknown", "resources": {"ports": {"HTTP": {}}}}"#,
@@ -218,13 +218,13 @@ fn five_mistakes_in_four_files_are_all_reported() {
 #[test]
 fn host_with_shell_command_is_rejected_naming_file_field_and_fix() {
     let bucket = Bucket::new();
-    bucket.write("workers.json", r#"[{"host": "10.0.0.1;rm -rf /"}]"#);
+    bucket.write("workers.json", r#"[{"host": "127.9.0.1;rm -rf /"}]"#);
     assert_error(
         &bucket.single_error(),
         "workspace/workers.json",
         Some("[0].host"),
         ErrorKind::InvalidWorkerJson,
-        &["10.0.0.1;rm -rf /", "use an IPv4 or IPv6 address"],
+        &["127.9.0.1;rm -rf /", "use an IPv4 or IPv6 address"],
     );
 }
 
@@ -233,7 +233,7 @@ fn label_with_command_substitution_is_rejected_naming_file_field_and_fix() {
     let bucket = Bucket::new();
     bucket.write(
         "workers.json",
-        r#"[{"host": "10.0.0.1", "labels": ["$(reboot)"]}]"#,
+        r#"[{"host": "127.9.0.1", "labels": ["$(reboot)"]}]"#,
     );
     assert_error(
         &bucket.single_error(),
@@ -279,7 +279,7 @@ fn symlink_to_etc_passwd_is_rejected_naming_link_target_and_fix() {
 fn parent_directory_job_names_are_rejected_wherever_jobs_are_named() {
     let bucket = Bucket::new();
     bucket
-        .write("workers.json", r#"[{"host": "10.0.0.1"}]"#)
+        .write("workers.json", r#"[{"host": "127.9.0.1"}]"#)
         .write("disabled.json", r#"{"jobs": {"../etc": {}}}"#)
         .write("bucket.jobs.conf", "[\"../etc\"]\nmemory = \"1 gb\"\n")
         .job_with_scripts(
@@ -1680,16 +1680,16 @@ fn disabled_entries_are_loaded() {
     bucket
         .write(
             "workers.json",
-            r#"[{"host": "10.0.0.1"}, {"host": "10.0.0.2"}]"#,
+            r#"[{"host": "127.9.0.1"}, {"host": "127.9.0.2"}]"#,
         )
         .write(
             "disabled.json",
-            r#"{"jobs": {"api": {"allocations": ["10.0.0.2"]}}, "workers": ["10.0.0.1"]}"#,
+            r#"{"jobs": {"api": {"allocations": ["127.9.0.2"]}}, "workers": ["127.9.0.1"]}"#,
         )
         .job("api", "{}");
     let workspace = bucket.loaded();
-    assert!(workspace.disabled.is_disabled("api", "10.0.0.2"));
-    assert!(workspace.disabled.is_disabled("other", "10.0.0.1"));
+    assert!(workspace.disabled.is_disabled("api", "127.9.0.2"));
+    assert!(workspace.disabled.is_disabled("other", "127.9.0.1"));
 }
 
 #[test]

@@ -61,7 +61,7 @@ pub(crate) fn parse(content: &[u8], report: &mut FileReport<'_>) -> LoadedWorker
         report.whole(
             KIND,
             format!(
-                "the file must be a JSON array of workers like [{{\"host\": \"10.0.0.1\"}}], found {}",
+                "the file must be a JSON array of workers like [{{\"host\": \"127.9.0.1\"}}], found {}",
                 json_reader::type_name(&root)
             ),
         );
@@ -101,7 +101,7 @@ fn parse_host(object: &Object<'_>, report: &mut FileReport<'_>) -> Option<String
         report.at(
             &object.path,
             KIND,
-            "missing \"host\"; add the worker's IP address or hostname, e.g. \"host\": \"10.0.0.1\"",
+            "missing \"host\"; add the worker's IP address or hostname, e.g. \"host\": \"127.9.0.1\"",
         );
         return None;
     };
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn worker_gets_the_worker_label_automatically() {
-        let (workers, errors) = parse_text(r#"[{"host": "10.0.0.1", "labels": ["gpu"]}]"#);
+        let (workers, errors) = parse_text(r#"[{"host": "127.9.0.1", "labels": ["gpu"]}]"#);
         assert!(errors.is_empty(), "{errors:#?}");
         assert_eq!(
             workers[0].labels,
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn capacity_is_parsed_into_megabytes_and_megahertz() {
         let (workers, errors) =
-            parse_text(r#"[{"host": "10.0.0.1", "memory": "4 gb", "cpu": "2.5 GHz"}]"#);
+            parse_text(r#"[{"host": "127.9.0.1", "memory": "4 gb", "cpu": "2.5 GHz"}]"#);
         assert!(errors.is_empty(), "{errors:#?}");
         assert_eq!(workers[0].memory_mb, Some(4096));
         assert_eq!(workers[0].cpu_mhz, Some(2500));
@@ -313,20 +313,20 @@ mod tests {
 
     #[test]
     fn omitted_capacity_is_none() {
-        let (workers, _) = parse_text(r#"[{"host": "10.0.0.1"}]"#);
+        let (workers, _) = parse_text(r#"[{"host": "127.9.0.1"}]"#);
         assert_eq!((workers[0].memory_mb, workers[0].cpu_mhz), (None, None));
     }
 
     #[test]
     fn unknown_capacity_unit_names_the_accepted_units() {
-        let error = only_error(r#"[{"host": "10.0.0.1", "memory": "4 gigs"}]"#);
+        let error = only_error(r#"[{"host": "127.9.0.1", "memory": "4 gigs"}]"#);
         assert_eq!(error.location.as_deref(), Some("[0].memory"));
         assert!(error.message.contains("mb, gb, tb"), "{}", error.message);
     }
 
     #[test]
     fn duplicate_host_is_rejected_at_the_second_entry() {
-        let error = only_error(r#"[{"host": "10.0.0.1"}, {"host": "10.0.0.1"}]"#);
+        let error = only_error(r#"[{"host": "127.9.0.1"}, {"host": "127.9.0.1"}]"#);
         assert_eq!(error.kind, ErrorKind::InvalidWorkerJson);
         assert_eq!(error.location.as_deref(), Some("[1].host"));
         assert!(error.message.contains("[0]"), "{}", error.message);
@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn host_with_shell_metacharacters_is_rejected() {
-        let error = only_error(r#"[{"host": "10.0.0.1;rm -rf /"}]"#);
+        let error = only_error(r#"[{"host": "127.9.0.1;rm -rf /"}]"#);
         assert_eq!(error.file, PathBuf::from("workspace/workers.json"));
         assert_eq!(error.location.as_deref(), Some("[0].host"));
         assert!(
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn label_with_command_substitution_is_rejected() {
-        let error = only_error(r#"[{"host": "10.0.0.1", "labels": ["ok", "$(reboot)"]}]"#);
+        let error = only_error(r#"[{"host": "127.9.0.1", "labels": ["ok", "$(reboot)"]}]"#);
         assert_eq!(error.location.as_deref(), Some("[0].labels[1]"));
         assert!(error.message.contains("$(reboot)"), "{}", error.message);
         assert!(
@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named_with_a_suggestion() {
-        let error = only_error(r#"[{"host": "10.0.0.1", "lables": ["a"]}]"#);
+        let error = only_error(r#"[{"host": "127.9.0.1", "lables": ["a"]}]"#);
         assert_eq!(error.location.as_deref(), Some("[0].lables"));
         assert!(
             error.message.contains("did you mean \"labels\""),
@@ -383,34 +383,34 @@ mod tests {
     #[test]
     fn tags_must_be_strings_with_safe_keys() {
         let (_, errors) =
-            parse_text(r#"[{"host": "10.0.0.1", "tags": {"zone": 3, "bad key": "x"}}]"#);
+            parse_text(r#"[{"host": "127.9.0.1", "tags": {"zone": 3, "bad key": "x"}}]"#);
         let locations: Vec<_> = errors.iter().map(|e| e.location.clone().unwrap()).collect();
         assert_eq!(locations, ["[0].tags.bad key", "[0].tags.zone"]);
     }
 
     #[test]
     fn tags_are_kept() {
-        let (workers, _) = parse_text(r#"[{"host": "10.0.0.1", "tags": {"zone": "a"}}]"#);
+        let (workers, _) = parse_text(r#"[{"host": "127.9.0.1", "tags": {"zone": "a"}}]"#);
         assert_eq!(workers[0].tags.get("zone").map(String::as_str), Some("a"));
     }
 
     #[test]
     fn file_must_be_an_array() {
-        let error = only_error(r#"{"host": "10.0.0.1"}"#);
+        let error = only_error(r#"{"host": "127.9.0.1"}"#);
         assert_eq!(error.location, None);
         assert!(error.message.contains("JSON array"), "{}", error.message);
     }
 
     #[test]
     fn syntax_errors_carry_line_and_column() {
-        let error = only_error("[{\"host\": \"10.0.0.1\",}]");
+        let error = only_error("[{\"host\": \"127.9.0.1\",}]");
         assert!(error.message.contains("line 1"), "{}", error.message);
     }
 
     #[test]
     fn every_bad_entry_is_reported() {
         let (_, errors) = parse_text(
-            r#"[{"host": "bad host"}, {"host": "10.0.0.2", "cpu": "fast"}, {"host": "10.0.0.3", "memory": null}]"#,
+            r#"[{"host": "bad host"}, {"host": "127.9.0.2", "cpu": "fast"}, {"host": "127.9.0.3", "memory": null}]"#,
         );
         assert_eq!(errors.len(), 3, "{errors:#?}");
     }
