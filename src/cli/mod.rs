@@ -3,10 +3,10 @@
 //! Each command group has its own file. Handlers parse nothing themselves (clap does), call one
 //! domain function, and render what it returns. Domain modules never print; this layer does.
 
+mod args;
 mod build;
 mod cat;
 mod cat_prometheus;
-mod cert_metrics;
 mod deploy;
 mod disconnect;
 mod gc;
@@ -313,7 +313,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         }
         Command::Disconnect => disconnect::run(&cli.bucket()?),
         Command::Info(args) => info::run(&cli.bucket()?, args),
-        Command::Cat(command) => cat::run(&cli.bucket()?, command),
+        Command::Cat(args) => cat::run(&cli.bucket()?, args, cat_prometheus::run),
         Command::Job(command) => job::run(&cli.bucket()?, command, &argv),
         Command::Journal(command) => journal_cmd::run(&cli.bucket()?, command, name, &argv),
         Command::Logs(command) => logs_cmd::run(&cli.bucket()?, command),
