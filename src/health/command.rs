@@ -28,7 +28,7 @@ pub struct CheckRequest {
 }
 
 /// Most workers dialled at once for `ssh` probes.
-pub const CHECK_CONCURRENCY: usize = 32;
+const CHECK_CONCURRENCY: usize = 32;
 
 /// What `--health_check` flags check after their action.
 pub enum Scope<'a> {

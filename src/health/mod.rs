@@ -29,7 +29,7 @@ mod report;
 
 pub use catalog::{active_targets, HealthCatalog, HealthTarget, JobHealth};
 pub use check::{check_allocations, check_fleet, CheckOptions, FleetHealth, Retry};
-pub use command::{after_action, health_check, CheckRequest, Scope, CHECK_CONCURRENCY};
+pub use command::{after_action, health_check, CheckRequest, Scope};
 pub use gate::{gate_workers, WorkerGate};
 pub use plan::{
     AllocationHealth, CheckOutcome, CheckResult, HealthStatus, JobPlan, PlannedCheck,
