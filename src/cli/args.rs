@@ -1,13 +1,13 @@
 //! What the command modules share, and the only `cli` module they may import: argument types
 //! used by more than one command (the SSH flags, `--json`, the `cat prometheus` arguments that
 //! `cat` declares and `cat_prometheus` runs) and the small renderers several commands print
-//! with (a catalog listing as a table or JSON, the per-worker summary of a hand-run action).
+//! with (a catalog listing as a table or JSON, the per-worker summary of a hand-run action,
+//! the summary of a build, workspace warnings).
 //!
 //! Holds no use case: what runs where is decided in the domain modules.
 
-use std::time::Duration;
-
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use comfy_table::{presets, ContentArrangement, Table};
@@ -152,7 +152,7 @@ pub(super) fn finish(shared: SharedRun, result: anyhow::Result<Acted>) -> anyhow
 }
 
 /// One row per worker: worker, result (`exit N`, a refusal or an error), duration.
-pub(super) fn summary_table(outcomes: &[WorkerOutcome]) -> String {
+fn summary_table(outcomes: &[WorkerOutcome]) -> String {
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
