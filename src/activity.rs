@@ -15,6 +15,15 @@ use crate::run::Run;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+/// The runtime that remote work of a synchronous command runs on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// The journal of the current run, shared by concurrent work.
 #[derive(Clone)]
 pub struct SharedRun {

@@ -159,6 +159,18 @@ impl Bucket {
         })
     }
 
+    /// A fleet for the bucket's workers (settings from `maand.conf`, see [`Self::remote_config`])
+    /// with at most `concurrency` of them worked on at once.
+    pub fn fleet(
+        &self,
+        connect_timeout: std::time::Duration,
+        concurrency: usize,
+    ) -> anyhow::Result<crate::remote::Fleet> {
+        let conf = self.conf()?;
+        let config = self.remote_config(&conf, connect_timeout)?;
+        Ok(crate::remote::Fleet::new(config, concurrency)?)
+    }
+
     /// Where this bucket's SSH masters live and for how long (`ssh_master_idle`).
     pub fn ssh_masters(&self, conf: &MaandConf) -> crate::remote::MasterPolicy {
         match conf.ssh_master_idle {

@@ -1,5 +1,6 @@
 //! `maand build` as a decision: from the parsed workspace and the current catalog to the events
-//! that make the catalog match the workspace.
+//! that make the catalog match the workspace; and as a use case ([`run_build`]: read the
+//! bucket, decide, record in the run, run the `post_build` hooks).
 //!
 //! [`decide_build`] is pure: it reads no files, opens no database and takes its clock, CA, KV
 //! key and randomness as arguments. An unchanged workspace yields no events. Every problem
@@ -9,8 +10,10 @@ mod kv;
 mod placement;
 mod ports;
 mod prometheus_kv;
+mod run;
 pub mod snapshot;
 
+pub use run::{run_build, BuildOptions, BuildSummary, PostBuildHook};
 pub use snapshot::CatalogSnapshot;
 
 use crate::catalog::{job_record_hash, Blob};

@@ -7,13 +7,13 @@
 use std::collections::BTreeSet;
 
 use anyhow::{bail, Context};
-use comfy_table::{presets, ContentArrangement, Table};
-use serde::Serialize;
 
 use crate::bucket::{self, Bucket};
 use crate::catalog::tables::{self, KvState, Selection};
 use crate::events::KvValue;
 use crate::kv::secret::{self, SealedSecret, SecretKey};
+
+use super::args::{print, JsonFlag, PrometheusArgs};
 
 /// Longest KV value shown in the `cat kv` table; longer values end in `…`.
 const KV_VALUE_WIDTH: usize = 48;
@@ -72,15 +72,7 @@ pub enum CatCommand {
     /// Monitoring content: jobs with `_prometheus/` files (scrape config, alert rule files,
     /// runbooks, dashboards, and whether the scrape catalog includes the job); `get` prints
     /// one file, `scrape` the scrape configs expanded against the current allocations.
-    Prometheus(super::cat_prometheus::PrometheusArgs),
-}
-
-/// Output format shared by every listing.
-#[derive(Debug, clap::Args)]
-pub struct JsonFlag {
-    /// Print a JSON array of objects (every field of every row) instead of the table.
-    #[arg(long)]
-    pub json: bool,
+    Prometheus(PrometheusArgs),
 }
 
 /// `--jobs` / `--workers` selection.
@@ -194,7 +186,13 @@ fn resolve_at(conn: &rusqlite::Connection, at: &str) -> anyhow::Result<u64> {
     }
 }
 
-pub fn run(bucket: &Bucket, args: &CatArgs) -> anyhow::Result<i32> {
+/// Prints the table `args` asks for. `cat prometheus` is printed by `prometheus`, which the
+/// dispatcher passes in (`cat_prometheus::run`).
+pub fn run(
+    bucket: &Bucket,
+    args: &CatArgs,
+    prometheus: impl FnOnce(&rusqlite::Connection, &PrometheusArgs) -> anyhow::Result<i32>,
+) -> anyhow::Result<i32> {
     let live = bucket::open_checked(bucket)?;
     let conn = match &args.at {
         Some(at) => crate::catalog::catalog_at(&live, resolve_at(&live, at)?)?,
@@ -363,7 +361,7 @@ pub fn run(bucket: &Bucket, args: &CatArgs) -> anyhow::Result<i32> {
             }) => kv_get(bucket, &conn, namespace, key, *reveal),
             None => kv_list(&conn, args),
         },
-        CatCommand::Prometheus(args) => super::cat_prometheus::run(&conn, args),
+        CatCommand::Prometheus(args) => prometheus(&conn, args),
     }
 }
 
@@ -503,33 +501,4 @@ fn shorten(value: &str) -> String {
     let mut cut: String = flat.chars().take(KV_VALUE_WIDTH - 1).collect();
     cut.push('…');
     cut
-}
-
-/// Prints `rows` as JSON, or as a table with `header` and one `cells` line per row. Columns
-/// are separated by two spaces; nothing wraps, whatever the terminal width.
-pub(super) fn print<T: Serialize>(
-    rows: &[T],
-    output: &JsonFlag,
-    header: &[&str],
-    cells: impl Fn(&T) -> Vec<String>,
-) -> anyhow::Result<i32> {
-    if output.json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
-        return Ok(0);
-    }
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.iter().copied());
-    for row in rows {
-        table.add_row(cells(row));
-    }
-    for column in table.column_iter_mut() {
-        column.set_padding((0, 2));
-    }
-    for line in table.lines() {
-        println!("{}", line.trim_end());
-    }
-    Ok(0)
 }

@@ -5,41 +5,8 @@ use anyhow::bail;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::cat::{print, JsonFlag};
+use super::args::{print, JsonFlag, PrometheusArgs, PrometheusCommand};
 use crate::prometheus::{alerts, read, scrape, FOLDER};
-
-#[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct PrometheusArgs {
-    #[command(subcommand)]
-    pub command: Option<PrometheusCommand>,
-    #[command(flatten)]
-    pub output: JsonFlag,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum PrometheusCommand {
-    /// Print one file of a job's `_prometheus/` folder, e.g. `get api scrape.yaml` or
-    /// `get api alerts/slo.yaml`.
-    Get {
-        /// The job.
-        job: String,
-        /// The file, relative to the job's `_prometheus/` folder.
-        path: String,
-        #[command(flatten)]
-        output: JsonFlag,
-    },
-    /// The scrape catalog with `maand:port/*` and `maand:job` expanded against the active
-    /// allocations, as YAML list items (what `scrape_configs()` inserts). Jobs that expand to
-    /// no target are skipped and named in a comment.
-    Scrape {
-        /// Only these jobs (comma-separated). An unknown name is an error.
-        #[arg(long, value_delimiter = ',', value_name = "JOB,...")]
-        jobs: Vec<String>,
-        #[command(flatten)]
-        output: JsonFlag,
-    },
-}
 
 /// One job's `_prometheus/` content.
 #[derive(Debug, Serialize)]

@@ -2,11 +2,15 @@
 
 use crate::activity::SharedRun;
 use crate::bucket::Bucket;
+use crate::build::{self, BuildOptions};
 use crate::deploy::driver::{self, DeployOutcome, DeployRequest};
 use crate::deploy::report::{DeployProgress, OutputMode};
 use crate::events::DeployFlags;
+use crate::prometheus::cert_push;
 use crate::run::Run;
 use std::io::IsTerminal;
+
+use super::args::{hook_echo, print_build_summary, warn};
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
@@ -50,11 +54,12 @@ fn short(hash: &Option<String>) -> String {
 pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Result<i32> {
     let mut run = Run::begin(bucket, "deploy", argv)?;
     if args.build {
-        let build_args = super::build::BuildArgs {
+        let options = BuildOptions {
             purge_job_kv: false,
+            echo: hook_echo(),
         };
-        match super::build::build(bucket, &build_args, &mut run) {
-            Ok(summary) => summary.print(),
+        match build::run_build(bucket, &mut run, &options, &mut warn) {
+            Ok(summary) => print_build_summary(&summary),
             Err(error) => {
                 run.finish(&Err::<(), _>(&error))?;
                 return Err(error);
@@ -158,7 +163,9 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
             done_before,
         }) => {
             if !report.interrupted {
-                super::cert_metrics::push_after_deploy(bucket, &shared);
+                for warning in cert_push::push_after_deploy(bucket, &shared) {
+                    eprintln!("warning: {warning}");
+                }
             }
             let recap = progress.finish(skipped, done_before);
             progress.print_recap(&recap);

@@ -10,19 +10,17 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use crate::activity::SharedRun;
 use crate::bucket::Bucket;
-use crate::job_control;
+use crate::job_control::{self, TargetRequest};
 use crate::run::Run;
 use crate::workspace;
 
-use super::health_check::{self, Scope};
-use super::run_command::{finish, runtime, Acted, SshArgs};
+use super::args::{finish, SshArgs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
@@ -171,43 +169,15 @@ fn run_target(
     job_control::check_target(target)?;
     let run = Run::begin(bucket, name, argv)?;
     let shared = SharedRun::new(run);
-    let result = (|| {
-        crate::remote::check_host_tools()?;
-        let plan = shared.with(|run| {
-            job_control::plan_job_targets(run.conn(), args.job, target, args.allocations)
-        })?;
-        let hosts = plan.workers.len();
-        let fleet = args
-            .ssh
-            .fleet(bucket, hosts.min(job_control::JOB_TARGET_CONCURRENCY))?;
-        let check = Arc::new(shared.observer(Some(args.job), "job_control", "sync_check", false));
-        let runner = Arc::new(shared.observer(Some(args.job), "job_control", target, true));
-        let outcomes = runtime()?.block_on(job_control::run_job_target(
-            &fleet,
-            &plan,
-            Duration::from_secs(args.timeout),
-            check.clone(),
-            runner.clone(),
-        ))?;
-        if let Some(error) = check.journal_error().or_else(|| runner.journal_error()) {
-            bail!("recording the job's activity failed: {error}");
-        }
-        shared.record(&job_control::unrun_events(
-            &outcomes,
-            Some(args.job),
-            "job_control",
-            target,
-        ))?;
-        let targeted: Vec<String> = plan.workers.iter().map(|w| w.host.clone()).collect();
-        let health = args.health_check.then(|| {
-            let scope = Scope::Job {
-                job: args.job,
-                workers: &targeted,
-            };
-            health_check::after_action(bucket, &shared, &fleet, scope)
-        });
-        Ok(Acted { outcomes, health })
-    })();
+    let request = TargetRequest {
+        job: args.job,
+        target,
+        allocations: args.allocations,
+        timeout: Duration::from_secs(args.timeout),
+        connect_timeout: args.ssh.connect_timeout(),
+        health_check: args.health_check,
+    };
+    let result = job_control::job_target(bucket, &shared, &request);
     finish(shared, result)
 }
 

@@ -2,11 +2,15 @@
 //!
 //! Each command group has its own file. Handlers parse nothing themselves (clap does), call one
 //! domain function, and render what it returns. Domain modules never print; this layer does.
+//!
+//! A command file imports no other command file: what several share (flags, renderers) is in
+//! `args`, the one module they may import; everything else they need is a domain module. Only
+//! this file, which declares and dispatches them all, names them. A test keeps it so.
 
+mod args;
 mod build;
 mod cat;
 mod cat_prometheus;
-mod cert_metrics;
 mod deploy;
 mod disconnect;
 mod gc;
@@ -313,7 +317,7 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
         }
         Command::Disconnect => disconnect::run(&cli.bucket()?),
         Command::Info(args) => info::run(&cli.bucket()?, args),
-        Command::Cat(command) => cat::run(&cli.bucket()?, command),
+        Command::Cat(args) => cat::run(&cli.bucket()?, args, cat_prometheus::run),
         Command::Job(command) => job::run(&cli.bucket()?, command, &argv),
         Command::Journal(command) => journal_cmd::run(&cli.bucket()?, command, name, &argv),
         Command::Logs(command) => logs_cmd::run(&cli.bucket()?, command),
@@ -337,6 +341,85 @@ fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::describe;
+    use std::path::Path;
+
+    /// The modules a `path::to::` prefix names at the start of `rest`: one, or each of a
+    /// `{a, b::c}` group.
+    fn named_modules(rest: &str) -> Vec<String> {
+        let word = |text: &str| -> String {
+            text.trim()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        };
+        match rest.strip_prefix('{') {
+            Some(group) => group
+                .split('}')
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .map(word)
+                .collect(),
+            None => vec![word(rest)],
+        }
+    }
+
+    #[test]
+    fn no_cli_module_imports_another_but_the_shared_arguments() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli");
+        let mut sources = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+                sources.push((stem, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+        let modules: Vec<&str> = sources.iter().map(|(stem, _)| stem.as_str()).collect();
+        assert!(
+            modules.contains(&"args") && modules.contains(&"build"),
+            "{modules:?}"
+        );
+        let mut offences = Vec::new();
+        for (stem, text) in &sources {
+            if stem == "mod" || stem == "args" {
+                continue;
+            }
+            for (number, line) in text.lines().enumerate() {
+                for prefix in ["super::", "crate::cli::"] {
+                    for (at, _) in line.match_indices(prefix) {
+                        for named in named_modules(&line[at + prefix.len()..]) {
+                            if named != "args"
+                                && named != *stem
+                                && modules.contains(&named.as_str())
+                            {
+                                offences.push(format!(
+                                    "src/cli/{stem}.rs:{}: {}",
+                                    number + 1,
+                                    line.trim()
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            offences.is_empty(),
+            "cli modules may import only cli/args.rs (shared flags and renderers); move the rest to a domain module:\n{}",
+            offences.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_layering_check_sees_single_and_grouped_imports() {
+        assert_eq!(named_modules("build::{self, BuildArgs};"), ["build"]);
+        assert_eq!(
+            named_modules("{args, health_check::Scope};"),
+            ["args", "health_check"]
+        );
+        assert_eq!(named_modules("*;"), [""]);
+    }
 
     #[test]
     fn an_error_that_quotes_its_cause_says_it_once() {

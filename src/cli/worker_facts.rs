@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::activity::SharedRun;
+use crate::activity::{self, SharedRun};
 use crate::bucket::{self, Bucket};
+use crate::build::{self, BuildOptions};
 use crate::job_control::{self, Candidate, Outcome, WorkerFilter, WorkerOutcome, WORKERS_FILE};
 use crate::remote::{self, RemoteCommand};
 use crate::run::Run;
 use crate::worker_facts::{parse_probe, Capacity, WorkersFile, PROBE_SCRIPT};
 
-use super::build::{self, BuildArgs};
-use super::run_command::{runtime, SshArgs};
+use super::args::{hook_echo, print_build_summary, warn, SshArgs};
 
 /// Longest time the probe may take on one worker.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,20 +57,19 @@ pub fn run(bucket: &Bucket, args: &WorkerFactsArgs, argv: &[String]) -> anyhow::
         .into_run()
         .context("internal: the run is still shared after the probes finished")?;
     let result = match probed {
-        Ok(()) if args.build => build::build(
-            bucket,
-            &BuildArgs {
+        Ok(()) if args.build => {
+            let options = BuildOptions {
                 purge_job_kv: false,
-            },
-            &mut run,
-        )
-        .map(Some),
+                echo: hook_echo(),
+            };
+            build::run_build(bucket, &mut run, &options, &mut warn).map(Some)
+        }
         Ok(()) => Ok(None),
         Err(error) => Err(error),
     };
     run.finish(&result)?;
     if let Some(summary) = result? {
-        summary.print();
+        print_build_summary(&summary);
     }
     Ok(0)
 }
@@ -104,7 +103,7 @@ fn probe_and_update(
     let observer = Arc::new(shared.observer(None, "worker_facts", "probe", false));
     let probe = Arc::new(RemoteCommand::bash(PROBE_SCRIPT, PROBE_TIMEOUT)?);
     let task_observer = observer.clone();
-    let probed = runtime()?.block_on(job_control::fan_out(
+    let probed = activity::runtime()?.block_on(job_control::fan_out(
         &fleet,
         &workers,
         concurrency,

@@ -14,22 +14,28 @@
 //! Entry points: [`check_allocations`] (the gate a deploy calls after a batch, and what
 //! `--health_check` flags call after their action) and [`check_fleet`] (the SSH gate of the
 //! workers first, then [`check_allocations`] on the allocations of the workers that answered;
-//! what `maand health_check` runs).
+//! what `maand health_check` runs). The use cases on top of them, [`health_check`] and
+//! [`after_action`], read the catalog, pick what to check and return a [`Report`]: the table
+//! and the verdict of the check.
 
 mod catalog;
 mod check;
+mod command;
 mod gate;
 mod http;
 mod plan;
 mod probe;
+mod report;
 
 pub use catalog::{active_targets, HealthCatalog, HealthTarget, JobHealth};
 pub use check::{check_allocations, check_fleet, CheckOptions, FleetHealth, Retry};
+pub use command::{after_action, health_check, CheckRequest, Scope};
 pub use gate::{gate_workers, WorkerGate};
 pub use plan::{
     AllocationHealth, CheckOutcome, CheckResult, HealthStatus, JobPlan, PlannedCheck,
     DEFAULT_TIMEOUT_SECONDS,
 };
+pub use report::Report;
 
 /// Why health could not be checked at all (as opposed to a check that ran and failed, which
 /// is an unhealthy [`AllocationHealth`]).

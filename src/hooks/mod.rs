@@ -14,9 +14,14 @@
 //! checkpoints). It never prints except the `job@worker | line` echo when asked, never writes a
 //! plaintext secret anywhere (secrets are sealed inside the API before they leave it), and
 //! never decides which allocations an event runs on: callers pass them in.
+//!
+//! The callers that decide are [`run_pass`] (every hook of an event, as `post_build` and
+//! deploy run them) and [`run_cli_command`] (`maand jobcommand`: the jobs registering a
+//! command for `cli`, on their active allocations).
 
 mod api;
 mod catalog;
+mod cli;
 mod clients;
 mod pass;
 mod runner;
@@ -25,6 +30,7 @@ mod session;
 mod tests;
 
 pub use catalog::HookCatalog;
+pub use cli::{run_cli_command, CliOutcome, CliRequest, JobRun};
 pub use clients::{PYTHON_CLIENT, TYPESCRIPT_CLIENT};
 pub use pass::{run_pass, run_pass_blocking, PassHook, PassOutcome};
 

@@ -5,14 +5,16 @@
 //! the expansion of `maand:port/*` and `maand:job` placeholders into real targets
 //! ([`scrape::expand`]), the files deploy assembles for the prometheus server job
 //! ([`assemble`]), the reader that feeds expansion from the catalog ([`read`]) and the
-//! best-effort push of certificate expiry gauges by remote write ([`remote_write`]).
+//! best-effort push of certificate expiry gauges by remote write ([`remote_write`], sent after a
+//! deploy by [`cert_push`]).
 //!
-//! Everything but [`read`] and [`remote_write`] is pure: it reads no files and opens no
+//! Everything but [`read`], [`remote_write`] and [`cert_push`] is pure: it reads no files and opens no
 //! database. The user-facing description is `docs/prometheus.md`.
 
 pub mod alerts;
 pub mod assemble;
 pub mod catalog;
+pub mod cert_push;
 pub mod consoles;
 pub mod read;
 pub mod remote_write;

@@ -1,14 +1,14 @@
 //! After a deploy: push certificate expiry gauges to the prometheus server job by remote
 //! write. Best effort: the attempt is journaled as an operator-host command
-//! (phase `cert_metrics`, action `push`) and a failure is printed as a warning; it never
-//! fails the deploy.
+//! (phase `cert_metrics`, action `push`) and a failure comes back as a warning for the caller
+//! to print; it never fails the deploy.
 
+use super::{remote_write, SERVER_JOB};
 use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::catalog::tables::{self, Selection};
 use crate::events::{CommandFinished, CommandOutput, CommandStarted, Event, Stream};
 use crate::kv::secret::{self, SealedSecret, SecretKey};
-use crate::prometheus::{remote_write, SERVER_JOB};
 
 const PHASE: &str = "cert_metrics";
 const ACTION: &str = "push";
@@ -49,12 +49,15 @@ fn prepare(
     })
 }
 
-/// Pushes the gauges; prints a warning and journals the error when it fails.
-pub fn push_after_deploy(bucket: &Bucket, shared: &SharedRun) {
+/// Pushes the gauges and journals the attempt. Returns the warnings to show: why nothing was
+/// pushed, and why the attempt could not be journaled. Empty when all went well or there was
+/// nothing to push to.
+pub fn push_after_deploy(bucket: &Bucket, shared: &SharedRun) -> Vec<String> {
+    let mut warnings = Vec::new();
     let started = std::time::Instant::now();
     let prepared = prepare(bucket, shared);
     let (command, outcome) = match prepared {
-        Ok(None) => return,
+        Ok(None) => return warnings,
         Ok(Some((target, body))) => (
             format!("POST {}", target.url),
             remote_write::push(&target, &body)
@@ -72,7 +75,7 @@ pub fn push_after_deploy(bucket: &Bucket, shared: &SharedRun) {
         command,
     })];
     if let Err(error) = &outcome {
-        eprintln!("warning: cert metrics not pushed to prometheus: {error}");
+        warnings.push(format!("cert metrics not pushed to prometheus: {error}"));
         events.push(Event::CommandOutput(CommandOutput {
             worker: "-".into(),
             job: job.clone(),
@@ -91,6 +94,7 @@ pub fn push_after_deploy(bucket: &Bucket, shared: &SharedRun) {
         error: outcome.err(),
     }));
     if let Err(error) = shared.record(&events) {
-        eprintln!("warning: cannot journal the cert metrics push: {error}");
+        warnings.push(format!("cannot journal the cert metrics push: {error}"));
     }
+    warnings
 }

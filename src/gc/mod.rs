@@ -1,10 +1,13 @@
 //! `maand gc`: what garbage collection removes, decided from the catalog (pure), and the
-//! removal of removed allocations' job trees on workers.
+//! removal of removed allocations' job trees on workers ([`collect`]).
 //!
 //! GC never deletes journal events: it shrinks projections (allocation and hash rows, KV
 //! history) and frees disk on workers. Every removal is recorded (`allocation_purged`,
 //! `kv_changed`, `kv_purged`), so a replay reproduces the smaller catalog. A gc that fails or is
 //! killed part-way is simply run again: its plan is recomputed from what is left.
+
+mod collect;
+pub use collect::{collect, GcSummary};
 
 use crate::events::{AllocationPurged, Event, KvChange, KvChanged, KvPurged};
 use std::collections::{BTreeMap, BTreeSet};

@@ -10,6 +10,9 @@
 //!
 //! Never prints, never writes the catalog or the workspace (callers pass observers that
 //! journal what happens) and never changes a worker's files.
+//!
+//! The use cases of `run_command` and `job start|stop|restart|status|run`, with their
+//! `--health_check` afterwards, are in [`actions`].
 
 use std::fmt;
 use std::future::Future;
@@ -28,6 +31,9 @@ use crate::remote::{
     RemoteCommand, RemoteError, Session, StepReceiptKey, WorkerIdentity,
 };
 use crate::workspace;
+
+mod actions;
+pub use actions::{job_target, run_command, Acted, ShellRequest, TargetRequest};
 
 /// How long a worker may take to accept a connection unless the operator says otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
