@@ -245,7 +245,9 @@ impl WorkersFile {
                 reason,
             };
             let Value::Object(object) = value else {
-                return Err(bad("must be an object like {\"host\": \"127.9.0.1\"}".into()));
+                return Err(bad(
+                    "must be an object like {\"host\": \"127.9.0.1\"}".into()
+                ));
             };
             let host = object.get("host").and_then(Value::as_str).ok_or_else(|| {
                 bad("needs a \"host\" string, e.g. \"host\": \"127.9.0.1\"".into())

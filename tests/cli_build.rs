@@ -293,7 +293,11 @@ fn duplicate_worker_host_is_rejected() {
             "workspace/workers.json",
             r#"[{"host": "127.9.0.1"}, {"host": "127.9.0.1"}]"#,
         )],
-        &["workspace/workers.json", "ErrInvalidWorkerJSON", "127.9.0.1"],
+        &[
+            "workspace/workers.json",
+            "ErrInvalidWorkerJSON",
+            "127.9.0.1",
+        ],
     );
 }
 
@@ -418,7 +422,11 @@ fn reservations_beyond_worker_capacity_are_rejected() {
                 r#"[{"host": "127.9.0.2", "labels": ["web", "db"], "memory": "512 mb", "cpu": "2 ghz"}, {"host": "127.9.0.3", "labels": ["db"]}]"#,
             ),
         ],
-        &["ErrInsufficientResource", "127.9.0.2", "must declare memory"],
+        &[
+            "ErrInsufficientResource",
+            "127.9.0.2",
+            "must declare memory",
+        ],
     );
 }
 

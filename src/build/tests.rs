@@ -8,7 +8,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::OnceLock;
 
-const HOSTS: [&str; 5] = ["127.9.0.1", "127.9.0.2", "127.9.0.3", "127.9.0.4", "127.9.0.5"];
+const HOSTS: [&str; 5] = [
+    "127.9.0.1",
+    "127.9.0.2",
+    "127.9.0.3",
+    "127.9.0.4",
+    "127.9.0.5",
+];
 const LABELS: [&str; 3] = ["alpha", "beta", "gamma"];
 const JOBS: [&str; 4] = ["api", "cache", "db", "web"];
 

@@ -1257,7 +1257,10 @@ mod tests {
         );
         assert_eq!(rollout_of(&conn, "cron@127.9.0.2"), Rollout::Disabled);
         record(&mut conn, vec![staged("cron@127.9.0.2", "h2")]);
-        assert_eq!(rollout_of(&conn, "cron@127.9.0.2"), Rollout::DisabledRestart);
+        assert_eq!(
+            rollout_of(&conn, "cron@127.9.0.2"),
+            Rollout::DisabledRestart
+        );
     }
 
     #[test]
@@ -1473,11 +1476,27 @@ mod tests {
         record(
             &mut conn,
             vec![
-                put("maand/job/api/worker/127.9.0.1", "certs/tls.crt", plain("A")),
-                put("maand/job/api/worker/127.9.0.1", "certs/tls.key", plain("K")),
-                put("maand/job/db/worker/127.9.0.2", "certs/peer.crt", plain("B")),
+                put(
+                    "maand/job/api/worker/127.9.0.1",
+                    "certs/tls.crt",
+                    plain("A"),
+                ),
+                put(
+                    "maand/job/api/worker/127.9.0.1",
+                    "certs/tls.key",
+                    plain("K"),
+                ),
+                put(
+                    "maand/job/db/worker/127.9.0.2",
+                    "certs/peer.crt",
+                    plain("B"),
+                ),
                 delete("maand/job/db/worker/127.9.0.2", "certs/peer.crt"),
-                put("maand/job/db/worker/127.9.0.1", "certs/peer.crt", plain("C")),
+                put(
+                    "maand/job/db/worker/127.9.0.1",
+                    "certs/peer.crt",
+                    plain("C"),
+                ),
                 put("maand/job/db", "certs/peer.crt", plain("not an allocation")),
                 put("maand/worker", "certs/ca.crt", plain("the CA")),
             ],

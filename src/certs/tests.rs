@@ -694,7 +694,11 @@ fn shared_cert_is_renewed_when_a_worker_joins() {
         None,
         "a worker leaving does not force a new cert"
     );
-    let joined = [first[0].clone(), first[1].clone(), worker("127.9.0.3", None)];
+    let joined = [
+        first[0].clone(),
+        first[1].clone(),
+        worker("127.9.0.3", None),
+    ];
     assert_eq!(
         needs_renewal(Some(&issued.cert_pem), &joined, false, false, NOW, 10),
         Some(RenewalReason::WorkerNotNamed {

@@ -136,7 +136,7 @@ pub enum Command {
     ///
     /// Examples:
     ///   maand run_command uptime
-    ///   maand run_command "df -h /opt/worker" -w 10.0.0.1,10.0.0.2
+    ///   maand run_command "df -h /opt/worker" -w 127.9.0.1,127.9.0.2
     ///   maand run_command hostname -l web -c 4
     #[command(name = "run_command", alias = "run-command", verbatim_doc_comment)]
     RunCommand(run_command::RunCommandArgs),
@@ -168,7 +168,7 @@ pub enum Command {
     ///
     /// Examples:
     ///   maand worker_facts --dry-run
-    ///   maand worker_facts -w 10.0.0.1,10.0.0.2 -c 2
+    ///   maand worker_facts -w 127.9.0.1,127.9.0.2 -c 2
     ///   maand worker_facts --build
     #[command(name = "worker_facts", alias = "worker-facts", verbatim_doc_comment)]
     WorkerFacts(worker_facts::WorkerFactsArgs),

@@ -668,7 +668,12 @@ mod tests {
                 true,
             ),
             failure("127.9.0.3", "a.tpl", "template a.tpl line 4: other", true),
-            failure("127.9.0.3", "certs/tls", "the certificate is missing", false),
+            failure(
+                "127.9.0.3",
+                "certs/tls",
+                "the certificate is missing",
+                false,
+            ),
         ];
         assert_eq!(
             group_failures(&failures),

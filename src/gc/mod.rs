@@ -138,13 +138,13 @@ mod tests {
         let removed = RemovedAllocation {
             alloc_id: "a1".into(),
             job: "api".into(),
-            worker: "10.0.0.2".into(),
+            worker: "127.9.0.2".into(),
             worker_present: false,
         };
         let kv = [
-            key("maand/job/api/worker/10.0.0.2", "version", false, 1),
-            key("maand/job/api/worker/10.0.0.2", "old", true, 1),
-            key("maand/job/api/worker/10.0.0.1", "version", false, 1),
+            key("maand/job/api/worker/127.9.0.2", "version", false, 1),
+            key("maand/job/api/worker/127.9.0.2", "old", true, 1),
+            key("maand/job/api/worker/127.9.0.1", "version", false, 1),
         ];
         let events = purge_allocation(&removed, &kv);
         assert!(matches!(&events[0], Event::AllocationPurged(p) if p.alloc_id == "a1"));
@@ -152,7 +152,7 @@ mod tests {
         let Event::KvChanged(change) = &events[1] else {
             panic!("expected kv_changed")
         };
-        assert_eq!(change.namespace, "maand/job/api/worker/10.0.0.2");
+        assert_eq!(change.namespace, "maand/job/api/worker/127.9.0.2");
         assert_eq!(
             change.changes,
             vec![KvChange::Delete {
@@ -167,7 +167,7 @@ mod tests {
             key("vars/job/gone", "a", false, 1),
             key("secrets/job/gone", "s", false, 1),
             key("vars/job/kept", "a", false, 1),
-            key("maand/job/gone/worker/10.0.0.1", "v", false, 1),
+            key("maand/job/gone/worker/127.9.0.1", "v", false, 1),
         ];
         let events = purge_jobs_without_allocations(&kv, &BTreeSet::from(["kept".to_string()]));
         let namespaces: Vec<&str> = events

@@ -177,12 +177,12 @@ mod tests {
             ssh_port: 22,
             gates: Some(vec![
                 WorkerGate {
-                    worker: "10.0.0.1".into(),
+                    worker: "127.9.0.1".into(),
                     result: Ok("SSH-2.0-x".into()),
                     attempts: 1,
                 },
                 WorkerGate {
-                    worker: "10.0.0.9".into(),
+                    worker: "127.9.0.9".into(),
                     result: Err("cannot connect to port 22: refused".into()),
                     attempts: 30,
                 },
@@ -190,7 +190,7 @@ mod tests {
             idle_jobs: vec!["batch".into()],
             allocations: vec![
                 AllocationHealth {
-                    target: target("api", "10.0.0.1"),
+                    target: target("api", "127.9.0.1"),
                     status: HealthStatus::Unhealthy,
                     checks: vec![CheckResult {
                         check: "tcp http:8080".into(),
@@ -199,7 +199,7 @@ mod tests {
                     attempts: 3,
                 },
                 AllocationHealth {
-                    target: target("cache", "10.0.0.1"),
+                    target: target("cache", "127.9.0.1"),
                     status: HealthStatus::NoHealthCheck,
                     checks: Vec::new(),
                     attempts: 0,
@@ -217,8 +217,8 @@ mod tests {
         );
         let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
         for expected in [
-            "- 10.0.0.9 ssh gate failed (attempt 30) cannot connect to port 22: refused",
-            "api 10.0.0.1 tcp http:8080 failed (attempt 3) cannot connect: refused",
+            "- 127.9.0.9 ssh gate failed (attempt 30) cannot connect to port 22: refused",
+            "api 127.9.0.1 tcp http:8080 failed (attempt 3) cannot connect: refused",
             "cache - - no health check declare health_check",
             "batch - - no active allocation",
             "0 healthy, 1 unhealthy allocations; 1 job without a health check",
@@ -231,11 +231,11 @@ mod tests {
     fn the_verdict_names_silent_workers_and_unhealthy_allocations() {
         let message = report().verdict().unwrap_err().to_string();
         assert!(
-            message.contains("1 worker did not answer on SSH port 22: 10.0.0.9"),
+            message.contains("1 worker did not answer on SSH port 22: 127.9.0.9"),
             "{message}"
         );
         assert!(
-            message.contains("1 allocation unhealthy: api@10.0.0.1"),
+            message.contains("1 allocation unhealthy: api@127.9.0.1"),
             "{message}"
         );
     }

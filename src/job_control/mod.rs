@@ -707,15 +707,15 @@ mod tests {
     fn candidates() -> Vec<Candidate> {
         vec![
             Candidate {
-                host: "10.0.0.1".into(),
+                host: "127.9.0.1".into(),
                 labels: vec!["worker".into(), "web".into()],
             },
             Candidate {
-                host: "10.0.0.2".into(),
+                host: "127.9.0.2".into(),
                 labels: vec!["db".into(), "worker".into()],
             },
             Candidate {
-                host: "10.0.0.3".into(),
+                host: "127.9.0.3".into(),
                 labels: vec!["web".into(), "worker".into()],
             },
         ]
@@ -731,35 +731,35 @@ mod tests {
     #[test]
     fn no_filter_selects_every_worker_in_order() {
         let all = select_workers(&candidates(), &filter(&[], &[]), CATALOG).unwrap();
-        assert_eq!(all, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(all, ["127.9.0.1", "127.9.0.2", "127.9.0.3"]);
     }
 
     #[test]
     fn workers_are_picked_by_host_in_candidate_order() {
         let some = select_workers(
             &candidates(),
-            &filter(&["10.0.0.3", "10.0.0.1"], &[]),
+            &filter(&["127.9.0.3", "127.9.0.1"], &[]),
             CATALOG,
         )
         .unwrap();
-        assert_eq!(some, ["10.0.0.1", "10.0.0.3"]);
+        assert_eq!(some, ["127.9.0.1", "127.9.0.3"]);
     }
 
     #[test]
     fn labels_match_any() {
         let some = select_workers(&candidates(), &filter(&[], &["db", "web"]), CATALOG).unwrap();
-        assert_eq!(some, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(some, ["127.9.0.1", "127.9.0.2", "127.9.0.3"]);
         let web = select_workers(&candidates(), &filter(&[], &["web"]), CATALOG).unwrap();
-        assert_eq!(web, ["10.0.0.1", "10.0.0.3"]);
+        assert_eq!(web, ["127.9.0.1", "127.9.0.3"]);
     }
 
     #[test]
     fn unknown_workers_and_labels_are_named() {
         let error =
-            select_workers(&candidates(), &filter(&["10.0.0.9"], &[]), CATALOG).unwrap_err();
+            select_workers(&candidates(), &filter(&["127.9.0.9"], &[]), CATALOG).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "unknown worker 10.0.0.9: not in the catalog (known: 10.0.0.1, 10.0.0.2, 10.0.0.3); run `maand build` if you just added it to workspace/workers.json"
+            "unknown worker 127.9.0.9: not in the catalog (known: 127.9.0.1, 127.9.0.2, 127.9.0.3); run `maand build` if you just added it to workspace/workers.json"
         );
         let error =
             select_workers(&candidates(), &filter(&[], &["gpu", "web"]), WORKERS_FILE).unwrap_err();
@@ -774,13 +774,13 @@ mod tests {
     #[test]
     fn run_command_scripts_get_the_bucket_context() {
         let command =
-            shell_command("b1", "10.0.0.1", "echo $BUCKET_ID", Duration::from_secs(5)).unwrap();
+            shell_command("b1", "127.9.0.1", "echo $BUCKET_ID", Duration::from_secs(5)).unwrap();
         assert_eq!(
             &command.argv()[3..],
             [
                 "maand-run-command",
                 "b1",
-                "10.0.0.1",
+                "127.9.0.1",
                 "/opt/worker/b1",
                 "echo $BUCKET_ID"
             ]

@@ -195,7 +195,11 @@ fn get_returns_the_value() {
 
 #[test]
 fn get_builds_namespaces_from_context_variables() {
-    let kv = MemoryKv::default().with("maand/job/api/worker/127.9.0.1", "peer_workers", "127.9.0.2");
+    let kv = MemoryKv::default().with(
+        "maand/job/api/worker/127.9.0.1",
+        "peer_workers",
+        "127.9.0.2",
+    );
     let source =
         "{{ get(ns=\"maand/job/\" ~ job ~ \"/worker/\" ~ worker_ip, key=\"peer_workers\") }}";
     assert_eq!(render_ok(source, &kv), "127.9.0.2");
