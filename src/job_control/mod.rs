@@ -12,7 +12,7 @@
 //! journal what happens) and never changes a worker's files.
 //!
 //! The use cases of `run_command` and `job start|stop|restart|status|run`, with their
-//! `--health_check` afterwards, are in [`actions`].
+//! `--health_check` afterwards, are [`run_command`] and [`job_target`] (in `actions.rs`).
 
 use std::fmt;
 use std::future::Future;
