@@ -153,7 +153,7 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
             if mode != OutputMode::Json && mode != OutputMode::Quiet {
                 println!("deploy: nothing to do");
             }
-            progress.print_recap(&progress.finish(skipped, 0));
+            progress.print_recap(&progress.finish(skipped, 0, &[]));
             Ok(0)
         }
         Ok(DeployOutcome::Executed {
@@ -167,7 +167,19 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
                     eprintln!("warning: {warning}");
                 }
             }
-            let recap = progress.finish(skipped, done_before);
+            // The run's own events hold the output of any step that failed.
+            let run_events: Vec<crate::events::Event> = if report.failures.is_empty() {
+                Vec::new()
+            } else {
+                shared.with(|run| {
+                    journal::events_of_run(run.conn(), run.id())
+                        .filter_map(|stored| stored.ok())
+                        .filter_map(|stored| crate::catalog::decode_stored(&stored).ok())
+                        .map(|(_, event)| event)
+                        .collect()
+                })
+            };
+            let recap = progress.finish(skipped, done_before, &run_events);
             progress.print_recap(&recap);
             if report.interrupted {
                 Err(anyhow::anyhow!(

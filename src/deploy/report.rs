@@ -110,6 +110,47 @@ pub fn step_line(row: &RecapRow) -> String {
     crate::terminal::visible(&line).into_owned()
 }
 
+/// How many of a failed step's last output lines the recap shows.
+pub const FAILED_OUTPUT_LINES: usize = 5;
+
+/// The phase under which deploy journals the output of a step's commands (see `ops`).
+fn phase_of(action: &str) -> &'static str {
+    match action {
+        "sync" | "finalize" => "rsync",
+        "stop" | "remove_files" | "remove_worker" => "reconcile",
+        _ => "rollout",
+    }
+}
+
+/// The last `n` output lines `worker` printed for `job`'s step `action` among `events` (a run's
+/// journal), for the recap of a failed step.
+pub fn last_output_lines<'e>(
+    events: impl IntoIterator<Item = &'e Event>,
+    worker: &str,
+    job: Option<&str>,
+    action: &str,
+    n: usize,
+) -> Vec<String> {
+    let phase = phase_of(action);
+    let lines: Vec<&str> = events
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::CommandOutput(output)
+                if output.worker == worker
+                    && output.job.as_deref() == job
+                    && output.phase == phase =>
+            {
+                Some(output.line.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|line| crate::terminal::visible(line).into_owned())
+        .collect()
+}
+
 /// Everything a deploy did, for the recap.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recap {
@@ -118,6 +159,8 @@ pub struct Recap {
     pub unchanged_jobs: Vec<String>,
     /// Steps finished by an earlier run of this deploy (a resume does not redo them).
     pub done_before: usize,
+    /// The last output lines of each failed step with a worker, by plan index.
+    pub failed_output: BTreeMap<u32, Vec<String>>,
     pub seconds: f64,
 }
 
@@ -317,18 +360,40 @@ impl DeployProgress {
         }
     }
 
-    /// Ends the live lines and returns the recap.
-    pub fn finish(&self, unchanged_jobs: Vec<String>, done_before: usize) -> Recap {
+    /// Ends the live lines and returns the recap; `run_events` (the run's journal) give the
+    /// last output lines of failed steps.
+    pub fn finish(
+        &self,
+        unchanged_jobs: Vec<String>,
+        done_before: usize,
+        run_events: &[Event],
+    ) -> Recap {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let mut rows = live.rows.clone();
         rows.sort_by_key(|row| row.step);
+        let failed_output = rows
+            .iter()
+            .filter(|row| row.status == StepStatus::Failed)
+            .filter_map(|row| {
+                let worker = row.worker.as_deref()?;
+                let lines = last_output_lines(
+                    run_events,
+                    worker,
+                    row.job.as_deref(),
+                    &row.action,
+                    FAILED_OUTPUT_LINES,
+                );
+                (!lines.is_empty()).then_some((row.step, lines))
+            })
+            .collect();
         Recap {
             rows,
             unchanged_jobs,
             done_before,
+            failed_output,
             seconds: self.started.elapsed().as_secs_f64(),
         }
     }
@@ -346,6 +411,18 @@ impl DeployProgress {
             OutputMode::Terminal | OutputMode::Plain => {
                 if !recap.rows.is_empty() || !recap.unchanged_jobs.is_empty() {
                     print_line(&recap.table());
+                }
+                for row in &recap.rows {
+                    if let Some(lines) = recap.failed_output.get(&row.step) {
+                        print_line(&format!(
+                            "last output of {} {}:",
+                            subject(row.job.as_deref(), row.worker.as_deref()),
+                            row.action
+                        ));
+                        for line in lines {
+                            print_line(&format!("  {line}"));
+                        }
+                    }
                 }
                 print_line(&recap.summary());
             }
@@ -432,6 +509,36 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_step_keeps_the_last_lines_its_worker_printed_for_its_job() {
+        let output = |worker: &str, job: &str, line: &str| {
+            Event::CommandOutput(crate::events::CommandOutput {
+                worker: worker.into(),
+                job: Some(job.into()),
+                phase: if line == "a copied file" {
+                    "rsync"
+                } else {
+                    "rollout"
+                }
+                .into(),
+                stream: crate::events::Stream::Stderr,
+                line: line.into(),
+            })
+        };
+        let events = [
+            output("127.0.0.3", "web", "one"),
+            output("127.0.0.3", "web", "a copied file"),
+            output("127.0.0.3", "db", "not this job"),
+            output("127.0.0.4", "web", "not this worker"),
+            output("127.0.0.3", "web", "two"),
+            output("127.0.0.3", "web", "\x1b[2Jthree"),
+        ];
+        assert_eq!(
+            last_output_lines(&events, "127.0.0.3", Some("web"), "start", 2),
+            ["two", "\\e[2Jthree"]
+        );
+    }
+
+    #[test]
     fn outcomes_name_what_happened() {
         for (action, status, outcome) in [
             ("start", StepStatus::Ok, "started"),
@@ -460,6 +567,7 @@ mod tests {
             ],
             unchanged_jobs: vec!["cache".into()],
             done_before: 0,
+            failed_output: BTreeMap::new(),
             seconds: 0.834,
         };
         assert_eq!(
@@ -475,6 +583,7 @@ mod tests {
             rows: vec![row("web", "127.0.0.2", "start", StepStatus::Ok, 0.2)],
             unchanged_jobs: vec![],
             done_before: 3,
+            failed_output: BTreeMap::new(),
             seconds: 0.5,
         };
         assert_eq!(
@@ -509,7 +618,7 @@ mod tests {
         progress.observe(&[started(0, "start")]);
         progress.observe(&[succeeded(0, "start"), started(1, "promote")]);
         progress.observe(&[succeeded(1, "promote")]);
-        let recap = progress.finish(vec![], 0);
+        let recap = progress.finish(vec![], 0, &[]);
         assert_eq!(recap.rows.len(), 1);
         assert_eq!(recap.rows[0].outcome, "started");
     }
