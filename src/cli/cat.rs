@@ -22,8 +22,9 @@ const KV_VALUE_WIDTH: usize = 48;
 #[derive(Debug, clap::Args)]
 pub struct CatArgs {
     /// Show the table as it was right after this point of history: a run id (or a unique
-    /// prefix of one) or a journal sequence number. Computed by replaying the journal up to
-    /// there; the live catalog is not touched.
+    /// prefix of one) or a journal sequence number. A number is a sequence number; one of
+    /// eight or more digits that also starts a run id is refused as ambiguous (add the dash).
+    /// Computed by replaying the journal up to there; the live catalog is not touched.
     #[arg(long, global = true, value_name = "RUN|SEQ")]
     pub at: Option<String>,
     #[command(subcommand)]
@@ -156,20 +157,29 @@ pub enum KvCommand {
     },
 }
 
-/// The journal position `--at` names: a sequence number, or the last event of a run.
+/// Digits-only values this long may be the first group of a run id (eight hex digits).
+const RUN_ID_GROUP: usize = 8;
+
+/// The journal position `--at` names: a sequence number, or the last event of a run. A value
+/// of eight or more digits that is also the start of a run id is refused as ambiguous.
 fn resolve_at(conn: &rusqlite::Connection, at: &str) -> anyhow::Result<u64> {
+    let mut stmt =
+        conn.prepare("SELECT run_id FROM runs WHERE substr(run_id, 1, length(?1)) = ?1")?;
+    let runs: Vec<String> = stmt
+        .query_map([at], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     if let Ok(seq) = at.parse::<u64>() {
+        if let Some(run) = runs.first().filter(|_| at.len() >= RUN_ID_GROUP) {
+            bail!(
+                "--at {at} is both an event sequence number and the start of run {run}; for the run, give its id up to the first dash or further"
+            );
+        }
         let head = journal::head(conn)?;
         if seq == 0 || seq > head {
             bail!("--at {seq}: the journal holds events 1 to {head}");
         }
         return Ok(seq);
     }
-    let mut stmt =
-        conn.prepare("SELECT run_id FROM runs WHERE substr(run_id, 1, length(?1)) = ?1")?;
-    let runs: Vec<String> = stmt
-        .query_map([at], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
     match runs.as_slice() {
         [run] => Ok(conn.query_row(
             "SELECT max(seq) FROM journal WHERE run_id = ?1",
@@ -501,4 +511,51 @@ fn shorten(value: &str) -> String {
     let mut cut: String = flat.chars().take(KV_VALUE_WIDTH - 1).collect();
     cut.push('…');
     cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Event, RunStarted};
+
+    fn catalog_with_runs(runs: &[&str]) -> (tempfile::TempDir, rusqlite::Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("maand.db");
+        let mut conn = crate::bucket::open(&path).unwrap();
+        crate::bucket::migrate(&mut conn, &path).unwrap();
+        for run in runs {
+            let started = Event::RunStarted(RunStarted {
+                command: "build".into(),
+                argv: vec!["maand".into(), "build".into()],
+                maand_version: "0.1.0".into(),
+                user: "ops".into(),
+                host: "box".into(),
+                pid: 9,
+            });
+            crate::catalog::commit(&mut conn, run, 1000, &[started], &[]).unwrap();
+        }
+        (dir, conn)
+    }
+
+    #[test]
+    fn at_takes_a_sequence_or_a_run_prefix_and_refuses_an_ambiguous_one() {
+        let (_dir, conn) = catalog_with_runs(&[
+            "12345678-0000-4000-8000-000000000000",
+            "abcdef00-0000-4000-8000-000000000000",
+        ]);
+        // Short numbers are sequence numbers, even when a run id starts with them.
+        assert_eq!(resolve_at(&conn, "1").unwrap(), 1);
+        assert_eq!(resolve_at(&conn, "abcdef").unwrap(), 2);
+        assert_eq!(resolve_at(&conn, "12345678-").unwrap(), 1);
+        let ambiguous = resolve_at(&conn, "12345678").unwrap_err().to_string();
+        assert!(
+            ambiguous.contains("both an event sequence number and the start of run 12345678-"),
+            "{ambiguous}"
+        );
+        let beyond = resolve_at(&conn, "99999999").unwrap_err().to_string();
+        assert!(
+            beyond.contains("the journal holds events 1 to 2"),
+            "{beyond}"
+        );
+    }
 }
