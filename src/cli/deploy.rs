@@ -168,16 +168,10 @@ pub fn run(bucket: &Bucket, args: &DeployArgs, argv: &[String]) -> anyhow::Resul
                 }
             }
             // The run's own events hold the output of any step that failed.
-            let run_events: Vec<crate::events::Event> = if report.failures.is_empty() {
+            let run_events = if report.failures.is_empty() {
                 Vec::new()
             } else {
-                shared.with(|run| {
-                    journal::events_of_run(run.conn(), run.id())
-                        .filter_map(|stored| stored.ok())
-                        .filter_map(|stored| crate::catalog::decode_stored(&stored).ok())
-                        .map(|(_, event)| event)
-                        .collect()
-                })
+                crate::deploy::report::events_of_run(&shared)
             };
             let recap = progress.finish(skipped, done_before, &run_events);
             progress.print_recap(&recap);

@@ -52,6 +52,16 @@ pub struct FleetOps {
     pub step_limit: Duration,
 }
 
+/// The phase under which the commands of a deploy step with `action` are journaled: copies
+/// under `rsync`, removals and stops under `reconcile`, the rollout's targets under `rollout`.
+pub(crate) fn step_phase(action: &str) -> &'static str {
+    match action {
+        "sync" | "finalize" => "rsync",
+        "stop" | "remove_files" | "remove_worker" => "reconcile",
+        _ => "rollout",
+    }
+}
+
 fn classify(error: RemoteError) -> StepError {
     match error {
         RemoteError::Refused { .. }
@@ -197,7 +207,9 @@ impl FleetOps {
             timeout: TRANSFER_TIMEOUT,
         };
         // rsync's itemized changes are journaled, not echoed: the terminal shows lifecycle output.
-        let observer = self.run.observer(Some(job), "rsync", "sync", false);
+        let observer = self
+            .run
+            .observer(Some(job), step_phase("sync"), "sync", false);
         session.sync(&transfer, &observer).await.map_err(classify)?;
         match observer.journal_error() {
             Some(error) => Err(StepError::Failed(format!(
@@ -415,11 +427,7 @@ impl RemoteOps for FleetOps {
             .map_err(|e| StepError::Failed(e.to_string()))?
             // A deploy step runs to its end on Ctrl-C, so the journal records what happened.
             .finish_on_interrupt();
-        let phase = if target == "stop" {
-            "reconcile"
-        } else {
-            "rollout"
-        };
+        let phase = step_phase(target);
         let see = format!("see `maand logs show --worker {worker} --format human`");
         match self
             .run_for_exit_code(worker, Some(job), phase, target, command)
@@ -446,8 +454,14 @@ impl RemoteOps for FleetOps {
             shell_quote(&dir)
         );
         let command = self.script(&script, TRANSFER_TIMEOUT)?;
-        self.run_command(worker, Some(job), "reconcile", "remove_files", command)
-            .await
+        self.run_command(
+            worker,
+            Some(job),
+            step_phase("remove_files"),
+            "remove_files",
+            command,
+        )
+        .await
     }
 
     async fn remove_worker_tree(&self, worker: &str) -> Result<(), StepError> {
@@ -456,8 +470,14 @@ impl RemoteOps for FleetOps {
             shell_quote(&bucket_dir_on_worker(&self.bucket_id))
         );
         let command = self.script(&script, TRANSFER_TIMEOUT)?;
-        self.run_command(worker, None, "reconcile", "remove_worker", command)
-            .await
+        self.run_command(
+            worker,
+            None,
+            step_phase("remove_worker"),
+            "remove_worker",
+            command,
+        )
+        .await
     }
 
     async fn write_jobs_json(&self, worker: &str, content: &str) -> Result<(), StepError> {
@@ -479,7 +499,7 @@ impl RemoteOps for FleetOps {
             dir = shell_quote(&dir)
         );
         let command = self.script(&script, TRANSFER_TIMEOUT)?;
-        self.run_command(worker, None, "rsync", "finalize", command)
+        self.run_command(worker, None, step_phase("finalize"), "finalize", command)
             .await
     }
 

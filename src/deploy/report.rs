@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::execute::StepJournal;
+use crate::activity::SharedRun;
 use crate::events::{Event, StepLabel};
 
 /// How a deploy reports.
@@ -113,15 +114,6 @@ pub fn step_line(row: &RecapRow) -> String {
 /// How many of a failed step's last output lines the recap shows.
 pub const FAILED_OUTPUT_LINES: usize = 5;
 
-/// The phase under which deploy journals the output of a step's commands (see `ops`).
-fn phase_of(action: &str) -> &'static str {
-    match action {
-        "sync" | "finalize" => "rsync",
-        "stop" | "remove_files" | "remove_worker" => "reconcile",
-        _ => "rollout",
-    }
-}
-
 /// The last `n` output lines `worker` printed for `job`'s step `action` among `events` (a run's
 /// journal), for the recap of a failed step.
 pub fn last_output_lines<'e>(
@@ -131,7 +123,7 @@ pub fn last_output_lines<'e>(
     action: &str,
     n: usize,
 ) -> Vec<String> {
-    let phase = phase_of(action);
+    let phase = super::ops::step_phase(action);
     let lines: Vec<&str> = events
         .into_iter()
         .filter_map(|event| match event {
@@ -149,6 +141,17 @@ pub fn last_output_lines<'e>(
         .iter()
         .map(|line| crate::terminal::visible(line).into_owned())
         .collect()
+}
+
+/// The events `run` has recorded so far (where a failed step's output lines are).
+pub fn events_of_run(run: &SharedRun) -> Vec<Event> {
+    run.with(|run| {
+        journal::events_of_run(run.conn(), run.id())
+            .filter_map(|stored| stored.ok())
+            .filter_map(|stored| crate::catalog::decode_stored(&stored).ok())
+            .map(|(_, event)| event)
+            .collect()
+    })
 }
 
 /// Everything a deploy did, for the recap.
