@@ -10,6 +10,7 @@
 
 use crate::catalog::CatalogError;
 use crate::events::{CommandFinished, CommandOutput, CommandStarted, Event, Stream};
+use crate::progress::CommandProgress;
 use crate::remote::{Observer, RemoteRecord};
 use crate::run::Run;
 use std::collections::{HashMap, VecDeque};
@@ -24,22 +25,45 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The journal of the current run, shared by concurrent work.
+/// The journal of the current run, shared by concurrent work, and the reporter (if any) that
+/// shows the operator what it records.
 #[derive(Clone)]
 pub struct SharedRun {
     run: Arc<Mutex<Run>>,
+    progress: Option<Arc<CommandProgress>>,
 }
 
 impl SharedRun {
     pub fn new(run: Run) -> SharedRun {
         SharedRun {
             run: Arc::new(Mutex::new(run)),
+            progress: None,
         }
     }
 
-    /// Records events in one transaction.
+    /// A shared run whose recorded events are also shown by `progress`.
+    pub fn reported(run: Run, progress: Arc<CommandProgress>) -> SharedRun {
+        SharedRun {
+            run: Arc::new(Mutex::new(run)),
+            progress: Some(progress),
+        }
+    }
+
+    /// Records events in one transaction, then shows them to the reporter.
     pub fn record(&self, events: &[Event]) -> Result<(), CatalogError> {
-        self.lock().record(events, &[]).map(drop)
+        self.lock().record(events, &[])?;
+        if let Some(progress) = &self.progress {
+            progress.observe(events);
+        }
+        Ok(())
+    }
+
+    /// Prints a line of worker output on stderr, around the reporter's live line if any.
+    pub fn echo(&self, line: &str) {
+        match &self.progress {
+            Some(progress) => progress.echo(line),
+            None => eprintln!("{line}"),
+        }
     }
 
     /// Runs `f` with exclusive access to the run (for reads of the catalog).
@@ -239,11 +263,11 @@ impl Observer for ActivityObserver {
                 };
                 if self.echo {
                     let marker = if stream == Stream::Stderr { '!' } else { '|' };
-                    eprintln!(
+                    self.run.echo(&format!(
                         "{} {marker} {}",
                         self.subject(&worker),
                         crate::terminal::visible(&line)
-                    );
+                    ));
                 }
                 Event::CommandOutput(CommandOutput {
                     worker,

@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod job_control;
 pub mod kv;
 pub mod logs;
+pub mod progress;
 pub mod prometheus;
 pub mod remote;
 pub mod run;

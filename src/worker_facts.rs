@@ -7,7 +7,8 @@
 //! order, array order, indentation and every other field stay exactly as the operator wrote
 //! them. [`FactsUpdate::diff`] renders the same edits as a unified diff for `--dry-run`.
 //!
-//! Pure: this module never contacts a worker, never reads or writes a file and never prints.
+//! Pure: this module never contacts a worker, never reads or writes a file and never prints;
+//! [`refresh`] (the `refresh` submodule) is the use case that probes and writes.
 //!
 //! ## The CPU figure
 //! CPU capacity is the sum of the speeds of the worker's online logical CPUs, in MHz:
@@ -24,6 +25,9 @@
 use std::fmt;
 
 use serde_json::Value;
+
+mod refresh;
+pub use refresh::{refresh, FactsRequest, Refreshed};
 
 use crate::workspace;
 

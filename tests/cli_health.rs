@@ -72,9 +72,12 @@ fn maand(bucket: &TestBucket, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// Table output with runs of spaces collapsed, for matching rows.
+/// The health report (from its first line, after the line per allocation printed while the
+/// checks ran) with runs of spaces collapsed, for matching rows.
 fn words(text: &str) -> String {
-    text.lines()
+    let report = text.find("worker SSH gate").map_or(text, |at| &text[at..]);
+    report
+        .lines()
         .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n")

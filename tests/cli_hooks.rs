@@ -791,6 +791,29 @@ if maand.allocation_index() == 1:
         bucket.sql("SELECT outcome FROM runs WHERE command = 'jobcommand'"),
         "failed"
     );
+
+    // The reporter: a line per allocation as it ends, and the same as JSON lines with a recap.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("flaky@127.9.0.2  command_half  exit 3  ")),
+        "{out}"
+    );
+    let json = bucket.maand(&["jobcommand", "command_half", "flaky", "--json"]);
+    assert!(!json.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let (recap, work) = lines.split_last().unwrap();
+    assert_eq!(recap["type"], "recap");
+    assert_eq!(work.len(), 2, "{lines:?}");
+    assert!(work
+        .iter()
+        .all(|w| w["type"] == "work" && w["job"] == "flaky" && w["action"] == "command_half"));
+    assert!(recap["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("1 ok, 1 failed in "));
 }
 
 #[test]
@@ -826,11 +849,14 @@ fn jobcommand_names_what_to_fix_when_the_command_cannot_run() {
         "{out}"
     );
 
-    // Without a job, every job registering the command for cli runs it.
+    // Without a job, every job registering the command for cli runs it (the recap table's
+    // rows, between its header and the summary line).
     let out = bucket.maand_ok(&["jobcommand", "command_ping"]);
-    let jobs: Vec<&str> = out
+    let table = &out[out.find("JOB").expect("the recap table")..];
+    let jobs: Vec<&str> = table
         .lines()
         .skip(1)
+        .filter(|l| !l.contains(" failed in "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(jobs, ["a", "b"], "{out}");

@@ -109,9 +109,10 @@ fn run_outcome(records: &[Value]) -> String {
         .expect("the run finished")
 }
 
-/// The summary row of `worker` in a command's stdout.
+/// The row of `worker` in the recap table (after the lines printed as each worker finished).
 fn summary_row<'a>(stdout: &'a str, worker: &str) -> &'a str {
-    stdout
+    let table = stdout.find("WORKER").map_or(stdout, |at| &stdout[at..]);
+    table
         .lines()
         .find(|line| line.split_whitespace().next() == Some(worker))
         .unwrap_or_else(|| panic!("no summary row for {worker} in:\n{stdout}"))

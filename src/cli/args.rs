@@ -1,12 +1,14 @@
 //! What the command modules share, and the only `cli` module they may import: argument types
 //! used by more than one command (the SSH flags, `--json`, the `cat prometheus` arguments that
 //! `cat` declares and `cat_prometheus` runs) and the small renderers several commands print
-//! with (a catalog listing as a table or JSON, the per-worker summary of a hand-run action,
-//! the summary of a build, workspace warnings).
+//! with (a catalog listing as a table or JSON, the reporter flags and recap of the commands
+//! that work on many workers, the per-worker summary of a hand-run action, the summary of a
+//! build, workspace warnings).
 //!
 //! Holds no use case: what runs where is decided in the domain modules.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -17,7 +19,7 @@ use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::build::BuildSummary;
 use crate::job_control::{self, Acted, WorkerOutcome};
-use crate::remote::Fleet;
+use crate::progress::{CommandProgress, OutputMode};
 
 /// SSH flags of every command that contacts workers.
 #[derive(Debug, clap::Args)]
@@ -33,11 +35,49 @@ impl SshArgs {
     pub(super) fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout)
     }
+}
 
-    /// A fleet for the bucket's workers with at most `concurrency` of them worked on at once.
-    pub(super) fn fleet(&self, bucket: &Bucket, concurrency: usize) -> anyhow::Result<Fleet> {
-        bucket.fleet(self.connect_timeout(), concurrency)
+/// How a command that works on many workers reports: see [`crate::progress`].
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Print JSON lines instead of text: one object per finished command on a worker as it
+    /// happens (`"type": "work"`), then the recap as one object (`"type": "recap"`).
+    #[arg(long, conflicts_with = "quiet")]
+    pub json: bool,
+    /// Print only errors and the summary line (no line per worker, no tables).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl ReportArgs {
+    /// The reporter these flags ask for: on a terminal a live line of what runs where, else
+    /// a line per finished command; JSON lines with --json; only the summary with -q.
+    pub(super) fn progress(&self) -> Arc<CommandProgress> {
+        Arc::new(CommandProgress::new(OutputMode::chosen(
+            self.json, self.quiet,
+        )))
     }
+}
+
+/// Opens a run of `command` whose recorded work `progress` shows as it happens.
+pub(super) fn reported_run(
+    bucket: &Bucket,
+    command: &str,
+    argv: &[String],
+    progress: &Arc<CommandProgress>,
+) -> anyhow::Result<SharedRun> {
+    let run = crate::run::Run::begin(bucket, command, argv)?;
+    Ok(SharedRun::reported(run, progress.clone()))
+}
+
+/// Ends the live line and prints the recap's summary (or the JSON recap); `text` prints the
+/// command's own tables first, in the text modes only.
+pub(super) fn print_recap(progress: &CommandProgress, text: impl FnOnce()) {
+    let recap = progress.finish();
+    if progress.mode().shows_text() {
+        text();
+    }
+    progress.print_summary(&recap);
 }
 
 /// Output format shared by every listing.
@@ -110,12 +150,22 @@ pub(super) fn print<T: Serialize>(
     Ok(0)
 }
 
-/// Prints the summary (and the health table), records the run's end, and turns failed
-/// workers and failed health checks into the command's error. Shared by every command whose
-/// result is a list of worker outcomes.
-pub(super) fn finish(shared: SharedRun, result: anyhow::Result<Acted>) -> anyhow::Result<i32> {
+/// Prints the recap (the per-worker table and the health table in the text modes), records the
+/// run's end, and turns failed workers and failed health checks into the command's error.
+/// Shared by every command whose result is a list of worker outcomes.
+pub(super) fn finish(
+    shared: SharedRun,
+    progress: &CommandProgress,
+    result: anyhow::Result<Acted>,
+) -> anyhow::Result<i32> {
     let result = result.and_then(|Acted { outcomes, health }| {
-        println!("{}", summary_table(&outcomes));
+        let health = health.map(|report| report.map(|report| (report.render(), report.verdict())));
+        print_recap(progress, || {
+            println!("{}", summary_table(&outcomes));
+            if let Some(Ok((table, _))) = &health {
+                println!("{table}");
+            }
+        });
         let failed: Vec<&str> = outcomes
             .iter()
             .filter(|o| !o.outcome.succeeded())
@@ -130,14 +180,9 @@ pub(super) fn finish(shared: SharedRun, result: anyhow::Result<Acted>) -> anyhow
                 failed.join(", ")
             ));
         }
-        let health = health.map(|report| {
-            report.and_then(|report| {
-                println!("{}", report.render());
-                report.verdict()
-            })
-        });
-        if let Some(Err(error)) = health {
-            problems.push(format!("{error:#}"));
+        match health {
+            Some(Err(error)) | Some(Ok((_, Err(error)))) => problems.push(format!("{error:#}")),
+            Some(Ok((_, Ok(())))) | None => {}
         }
         if !problems.is_empty() {
             bail!("{}", problems.join("; "));

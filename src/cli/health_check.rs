@@ -1,15 +1,14 @@
 //! `maand health_check`: parse the flags, run [`crate::health::health_check`] in a run of its
-//! own, print the report's table and fail with its verdict. Which checks run and what they
+//! own with the chosen reporter, print the recap (the report's table) and fail with its
+//! verdict. Which checks run and what they
 //! mean is decided in `health`, never here.
 
 use anyhow::Context;
 
-use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::health::{self, CheckRequest};
-use crate::run::Run;
 
-use super::args::SshArgs;
+use super::args::{print_recap, reported_run, ReportArgs, SshArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct HealthCheckArgs {
@@ -24,6 +23,8 @@ pub struct HealthCheckArgs {
     pub wait: bool,
     #[command(flatten)]
     pub ssh: SshArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 pub fn run(
@@ -32,8 +33,8 @@ pub fn run(
     verbose: bool,
     argv: &[String],
 ) -> anyhow::Result<i32> {
-    let run = Run::begin(bucket, "health_check", argv)?;
-    let shared = SharedRun::new(run);
+    let progress = args.report.progress();
+    let shared = reported_run(bucket, "health_check", argv, &progress)?;
     let request = CheckRequest {
         jobs: args.jobs.clone(),
         wait: args.wait,
@@ -41,7 +42,7 @@ pub fn run(
         connect_timeout: args.ssh.connect_timeout(),
     };
     let result = health::health_check(bucket, &shared, &request).and_then(|report| {
-        println!("{}", report.render());
+        print_recap(&progress, || println!("{}", report.render()));
         report.verdict()
     });
     let run = shared

@@ -1,26 +1,18 @@
-//! `maand job`: job subcommands. `job create` scaffolds a job directory in the workspace;
-//! `job start|stop|restart|status|run` run a Makefile target of a job on its workers.
-//!
-//! `job create` writes workspace files and nothing else: it records no journal event, never
-//! touches the catalog and contacts no worker. It never overwrites an existing directory.
+//! `maand job`: job subcommands. `job create` scaffolds a job directory in the workspace
+//! ([`crate::workspace::create_job`]); `job start|stop|restart|status|run` run a Makefile
+//! target of a job on its workers ([`crate::job_control::job_target`]) with the chosen reporter.
 //!
 //! The target commands run inside a run (they take the bucket lock), check every worker's
 //! deployed `worker.json` against the catalog first, and journal the runner's output with
 //! phase `job_control` and the target as action (`job_control` owns the logic).
 
-use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-
-use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::job_control::{self, TargetRequest};
-use crate::run::Run;
 use crate::workspace;
 
-use super::args::{finish, SshArgs};
+use super::args::{finish, reported_run, ReportArgs, SshArgs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
@@ -72,6 +64,8 @@ pub struct TargetArgs {
     pub health_check: bool,
     #[command(flatten)]
     pub ssh: SshArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +80,8 @@ pub struct StatusArgs {
     pub timeout: u64,
     #[command(flatten)]
     pub ssh: SshArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,6 +131,7 @@ pub fn run(bucket: &Bucket, command: &JobCommand, argv: &[String]) -> anyhow::Re
                 timeout: args.timeout,
                 health_check: false,
                 ssh: &args.ssh,
+                report: &args.report,
             };
             return run_target(bucket, command.name(), "status", &target, argv);
         }
@@ -145,6 +142,7 @@ pub fn run(bucket: &Bucket, command: &JobCommand, argv: &[String]) -> anyhow::Re
         timeout: args.timeout,
         health_check: args.health_check,
         ssh: &args.ssh,
+        report: &args.report,
     };
     run_target(bucket, command.name(), target, &common, argv)
 }
@@ -157,6 +155,7 @@ struct Target<'a> {
     /// Check the job's health after the target.
     health_check: bool,
     ssh: &'a SshArgs,
+    report: &'a ReportArgs,
 }
 
 fn run_target(
@@ -167,8 +166,8 @@ fn run_target(
     argv: &[String],
 ) -> anyhow::Result<i32> {
     job_control::check_target(target)?;
-    let run = Run::begin(bucket, name, argv)?;
-    let shared = SharedRun::new(run);
+    let progress = args.report.progress();
+    let shared = reported_run(bucket, name, argv, &progress)?;
     let request = TargetRequest {
         job: args.job,
         target,
@@ -178,211 +177,20 @@ fn run_target(
         health_check: args.health_check,
     };
     let result = job_control::job_target(bucket, &shared, &request);
-    finish(shared, result)
+    finish(shared, &progress, result)
 }
 
 fn create(bucket: &Bucket, args: &CreateArgs) -> anyhow::Result<i32> {
     bucket.require_exists()?;
-    let job = args.job.as_str();
-    workspace::validate_job_name(job)?;
-    let selectors = if args.selectors.is_empty() {
-        vec![job.to_string()]
-    } else {
-        args.selectors.clone()
-    };
-    for selector in &selectors {
-        workspace::validate_label(selector).context("--selectors")?;
-    }
-    let jobs_dir = bucket.workspace_dir().join("jobs");
-    let target = jobs_dir.join(job);
-    if target.symlink_metadata().is_ok() {
-        bail!(
-            "{} already exists; choose another job name, or edit the existing job",
-            target.display()
-        );
-    }
-    fs::create_dir_all(&jobs_dir).with_context(|| format!("creating {}", jobs_dir.display()))?;
-
-    // Written next to the bucket's other scratch files, then moved into place whole, so a
-    // failure never leaves a half-written job that the next build would read.
-    let staged = bucket
-        .tmp_dir()
-        .join(format!("job-create-{job}-{}", std::process::id()));
-    let result = stage(&staged, job, &selectors).and_then(|()| {
-        fs::rename(&staged, &target)
-            .with_context(|| format!("moving {} to {}", staged.display(), target.display()))
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&staged);
-    }
-    result?;
-    println!("created workspace/jobs/{job}/ (manifest.json, Makefile); edit them, then run `maand build`");
+    workspace::create_job(
+        &bucket.workspace_dir(),
+        &bucket.tmp_dir(),
+        &args.job,
+        &args.selectors,
+    )?;
+    println!(
+        "created workspace/jobs/{}/ (manifest.json, Makefile); edit them, then run `maand build`",
+        args.job
+    );
     Ok(0)
-}
-
-fn stage(dir: &Path, job: &str, selectors: &[String]) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let manifest = serde_json::json!({
-        "version": "1.0.0",
-        "selectors": selectors,
-        "max_concurrent_upgrades": 1,
-        "max_concurrent_starts": 0,
-        "min_allocations_count": 0,
-        "restart_policy": "always",
-    });
-    let files = [
-        (
-            "manifest.json",
-            format!("{}\n", serde_json::to_string_pretty(&manifest)?),
-        ),
-        ("Makefile", makefile(job)),
-    ];
-    for (name, content) in files {
-        let path = dir.join(name);
-        fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// The scaffold Makefile. `job` is a validated job name, so it is safe in file names and in
-/// the double-quoted messages.
-fn makefile(job: &str) -> String {
-    MAKEFILE.replace("{job}", job)
-}
-
-const MAKEFILE: &str = r#"# Lifecycle of the {job} job. maand runs these targets on each worker, from the job's
-# directory (/opt/worker/<bucket_id>/jobs/{job}/).
-#
-# SERVICE is the command that runs your program in the foreground (write $$ for a literal $).
-# `start` runs it in the background in its own process group, keeps its pid in data/ and
-# appends its output to logs/; `stop` ends that whole process group.
-
-SHELL := /bin/bash
-SERVICE ?= while true; do date -u; sleep 30; done
-PID_FILE := data/{job}.pid
-LOG_FILE := logs/{job}.log
-
-# True when the recorded process is alive (a zombie does not count); sets $pid.
-ALIVE = pid=$$(cat $(PID_FILE) 2>/dev/null) && [ -n "$$pid" ] && kill -0 "$$pid" 2>/dev/null && ! grep -qs '^State:.*Z' /proc/$$pid/status
-
-.PHONY: start stop restart reload status
-
-start:
-	@mkdir -p data logs
-	@if $(ALIVE); then \
-		echo "{job}: already running (pid $$pid)"; \
-	else \
-		set -m; \
-		nohup bash -c '$(SERVICE)' >>$(LOG_FILE) 2>&1 </dev/null & \
-		echo $$! >$(PID_FILE); \
-		echo "{job}: started (pid $$!)"; \
-	fi
-
-stop:
-	@if $(ALIVE); then \
-		kill -TERM -- -$$pid 2>/dev/null || kill -TERM $$pid; \
-		for _ in $$(seq 50); do $(ALIVE) || break; sleep 0.2; done; \
-		if $(ALIVE); then kill -KILL -- -$$pid 2>/dev/null || kill -KILL $$pid; fi; \
-		echo "{job}: stopped"; \
-	else \
-		echo "{job}: not running"; \
-	fi
-	@rm -f $(PID_FILE)
-
-restart:
-	@$(MAKE) --no-print-directory stop
-	@$(MAKE) --no-print-directory start
-
-# Apply changed files without a full restart. The placeholder cannot re-read anything, so it
-# restarts; replace this with a signal or command your program understands.
-reload:
-	@$(MAKE) --no-print-directory restart
-
-status:
-	@if $(ALIVE); then \
-		echo "{job}: running (pid $$pid)"; \
-	else \
-		echo "{job}: not running"; \
-		exit 3; \
-	fi
-"#;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bucket() -> (tempfile::TempDir, Bucket) {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["data", "tmp", "workspace/jobs"] {
-            fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        fs::write(dir.path().join("data/maand.db"), b"").unwrap();
-        fs::write(dir.path().join("workspace/workers.json"), "[]\n").unwrap();
-        let bucket = Bucket::at(dir.path());
-        (dir, bucket)
-    }
-
-    fn args(job: &str, selectors: &[&str]) -> CreateArgs {
-        CreateArgs {
-            job: job.into(),
-            selectors: selectors.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    #[test]
-    fn the_scaffold_is_a_valid_workspace_job() {
-        let (_dir, bucket) = bucket();
-        create(&bucket, &args("web-api", &["worker", "edge"])).unwrap();
-        let ws = workspace::load(&bucket.workspace_dir(), "").unwrap();
-        let job = &ws.jobs["web-api"];
-        let selectors: Vec<&str> = job.manifest.selectors.iter().map(String::as_str).collect();
-        assert_eq!(selectors, ["edge", "worker"]);
-        assert!(job.file("Makefile").is_some());
-        let leftovers: Vec<_> = fs::read_dir(bucket.tmp_dir()).unwrap().collect();
-        assert!(leftovers.is_empty(), "staging directory left behind");
-    }
-
-    #[test]
-    fn selectors_default_to_the_job_name() {
-        let (_dir, bucket) = bucket();
-        create(&bucket, &args("cache", &[])).unwrap();
-        let ws = workspace::load(&bucket.workspace_dir(), "").unwrap();
-        let selectors: Vec<&str> = ws.jobs["cache"]
-            .manifest
-            .selectors
-            .iter()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(selectors, ["cache"]);
-    }
-
-    #[test]
-    fn an_existing_job_directory_is_never_touched() {
-        let (_dir, bucket) = bucket();
-        let existing = bucket.workspace_dir().join("jobs/api");
-        fs::create_dir_all(&existing).unwrap();
-        fs::write(existing.join("manifest.json"), "{}").unwrap();
-        let err = create(&bucket, &args("api", &[])).unwrap_err();
-        assert!(err.to_string().contains("already exists"), "{err}");
-        assert_eq!(
-            fs::read_to_string(existing.join("manifest.json")).unwrap(),
-            "{}"
-        );
-    }
-
-    #[test]
-    fn invalid_job_names_and_selectors_are_refused_before_writing() {
-        let (_dir, bucket) = bucket();
-        for name in ["Bad", "data", "a/b", "../x", ""] {
-            assert!(create(&bucket, &args(name, &[])).is_err(), "{name:?}");
-        }
-        let err = create(&bucket, &args("api", &["Edge Nodes"])).unwrap_err();
-        assert!(format!("{err:#}").contains("--selectors"), "{err:#}");
-        assert_eq!(
-            fs::read_dir(bucket.workspace_dir().join("jobs"))
-                .unwrap()
-                .count(),
-            0
-        );
-    }
 }

@@ -1,14 +1,14 @@
 //! `maand jobcommand <command> [job]`: parse the arguments, run
-//! [`crate::hooks::run_cli_command`] in a run of its own, then print a per-allocation summary
-//! and what was recorded. Which allocations run and how is decided in `hooks`, never here.
+//! [`crate::hooks::run_cli_command`] in a run of its own with the chosen reporter, then print
+//! the recap (a per-allocation table) and what was recorded. Which allocations run and how is decided in `hooks`, never here.
 
 use anyhow::Context;
 use comfy_table::{presets, ContentArrangement, Table};
 
-use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::hooks::{self, CliRequest, JobRun};
-use crate::run::Run;
+
+use super::args::{print_recap, reported_run, ReportArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct JobCommandArgs {
@@ -23,6 +23,8 @@ pub struct JobCommandArgs {
     /// How many allocations of a job run the command at the same time.
     #[arg(short = 'c', long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 pub fn run(
@@ -31,23 +33,28 @@ pub fn run(
     verbose: bool,
     argv: &[String],
 ) -> anyhow::Result<i32> {
-    let run = Run::begin(bucket, "jobcommand", argv)?;
-    let shared = SharedRun::new(run);
+    let progress = args.report.progress();
+    let shared = reported_run(bucket, "jobcommand", argv, &progress)?;
     let request = CliRequest {
         command: &args.command,
         job: args.job.as_deref(),
         concurrency: usize::from(args.concurrency),
         verbose,
     };
+    let text = progress.mode().shows_text();
     let mut idle = |job: &str| {
-        println!("jobcommand: job {job} has no active allocation; nothing ran for it");
+        if text {
+            println!("jobcommand: job {job} has no active allocation; nothing ran for it");
+        }
     };
     let result = hooks::run_cli_command(bucket, &shared, &request, &mut idle).and_then(|done| {
-        if done.runs.iter().any(|r| !r.outcome.runs.is_empty()) {
-            println!("{}", summary_table(&done.runs));
-        }
+        print_recap(&progress, || {
+            if done.runs.iter().any(|r| !r.outcome.runs.is_empty()) {
+                println!("{}", summary_table(&done.runs));
+            }
+        });
         let namespaces = done.recorded?;
-        if namespaces > 0 {
+        if namespaces > 0 && text {
             println!("jobcommand: recorded KV changes in {namespaces} namespace(s)");
         }
         Ok(())

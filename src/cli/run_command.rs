@@ -1,15 +1,14 @@
 //! `maand run_command`: parse the flags, run [`crate::job_control::run_command`] in a run of
-//! its own, then print the per-worker summary (and the health table with `--health_check`).
+//! its own with the chosen reporter, then print the recap (the per-worker table, and the
+//! health table with `--health_check`).
 //! Which workers take part and what runs there is decided in `job_control`, never here.
 
 use std::time::Duration;
 
-use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::job_control::{self, ShellRequest, WorkerFilter};
-use crate::run::Run;
 
-use super::args::{finish, SshArgs};
+use super::args::{finish, reported_run, ReportArgs, SshArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct RunCommandArgs {
@@ -43,11 +42,13 @@ pub struct RunCommandArgs {
     pub health_check: bool,
     #[command(flatten)]
     pub ssh: SshArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 pub fn run(bucket: &Bucket, args: &RunCommandArgs, argv: &[String]) -> anyhow::Result<i32> {
-    let run = Run::begin(bucket, "run_command", argv)?;
-    let shared = SharedRun::new(run);
+    let progress = args.report.progress();
+    let shared = reported_run(bucket, "run_command", argv, &progress)?;
     let request = ShellRequest {
         command: args.command.clone(),
         filter: WorkerFilter {
@@ -60,5 +61,5 @@ pub fn run(bucket: &Bucket, args: &RunCommandArgs, argv: &[String]) -> anyhow::R
         health_check: args.health_check,
     };
     let result = job_control::run_command(bucket, &shared, &request);
-    finish(shared, result)
+    finish(shared, &progress, result)
 }

@@ -1,26 +1,17 @@
-//! `maand worker_facts`: probe the workers listed in `workspace/workers.json` for memory and
-//! CPU, and write the figures back into that file (only `memory` and `cpu` change). The probe,
-//! the arithmetic and the file edit belong to `crate::worker_facts`; this file only wires them
-//! to the fleet, the run and the disk, and never edits the JSON itself.
+//! `maand worker_facts`: parse the flags, run [`crate::worker_facts::refresh`] (probe the
+//! workers of `workspace/workers.json` for memory and CPU and write the figures back) in a run
+//! of its own with the chosen reporter, print what changed, and build after it with `--build`.
 
-use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
-use std::time::Duration;
+use anyhow::Context;
 
-use anyhow::{bail, Context};
-
-use crate::activity::{self, SharedRun};
-use crate::bucket::{self, Bucket};
+use crate::bucket::Bucket;
 use crate::build::{self, BuildOptions};
-use crate::job_control::{self, Candidate, Outcome, WorkerFilter, WorkerOutcome, WORKERS_FILE};
-use crate::remote::{self, RemoteCommand};
-use crate::run::Run;
-use crate::worker_facts::{parse_probe, Capacity, WorkersFile, PROBE_SCRIPT};
+use crate::job_control::{WorkerFilter, WORKERS_FILE};
+use crate::worker_facts::{self, FactsRequest, Refreshed};
 
-use super::args::{hook_echo, print_build_summary, warn, SshArgs};
-
-/// Longest time the probe may take on one worker.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+use super::args::{
+    hook_echo, print_build_summary, print_recap, reported_run, warn, ReportArgs, SshArgs,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerFactsArgs {
@@ -47,12 +38,25 @@ pub struct WorkerFactsArgs {
     pub build: bool,
     #[command(flatten)]
     pub ssh: SshArgs,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 pub fn run(bucket: &Bucket, args: &WorkerFactsArgs, argv: &[String]) -> anyhow::Result<i32> {
-    let run = Run::begin(bucket, "worker_facts", argv)?;
-    let shared = SharedRun::new(run);
-    let probed = probe_and_update(bucket, args, &shared);
+    let progress = args.report.progress();
+    let shared = reported_run(bucket, "worker_facts", argv, &progress)?;
+    let request = FactsRequest {
+        filter: WorkerFilter {
+            workers: args.workers.clone(),
+            labels: args.labels.clone(),
+        },
+        concurrency: usize::from(args.concurrency),
+        connect_timeout: args.ssh.connect_timeout(),
+        dry_run: args.dry_run,
+    };
+    let probed = worker_facts::refresh(bucket, &shared, &request).map(|refreshed| {
+        print_recap(&progress, || print_refreshed(&refreshed, args.build));
+    });
     let mut run = shared
         .into_run()
         .context("internal: the run is still shared after the probes finished")?;
@@ -74,129 +78,30 @@ pub fn run(bucket: &Bucket, args: &WorkerFactsArgs, argv: &[String]) -> anyhow::
     Ok(0)
 }
 
-fn probe_and_update(
-    bucket: &Bucket,
-    args: &WorkerFactsArgs,
-    shared: &SharedRun,
-) -> anyhow::Result<()> {
-    remote::check_host_tools()?;
-    let path = bucket.workspace_dir().join("workers.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}; run `maand init` to create it", path.display()))?;
-    let file = WorkersFile::parse(&text)?;
-    let candidates: Vec<Candidate> = file
-        .entries()
-        .iter()
-        .map(|entry| Candidate {
-            host: entry.host.clone(),
-            labels: entry.labels.clone(),
-        })
-        .collect();
-    let filter = WorkerFilter {
-        workers: args.workers.clone(),
-        labels: args.labels.clone(),
-    };
-    let workers = job_control::select_workers(&candidates, &filter, WORKERS_FILE)?;
-
-    let concurrency = usize::from(args.concurrency);
-    let fleet = args.ssh.fleet(bucket, concurrency)?;
-    let observer = Arc::new(shared.observer(None, "worker_facts", "probe", false));
-    let probe = Arc::new(RemoteCommand::bash(PROBE_SCRIPT, PROBE_TIMEOUT)?);
-    let task_observer = observer.clone();
-    let probed = activity::runtime()?.block_on(job_control::fan_out(
-        &fleet,
-        &workers,
-        concurrency,
-        move |session| {
-            let (probe, observer) = (probe.clone(), task_observer.clone());
-            async move { session.capture(&probe, observer.as_ref()).await }
-        },
-    ));
-    if let Some(error) = observer.journal_error() {
-        bail!("recording the probes failed: {error}");
-    }
-
-    let mut facts: Vec<(String, Capacity)> = Vec::new();
-    let mut problems: Vec<String> = Vec::new();
-    let mut unreachable: Vec<WorkerOutcome> = Vec::new();
-    for timed in probed {
-        match timed.result {
-            Ok(Ok(output)) if output.outcome.success() => {
-                match parse_probe(&timed.worker, &output.stdout.join("\n")) {
-                    Ok(capacity) => facts.push((timed.worker, capacity)),
-                    Err(error) => problems.push(error.to_string()),
-                }
+/// What probing changed in workers.json, in words.
+fn print_refreshed(refreshed: &Refreshed, build: bool) {
+    match refreshed {
+        Refreshed::UpToDate => println!("workers.json already up to date"),
+        Refreshed::WouldChange(update) => {
+            for change in update.changes() {
+                println!("{change}");
             }
-            Ok(Ok(output)) => problems.push(format!(
-                "worker {}: the capacity probe exited with code {}: {}",
-                timed.worker,
-                output.outcome.exit_code,
-                output
-                    .stderr
-                    .last()
-                    .map_or("no error output", String::as_str)
-            )),
-            Ok(Err(error)) => problems.push(error.to_string()),
-            Err(error) => {
-                problems.push(error.to_string());
-                unreachable.push(WorkerOutcome {
-                    worker: timed.worker,
-                    outcome: Outcome::Unreachable(error),
-                    elapsed: timed.elapsed,
-                });
+            print!("{}", update.diff());
+            println!("dry run: {WORKERS_FILE} left unchanged");
+        }
+        Refreshed::Written { update, probed } => {
+            for change in update.changes() {
+                println!("{change}");
             }
+            let hint = if build {
+                ""
+            } else {
+                "; run `maand build` to record it"
+            };
+            println!(
+                "updated {WORKERS_FILE} ({} of {probed} workers changed){hint}",
+                update.changes().len(),
+            );
         }
     }
-    shared.record(&job_control::unrun_events(
-        &unreachable,
-        None,
-        "worker_facts",
-        "probe",
-    ))?;
-    if !problems.is_empty() {
-        bail!(
-            "{WORKERS_FILE} left unchanged: {} of {} workers could not be probed:\n  {}",
-            problems.len(),
-            workers.len(),
-            problems.join("\n  ")
-        );
-    }
-
-    let update = file.plan(&facts);
-    if update.is_empty() {
-        println!("workers.json already up to date");
-        return Ok(());
-    }
-    for change in update.changes() {
-        println!("{change}");
-    }
-    if args.dry_run {
-        print!("{}", update.diff());
-        println!("dry run: {WORKERS_FILE} left unchanged");
-        return Ok(());
-    }
-    // The probes took time; an edit made meanwhile must not be overwritten.
-    let current = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {} again", path.display()))?;
-    if current != text {
-        bail!(
-            "{} changed while the workers were probed; nothing was written, run worker_facts again",
-            path.display()
-        );
-    }
-    let mode = std::fs::metadata(&path)
-        .map(|meta| meta.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
-    bucket::write_atomically(&path, update.new_text().as_bytes(), mode)?;
-    let hint = if args.build {
-        ""
-    } else {
-        "; run `maand build` to record it"
-    };
-    println!(
-        "updated {WORKERS_FILE} ({} of {} workers changed){hint}",
-        update.changes().len(),
-        workers.len()
-    );
-    Ok(())
 }

@@ -8,28 +8,16 @@
 //! [`Recap::summary`], [`Recap::table`]) so it is tested without a deploy.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::Serialize;
 
 use super::execute::StepJournal;
 use crate::activity::SharedRun;
-use crate::events::{Event, StepLabel};
-
-/// How a deploy reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputMode {
-    /// A live line per running step over the finished ones (stdout is a terminal).
-    Terminal,
-    /// One line per finished step (stdout is a file or a pipe).
-    Plain,
-    /// One JSON object per finished step, then the recap as one object (`--json`).
-    Json,
-    /// Only errors and the summary line (`-q`).
-    Quiet,
-}
+use crate::events::Event;
+pub use crate::progress::OutputMode;
+use crate::progress::{print_json, print_line, subject, LiveLines};
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,16 +67,6 @@ fn outcome_of(action: &str, status: StepStatus) -> String {
 /// they fail; the operator asked for starts and copies, not for them.
 fn is_bookkeeping(action: &str) -> bool {
     matches!(action, "promote" | "finalize" | "restage")
-}
-
-/// `job@worker`, `job` or `worker`: who a step concerns.
-fn subject(job: Option<&str>, worker: Option<&str>) -> String {
-    match (job, worker) {
-        (Some(job), Some(worker)) => format!("{job}@{worker}"),
-        (Some(job), None) => job.to_string(),
-        (None, Some(worker)) => worker.to_string(),
-        (None, None) => "-".to_string(),
-    }
 }
 
 /// The line a finished step prints: `web@127.0.0.1  start  ok  0.41s`.
@@ -232,18 +210,13 @@ impl Recap {
     }
 }
 
-struct Live {
-    /// Steps running now, by index: who, what, since when.
-    running: BTreeMap<u32, (StepLabel, Instant)>,
-    rows: Vec<RecapRow>,
-}
-
 /// Renders a deploy's step events as they are committed and keeps the recap.
 pub struct DeployProgress {
     mode: OutputMode,
     started: Instant,
-    live: Arc<Mutex<Live>>,
-    bar: Option<indicatif::ProgressBar>,
+    /// Steps running now, by plan index.
+    live: LiveLines<u32>,
+    rows: Mutex<Vec<RecapRow>>,
 }
 
 impl DeployProgress {
@@ -251,11 +224,8 @@ impl DeployProgress {
         DeployProgress {
             mode,
             started: Instant::now(),
-            live: Arc::new(Mutex::new(Live {
-                running: BTreeMap::new(),
-                rows: Vec::new(),
-            })),
-            bar: None,
+            live: LiveLines::new(mode),
+            rows: Mutex::new(Vec::new()),
         }
     }
 
@@ -265,41 +235,21 @@ impl DeployProgress {
 
     /// The deploy is about to run `pending` steps: on a terminal, the live lines start.
     pub fn begin(&mut self, pending: usize) {
-        if self.mode != OutputMode::Terminal {
-            return;
-        }
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(pending as u64),
-            indicatif::ProgressDrawTarget::stdout(),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {pos}/{len} steps {elapsed} {wide_msg}",
-            )
-            .expect("a valid progress template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        // The message names the steps running now and how long each has run; it is refreshed
-        // on a timer so a slow `make start` shows time passing rather than a hang.
-        let (live, ticker) = (self.live.clone(), bar.clone());
-        std::thread::spawn(move || {
-            while !ticker.is_finished() {
-                let message = running_message(&live.lock().unwrap_or_else(|p| p.into_inner()));
-                ticker.set_message(message);
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        });
-        self.bar = Some(bar);
+        self.live.begin(Some(pending as u64));
     }
 
     /// Takes the events the executor just committed.
     pub fn observe(&self, events: &[Event]) {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         for event in events {
             let (index, label, status, detail) = match event {
                 Event::StepStarted(started) => {
-                    live.running
-                        .insert(started.index, (started.step.clone(), Instant::now()));
+                    let step = &started.step;
+                    let label = format!(
+                        "{} {}",
+                        subject(step.job.as_deref(), step.worker.as_deref()),
+                        step.action
+                    );
+                    self.live.started(started.index, label);
                     continue;
                 }
                 Event::StepSucceeded(done) => {
@@ -319,15 +269,9 @@ impl DeployProgress {
                 ),
                 _ => continue,
             };
-            let seconds = live
-                .running
-                .remove(&index)
-                .map(|(_, since)| since.elapsed().as_secs_f64())
-                .unwrap_or(0.0);
+            let seconds = self.live.finished(&index);
             if status == StepStatus::Ok && is_bookkeeping(&label.action) {
-                if let Some(bar) = &self.bar {
-                    bar.inc(1);
-                }
+                self.live.tick();
                 continue;
             }
             let row = RecapRow {
@@ -340,26 +284,11 @@ impl DeployProgress {
                 seconds,
                 detail,
             };
-            self.show(&row);
-            live.rows.push(row);
-        }
-    }
-
-    fn show(&self, row: &RecapRow) {
-        match self.mode {
-            OutputMode::Terminal => {
-                if let Some(bar) = &self.bar {
-                    bar.inc(1);
-                    bar.println(step_line(row));
-                }
-            }
-            OutputMode::Plain => print_line(&step_line(row)),
-            OutputMode::Json => {
-                let mut value = serde_json::to_value(row).unwrap_or_default();
-                value["type"] = "step".into();
-                print_line(&value.to_string());
-            }
-            OutputMode::Quiet => {}
+            self.live.show(&step_line(&row), "step", &row);
+            self.rows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(row);
         }
     }
 
@@ -371,11 +300,8 @@ impl DeployProgress {
         done_before: usize,
         run_events: &[Event],
     ) -> Recap {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let mut rows = live.rows.clone();
+        self.live.clear();
+        let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner()).clone();
         rows.sort_by_key(|row| row.step);
         let failed_output = rows
             .iter()
@@ -406,9 +332,8 @@ impl DeployProgress {
         match self.mode {
             OutputMode::Json => {
                 let mut value = serde_json::to_value(recap).unwrap_or_default();
-                value["type"] = "recap".into();
                 value["summary"] = recap.summary().into();
-                print_line(&value.to_string());
+                print_json("recap", value);
             }
             OutputMode::Quiet => print_line(&recap.summary()),
             OutputMode::Terminal | OutputMode::Plain => {
@@ -433,33 +358,6 @@ impl DeployProgress {
     }
 }
 
-/// `running: web@127.0.0.1 start 3.2s, …` for the live line.
-fn running_message(live: &Live) -> String {
-    if live.running.is_empty() {
-        return String::new();
-    }
-    let steps: Vec<String> = live
-        .running
-        .values()
-        .map(|(label, since)| {
-            format!(
-                "{} {} {:.1}s",
-                subject(label.job.as_deref(), label.worker.as_deref()),
-                label.action,
-                since.elapsed().as_secs_f64()
-            )
-        })
-        .collect();
-    crate::terminal::visible(&format!("running: {}", steps.join(", "))).into_owned()
-}
-
-/// Prints a line to stdout; a closed stdout (`| head`) is not the deploy's problem.
-fn print_line(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
 /// A [`StepJournal`] that shows every committed batch of events to a [`DeployProgress`].
 pub struct Reported<'a, J: StepJournal> {
     pub journal: &'a J,
@@ -482,6 +380,7 @@ impl<J: StepJournal> StepJournal for Reported<'_, J> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::StepLabel;
 
     fn row(job: &str, worker: &str, action: &str, status: StepStatus, seconds: f64) -> RecapRow {
         RecapRow {

@@ -184,11 +184,20 @@ pub enum HookError {
 /// Where hook activity is recorded: one committed transaction per call.
 pub trait HookJournal: Sync {
     fn record(&self, events: &[Event]) -> Result<(), String>;
+
+    /// Shows a line of hook output (already escaped) on stderr.
+    fn echo(&self, line: &str) {
+        eprintln!("{line}");
+    }
 }
 
 impl HookJournal for SharedRun {
     fn record(&self, events: &[Event]) -> Result<(), String> {
         SharedRun::record(self, events).map_err(|e| e.to_string())
+    }
+
+    fn echo(&self, line: &str) {
+        SharedRun::echo(self, line);
     }
 }
 

@@ -410,11 +410,11 @@ impl<J: HookJournal + ?Sized> Activity<'_, J> {
     fn line(&self, worker: &str, stream: Stream, line: String) {
         if self.echo {
             let marker = if stream == Stream::Stderr { '!' } else { '|' };
-            eprintln!(
+            self.journal.echo(&format!(
                 "{}@{worker} {marker} {}",
                 self.job,
                 crate::terminal::visible(&line)
-            );
+            ));
         }
         self.record(Event::CommandOutput(CommandOutput {
             worker: worker.to_string(),

@@ -4,10 +4,10 @@
 //! `bucket.conf`, `bucket.jobs[.<selector>].conf`, and each `jobs/<job>/` directory with its
 //! `manifest.json`, `vars.toml`, `_modules/` scripts and other files — and every rule that
 //! can be checked from those files alone, including the cross-job command demands and the
-//! `deployment_seq` they imply. It reads files and nothing else: it never touches the
-//! database, never contacts workers, never prints, and never stops at the first mistake —
-//! [`load`] returns every problem it finds, each naming the file, the place inside it, and
-//! what to change.
+//! `deployment_seq` they imply. It reads files and nothing else (the one writer is
+//! [`create_job`], the scaffold of `maand job create`): it never touches the database, never
+//! contacts workers, never prints, and never stops at the first mistake — [`load`] returns
+//! every problem it finds, each naming the file, the place inside it, and what to change.
 //!
 //! Placement (label matching), worker capacity sums, port number assignment and
 //! `min_allocations_count` depend on the catalog and are decided by the build step, which
@@ -22,10 +22,13 @@ mod json_reader;
 mod manifest;
 mod names;
 mod ports;
+mod scaffold;
 mod units;
 mod vars;
 mod version;
 mod workers;
+
+pub use scaffold::create_job;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
