@@ -55,8 +55,11 @@ pub fn step_command(
     }
     let seconds = limit.as_secs().max(1);
     let runner = format!("{}/bin/runner.py", bucket_dir_on_worker(bucket_id));
+    // `-S`: the runner needs nothing from site-packages, and skipping them is a good part of
+    // the interpreter's start, paid on every lifecycle step.
     let words = [
         "python3".to_string(),
+        "-S".into(),
         runner,
         "step".into(),
         step.deploy_id.clone(),
@@ -124,6 +127,7 @@ mod tests {
             command.argv(),
             [
                 "python3",
+                "-S",
                 "/opt/worker/b1/bin/runner.py",
                 "step",
                 "0f9e-77",
@@ -215,6 +219,36 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&left.stdout), "");
+    }
+
+    #[test]
+    fn a_service_the_step_leaves_running_does_not_hold_the_step_open() {
+        let root = runner_root();
+        let started = std::time::Instant::now();
+        let out = run_step(
+            root.path(),
+            "2.0",
+            "30",
+            "sleep 7305 >/dev/null 2>&1 & echo started",
+        );
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "started\n");
+        assert!(started.elapsed() < Duration::from_secs(20), "held open");
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", "sleep 7305"])
+            .status();
+    }
+
+    #[test]
+    fn a_program_that_cannot_start_ends_the_step_with_127_and_says_why() {
+        let root = runner_root();
+        let out = std::process::Command::new("python3")
+            .arg(root.path().join("bin/runner.py"))
+            .args(["step", "d1", "3.0", "30", "--", "/nonexistent/program"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(127));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot start /nonexistent/program"));
     }
 
     #[test]

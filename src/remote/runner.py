@@ -19,22 +19,34 @@ KEY starts nothing: it replays the output of a finished step, or follows a runni
 first step of a new DEPLOY removes the receipts of earlier deploys.
 Exit codes: the program's; 124 when the limit stopped it; 125 when the supervisor vanished
 without a receipt (the worker rebooted); 2 on bad input.
+
+Every lifecycle step of a deploy starts this file once, so `step` imports only modules built
+into the interpreter (maand runs it with `python3 -S`); the rest is imported where it is used.
 """
 
-import hashlib
-import json
 import os
-import re
 import select
-import shutil
 import signal
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 
 LIFECYCLE_TARGETS = {"start", "restart", "reload"}
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+FIRST_NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+NAME_CHARACTERS = FIRST_NAME_CHARACTERS | frozenset("_.-")
+
+
+def safe_name(name):
+    """A job, target, deploy or step name: [A-Za-z0-9][A-Za-z0-9_.-]*, never with `..`."""
+    return (
+        bool(name)
+        and name[0] in FIRST_NAME_CHARACTERS
+        and all(character in NAME_CHARACTERS for character in name)
+        and ".." not in name
+    )
+
+
+def utc_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
 def say(message, stream=sys.stdout):
@@ -56,11 +68,24 @@ def write_atomically(path, data):
     os.replace(temporary, path)
 
 
-def read_json(path):
+def receipt_exit_code(path):
+    """The exit code a receipt records, or None while there is no (readable) receipt."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
+            text = handle.read()
+    except OSError:
+        return None
+    marker = '"exit_code": '
+    at = text.find(marker)
+    if at >= 0:
+        digits = text[at + len(marker):].split(",", 1)[0].split("}", 1)[0].strip()
+        if digits.lstrip("-").isdigit():
+            return int(digits)
+    import json  # a receipt written in another layout: rare, so parsed the slow way
+
+    try:
+        return int(json.loads(text)["exit_code"])
+    except (ValueError, KeyError, TypeError):
         return None
 
 
@@ -75,6 +100,8 @@ def alive(pid):
 
 
 def output_digest(base):
+    import hashlib
+
     digest = hashlib.sha256()
     for suffix in (".out", ".err"):
         try:
@@ -94,50 +121,59 @@ def supervise(base, deploy, key, limit, program):
         os.dup2(null, descriptor)
     write_atomically(base + ".pid", str(os.getpid()).encode())
     timed_out = False
-    with open(base + ".out", "ab") as out, open(base + ".err", "ab") as err:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    out = os.open(base + ".out", flags, 0o644)
+    err = os.open(base + ".err", flags, 0o644)
+    # Descriptors Python opens are closed on exec; only 0, 1 and 2 reach the program (never
+    # the pipe the follower waits on).
+    child = os.fork()
+    if child == 0:
         try:
-            child = subprocess.Popen(
-                program, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
-            )
+            os.setsid()
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            os.execvp(program[0], program)
         except OSError as error:
-            err.write(f"runner: cannot start {program[0]}: {error}\n".encode())
-            code = 127
-        else:
-            # A blocking wait with an alarm for the limit: the end of the step is seen the
-            # moment it happens, not at the next look of a polling wait.
-            expired = []
+            os.write(2, f"runner: cannot start {program[0]}: {error}\n".encode())
+        os._exit(127)
+    # A blocking wait with an alarm for the limit: the end of the step is seen the moment it
+    # happens, not at the next look of a polling wait.
+    expired = []
 
-            def expire(_signum, _frame):
-                expired.append(True)
-                try:
-                    os.killpg(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+    def expire(_signum, _frame):
+        expired.append(True)
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
-            signal.signal(signal.SIGALRM, expire)
-            signal.alarm(limit)
-            code = child.wait()
-            signal.alarm(0)
-            if expired and code == -signal.SIGKILL:
-                timed_out = True
-                code = TIMED_OUT
-                err.write(f"runner: timed out after {limit} s\n".encode())
-    receipt = {
-        "deploy": deploy,
-        "step": key,
-        "exit_code": code,
-        "timed_out": timed_out,
-        "ended_at": datetime.now(timezone.utc).isoformat(),
-        "output_sha256": output_digest(base),
-    }
-    write_atomically(base + ".receipt", json.dumps(receipt).encode() + b"\n")
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(limit)
+    _, status = os.waitpid(child, 0)
+    signal.alarm(0)
+    code = os.waitstatus_to_exitcode(status)
+    if expired and code == -signal.SIGKILL:
+        timed_out = True
+        code = TIMED_OUT
+        os.write(err, f"runner: timed out after {limit} s\n".encode())
+    os.close(out)
+    os.close(err)
+    # Every value is a number, a boolean or a checked name, so the JSON is written by hand
+    # (importing json costs more than the rest of a step's bookkeeping).
+    receipt = (
+        f'{{"deploy": "{deploy}", "step": "{key}", "exit_code": {code}, '
+        f'"timed_out": {"true" if timed_out else "false"}, "ended_at": "{utc_now()}", '
+        f'"output_sha256": "{output_digest(base)}"}}\n'
+    )
+    write_atomically(base + ".receipt", receipt.encode())
     os._exit(0)
 
 
 def claim(base):
     """Marks the step as started; False when it already was."""
     marker = f"{base}.claim.{os.getpid()}"
-    write_atomically(marker, datetime.now(timezone.utc).isoformat().encode())
+    write_atomically(marker, utc_now().encode())
     try:
         os.link(marker, base + ".started")
         return True
@@ -181,7 +217,7 @@ def step(argv):
         return 2
     deploy, key, limit_text, program = argv[1], argv[2], argv[3], argv[5:]
     for name in (deploy, key):
-        if not NAME.fullmatch(name) or ".." in name:
+        if not safe_name(name):
             say(f"refusing unsafe name {name!r}", sys.stderr)
             return 2
     if not limit_text.isdigit() or int(limit_text) < 1:
@@ -194,6 +230,8 @@ def step(argv):
     if not os.path.isdir(directory) and not deploy.startswith("job-"):
         # A newer deploy supersedes every earlier one (only the latest can be resumed): their
         # receipts, and those of finished `maand job` targets (job-*), are of no use any more.
+        import shutil
+
         for old in os.listdir(steps) if os.path.isdir(steps) else []:
             if old != deploy:
                 shutil.rmtree(os.path.join(steps, old), ignore_errors=True)
@@ -226,10 +264,10 @@ def step(argv):
     # Short polls: how soon the end of a step is noticed adds to every lifecycle step.
     pause = 0.005
     while True:
-        receipt = read_json(base + ".receipt")
-        if receipt is not None:
+        code = receipt_exit_code(base + ".receipt")
+        if code is not None:
             follower.pump(final=True)
-            return int(receipt["exit_code"])
+            return code
         follower.pump()
         pid_text = None
         try:
@@ -263,9 +301,12 @@ def main(argv):
     if len(argv) < 2:
         say("usage: runner.py TARGET [JOB ...]", sys.stderr)
         return 2
+    import json
+    import subprocess
+
     target, requested = argv[1], argv[2:]
     for name in [target, *requested]:
-        if not NAME.fullmatch(name) or ".." in name:
+        if not safe_name(name):
             say(f"refusing unsafe name {name!r}", sys.stderr)
             return 2
 
