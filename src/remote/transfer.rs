@@ -22,8 +22,9 @@ pub enum FilterRule {
 }
 
 /// Makes the remote directory `destination` hold the contents of the local directory
-/// `source`. Modes, times and symlinks are kept; note that the mode of `source` itself is
-/// copied onto `destination` (a 0700 source locks other users out of the target).
+/// `source`. Modes, symlinks and (unless comparing checksums) times are kept; note that the
+/// mode of `source` itself is copied onto `destination` (a 0700 source locks other users out of
+/// the target).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
     pub source: PathBuf,
@@ -34,7 +35,10 @@ pub struct Transfer {
     pub delete: bool,
     /// Compare file contents (rsync `--checksum`) instead of size and modification time.
     /// Needed when a file can change within the same second without changing size, as staged
-    /// trees do; costs one read of same-size files on both sides.
+    /// trees do; costs one read of same-size files on both sides. Times are then not copied
+    /// (`--no-times`): contents alone decide, a file that changed gets the time of its transfer
+    /// and one that did not keeps its own, so timestamps on the worker (which `make` reads) still
+    /// say what changed, and an unchanged file is not touched at all.
     pub checksum: bool,
     pub timeout: Duration,
 }
@@ -87,6 +91,7 @@ impl Session {
         }
         if transfer.checksum {
             arguments.push("--checksum".into());
+            arguments.push("--no-times".into());
         }
         if transfer.delete {
             arguments.push("--delete".into());
