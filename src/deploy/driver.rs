@@ -332,15 +332,27 @@ pub fn deploy(
         .enable_all()
         .build()
         .map_err(|e| DeployError::Other(e.to_string()))?;
-    let ops = std::sync::Arc::new(FleetOps::new(
-        bucket.clone(),
-        fleet,
-        run.clone(),
-        prepared.bucket_id.clone(),
-        bucket.tmp_dir().join("workers"),
-        request.echo,
-        step_limit,
-    ));
+    // Workers holding an allocation this bucket's deploys copied before (not one adopted from
+    // the Go maand) have shown their tools work.
+    let proven: BTreeSet<String> = prepared
+        .input
+        .allocations
+        .iter()
+        .filter(|a| a.deployed.as_ref().is_some_and(|d| !d.adopted))
+        .map(|a| a.worker.clone())
+        .collect();
+    let ops = std::sync::Arc::new(
+        FleetOps::new(
+            bucket.clone(),
+            fleet,
+            run.clone(),
+            prepared.bucket_id.clone(),
+            bucket.tmp_dir().join("workers"),
+            request.echo,
+            step_limit,
+        )
+        .trusting_tools_of(proven),
+    );
     // Connecting is the slowest part of a deploy: start every worker's master and tool check
     // now, and write the staged trees while the handshakes run.
     let to_ship: BTreeSet<String> = steps

@@ -50,6 +50,9 @@ pub struct FleetOps {
     pub echo: bool,
     /// How long a lifecycle target may run on a worker (`step_time_limit` in maand.conf).
     pub step_limit: Duration,
+    /// Workers an earlier deploy of this bucket already copied to: their tools are not
+    /// checked again (see [`FleetOps::trusting_tools_of`]).
+    pub proven: std::collections::BTreeSet<String>,
 }
 
 /// The phase under which the commands of a deploy step with `action` are journaled: copies
@@ -93,13 +96,25 @@ impl FleetOps {
             staging_root,
             echo,
             step_limit,
+            proven: Default::default(),
         }
+    }
+
+    /// Skips the tool check on `workers`: an earlier deploy copied this bucket there through
+    /// `sudo rsync` and ran the runner, so the check's round trip (and its `sudo`) would only
+    /// repeat what is known. A tool removed since shows as the failing step's own error.
+    pub fn trusting_tools_of(mut self, workers: std::collections::BTreeSet<String>) -> FleetOps {
+        self.proven = workers;
+        self
     }
 
     /// Checks the worker's tools the first time this run touches it (one round trip, which also
     /// opens its master); later calls return the remembered answer. Each worker goes on as soon
     /// as it is ready, without waiting for the others.
     async fn ready(&self, worker: &str) -> Result<(), StepError> {
+        if self.proven.contains(worker) {
+            return Ok(());
+        }
         let cell = {
             let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
             ready.entry(worker.to_string()).or_default().clone()
@@ -129,7 +144,11 @@ impl FleetOps {
 
     /// Opens the worker's master and checks its tools ahead of its first step.
     pub async fn warm_up(&self, worker: &str) {
-        let _ = self.ready(worker).await;
+        if self.proven.contains(worker) {
+            let _ = self.fleet.session(worker).await;
+        } else {
+            let _ = self.ready(worker).await;
+        }
     }
 
     async fn run_command(
