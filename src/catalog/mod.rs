@@ -13,7 +13,9 @@ mod replay;
 pub mod tables;
 
 pub use project::{job_record_hash, KV_VERSIONS_KEPT, PROJECTION_TABLES};
-pub use replay::{catalog_at, diff_with_replay, rebuild, RebuildReport, TableDiff};
+pub use replay::{
+    catalog_at, diff_with_replay, projection_dump, rebuild, RebuildReport, TableDiff,
+};
 
 use crate::events::{Event, EventCodecError};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
