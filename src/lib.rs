@@ -20,6 +20,7 @@ pub mod logs;
 pub mod prometheus;
 pub mod remote;
 pub mod run;
+pub mod shared_journal;
 pub mod templates;
 pub mod terminal;
 pub mod worker_facts;

@@ -128,7 +128,8 @@ fn golden_journals_verify_and_replay_to_their_committed_projections() {
             .map(str::to_string)
             .collect();
         if replayed != committed {
-            let diff = similar::TextDiff::from_lines(&committed.join("\n"), &replayed.join("\n"))
+            let (committed, replayed) = (committed.join("\n"), replayed.join("\n"));
+            let diff = similar::TextDiff::from_lines(committed.as_str(), replayed.as_str())
                 .unified_diff()
                 .header("committed", "replayed")
                 .to_string();

@@ -7,5 +7,6 @@
 pub mod bucket;
 pub mod cluster;
 pub mod go_bucket;
+pub mod postgres;
 pub mod pty;
 pub mod remote;

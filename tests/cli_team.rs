@@ -1,0 +1,457 @@
+//! A team shares one bucket: two bucket directories play two operators on one shared journal
+//! kept by a real, throwaway PostgreSQL cluster (tests/support/postgres.rs). Each test starts
+//! its own cluster on a free loopback port.
+
+mod support;
+
+use maand::catalog;
+use maand::shared_journal::{Holder, JournalUrl, SharedJournal, SharedJournalError};
+use rusqlite::Connection;
+use std::path::Path;
+use std::process::Output;
+use support::bucket::{run_maand, run_maand_ok};
+use support::postgres::Postgres;
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The workspace of a small bucket: `workers` (hosts on 127.9.0.x, never contacted by build)
+/// all carrying the label `web`, and the job `web`.
+fn write_workspace(root: &Path, workers: &[&str]) {
+    let list: Vec<String> = workers
+        .iter()
+        .map(|host| format!(r#"{{"host": "{host}", "labels": ["web"]}}"#))
+        .collect();
+    write(
+        root,
+        "workspace/workers.json",
+        &format!("[{}]", list.join(",")),
+    );
+    write(
+        root,
+        "workspace/jobs/web/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["web"], "resources": {"ports": {"web_port": {}}}}"#,
+    );
+    write(
+        root,
+        "workspace/jobs/web/Makefile",
+        "start:\n\t@echo start\n",
+    );
+}
+
+/// Copies what operators share out of band: the secrets directory.
+fn share_secrets(from: &Path, to: &Path) {
+    for name in ["kv.key", "ca.crt", "ca.key"] {
+        let target = to.join("secrets").join(name);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from.join("secrets").join(name), &target).unwrap();
+    }
+}
+
+fn bucket_id(bucket: &Path) -> String {
+    let info: serde_json::Value =
+        serde_json::from_str(&run_maand_ok(bucket, &["info", "--json"])).unwrap();
+    info["bucket_id"].as_str().unwrap().to_string()
+}
+
+fn cache(bucket: &Path) -> Connection {
+    Connection::open(bucket.join("data/maand.db")).unwrap()
+}
+
+fn journal_rows(bucket: &Path) -> Vec<journal::StoredEvent> {
+    let conn = cache(bucket);
+    journal::events_from(&conn, 0)
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn journal_head(bucket: &Path) -> u64 {
+    journal::head(&cache(bucket)).unwrap()
+}
+
+fn projections(bucket: &Path) -> Vec<String> {
+    catalog::projection_dump(&cache(bucket)).unwrap()
+}
+
+/// Operator A creates a shared bucket in `a`; operator B joins it in `b` (with A's secrets).
+fn two_operators(pg: &Postgres) -> (tempfile::TempDir, tempfile::TempDir, String) {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run_maand_ok(a.path(), &["init", "--journal", &pg.url()]);
+    let id = bucket_id(a.path());
+    share_secrets(a.path(), b.path());
+    let joined = run_maand_ok(b.path(), &["init", "--join", &pg.url(), &id]);
+    assert!(joined.contains(&format!("joined bucket {id}")), "{joined}");
+    (a, b, id)
+}
+
+#[test]
+fn what_one_operator_builds_the_other_sees_and_interleaved_builds_converge() {
+    let pg = Postgres::start();
+    let (a, b, _) = two_operators(&pg);
+    write_workspace(a.path(), &["127.9.0.1"]);
+    run_maand_ok(a.path(), &["build"]);
+
+    let workers = run_maand_ok(b.path(), &["cat", "workers"]);
+    assert!(workers.contains("127.9.0.1"), "{workers}");
+
+    write_workspace(b.path(), &["127.9.0.1", "127.9.0.2"]);
+    run_maand_ok(b.path(), &["build"]);
+    run_maand_ok(a.path(), &["build"]);
+    run_maand_ok(b.path(), &["build"]);
+    // A's workspace has one worker again: its build removes B's second one.
+    run_maand_ok(a.path(), &["build"]);
+    let workers = run_maand_ok(b.path(), &["cat", "workers"]);
+    assert!(!workers.contains("127.9.0.2"), "{workers}");
+
+    for operator in [a.path(), b.path()] {
+        let verify = run_maand_ok(operator, &["journal", "verify"]);
+        assert!(
+            verify.contains("projections equal a replay from event 1"),
+            "{verify}"
+        );
+    }
+    assert_eq!(journal_rows(a.path()), journal_rows(b.path()));
+    assert_eq!(projections(a.path()), projections(b.path()));
+}
+
+#[test]
+fn a_command_of_a_second_operator_is_refused_naming_the_holder_of_the_lock() {
+    let pg = Postgres::start();
+    let (_a, b, id) = two_operators(&pg);
+    let url = JournalUrl::parse(&pg.url()).unwrap();
+    let holder = SharedJournal::connect(&url, &id).unwrap();
+    holder
+        .lock(&Holder {
+            host: "host-a".into(),
+            user: "alice".into(),
+            pid: 4242,
+            command: "maand deploy".into(),
+            started: "2026-01-01T00:00:00.000Z".into(),
+        })
+        .unwrap();
+    let head = journal_head(b.path());
+    write_workspace(b.path(), &["127.9.0.1"]);
+    let out = run_maand(b.path(), &["build"]);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains("maand deploy")
+            && text.contains("alice")
+            && text.contains("host-a")
+            && text.contains("pid 4242"),
+        "{text}"
+    );
+    assert_eq!(
+        journal_head(b.path()),
+        head,
+        "a refused command records nothing"
+    );
+    drop(holder);
+    run_maand_ok(b.path(), &["build"]);
+}
+
+#[test]
+fn killing_the_holder_with_sigkill_releases_the_lock_and_its_run_is_closed_as_abandoned() {
+    use std::os::unix::process::CommandExt;
+    let pg = Postgres::start();
+    let (a, b, _) = two_operators(&pg);
+    write_workspace(a.path(), &["127.9.0.1"]);
+    let started = a.path().join("hook-started");
+    write(
+        a.path(),
+        "workspace/jobs/web/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["web"], "commands": {"command_wait": {"executed_on": ["post_build"]}}}"#,
+    );
+    write(
+        a.path(),
+        "workspace/jobs/web/_modules/command_wait.py",
+        &format!(
+            "import time\nopen({:?}, 'w').close()\ntime.sleep(120)\n",
+            started.display().to_string()
+        ),
+    );
+    let mut holder = std::process::Command::new(support::bucket::maand_binary())
+        .arg("build")
+        .current_dir(a.path())
+        .env_remove("MAAND_BUCKET")
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the post_build hook never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    write_workspace(b.path(), &["127.9.0.1"]);
+    let refused = run_maand(b.path(), &["build"]);
+    assert!(!refused.status.success());
+    let text = stderr(&refused);
+    assert!(
+        text.contains("maand build") && text.contains(&format!("pid {}", holder.id())),
+        "{text}"
+    );
+
+    // SAFETY: kill(2) on the process group this test spawned.
+    unsafe { libc::kill(-(holder.id() as i32), libc::SIGKILL) };
+    holder.wait().unwrap();
+    run_maand_ok(b.path(), &["build"]);
+    let outcomes = run_maand_ok(
+        b.path(),
+        &[
+            "logs",
+            "show",
+            "--event",
+            "run_abandoned",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(outcomes.contains("run_abandoned"), "{outcomes}");
+    // A catches up with B's work when it comes back.
+    run_maand_ok(a.path(), &["info"]);
+    assert_eq!(journal_rows(a.path()), journal_rows(b.path()));
+}
+
+#[test]
+fn with_postgresql_down_changes_fail_before_anything_and_reads_answer_from_the_cache() {
+    let pg = Postgres::start();
+    let (a, b, _) = two_operators(&pg);
+    write_workspace(a.path(), &["127.9.0.1"]);
+    run_maand_ok(a.path(), &["build"]);
+    run_maand_ok(b.path(), &["cat", "workers"]);
+    pg.stop_immediately();
+
+    let head = journal_head(b.path());
+    write_workspace(b.path(), &["127.9.0.1", "127.9.0.2"]);
+    let out = run_maand(b.path(), &["build"]);
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains("cannot reach the shared journal") && text.contains(&pg.url()),
+        "{text}"
+    );
+    assert_eq!(journal_head(b.path()), head, "nothing was recorded");
+
+    let read = run_maand(b.path(), &["cat", "workers"]);
+    assert!(read.status.success(), "{}", stderr(&read));
+    assert!(String::from_utf8_lossy(&read.stdout).contains("127.9.0.1"));
+    let warning = stderr(&read);
+    assert!(
+        warning.contains("answering from the local cache") && warning.contains("last caught up"),
+        "{warning}"
+    );
+
+    pg.restart();
+    run_maand_ok(b.path(), &["build"]);
+    run_maand_ok(a.path(), &["info"]);
+    assert_eq!(projections(a.path()), projections(b.path()));
+}
+
+#[test]
+fn a_local_bucket_pushed_to_postgresql_can_be_joined_and_keeps_its_history() {
+    let pg = Postgres::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run_maand_ok(a.path(), &["init"]);
+    write_workspace(a.path(), &["127.9.0.1"]);
+    run_maand_ok(a.path(), &["build"]);
+    let before = journal_rows(a.path());
+    let id = bucket_id(a.path());
+
+    let pushed = run_maand_ok(a.path(), &["journal", "push", &pg.url()]);
+    assert!(
+        pushed.contains(&format!("init --join {} {id}", pg.url())),
+        "{pushed}"
+    );
+    let conf = std::fs::read_to_string(a.path().join("maand.conf")).unwrap();
+    assert!(conf.contains("journal_url") && conf.contains(&id), "{conf}");
+    let again = run_maand(a.path(), &["journal", "push", &pg.url()]);
+    assert!(
+        stderr(&again).contains("already names a shared journal"),
+        "{}",
+        stderr(&again)
+    );
+
+    share_secrets(a.path(), b.path());
+    run_maand_ok(b.path(), &["init", "--join", &pg.url(), &id]);
+    let after = journal_rows(b.path());
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "history is kept row for row"
+    );
+    assert_eq!(projections(a.path()), projections(b.path()));
+    assert!(run_maand_ok(b.path(), &["journal", "verify"]).contains("projections equal"));
+}
+
+#[test]
+fn joining_an_unknown_bucket_or_passing_a_password_in_the_url_is_refused_clearly() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_maand(dir.path(), &["init", "--join", &pg.url(), "no-such-bucket"]);
+    assert!(
+        stderr(&out).contains("holds no bucket no-such-bucket"),
+        "{}",
+        stderr(&out)
+    );
+    let with_password = pg.url().replace("maand@", "maand:hunter2@");
+    let out = run_maand(dir.path(), &["init", "--journal", &with_password]);
+    let text = stderr(&out);
+    assert!(
+        !out.status.success() && text.contains("PGPASSWORD"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!dir.path().join("data/maand.db").exists());
+}
+
+/// A migrated, empty catalog database standing for one operator's cache.
+fn library_cache(dir: &Path) -> (maand::bucket::Bucket, Connection) {
+    let bucket = maand::bucket::Bucket::at(dir);
+    std::fs::create_dir_all(bucket.data_dir()).unwrap();
+    let mut conn = maand::bucket::open(&bucket.db_path()).unwrap();
+    maand::bucket::migrate(&mut conn, &bucket.db_path()).unwrap();
+    (bucket, conn)
+}
+
+fn kv_event(key: &str, value: &str) -> maand::events::Event {
+    use maand::events::{Event, KvChange, KvChanged, KvValue};
+    Event::KvChanged(KvChanged {
+        namespace: "vars/bucket".into(),
+        changes: vec![KvChange::Put {
+            key: key.into(),
+            value: KvValue::Plain(value.into()),
+        }],
+    })
+}
+
+#[test]
+fn an_append_decided_on_a_stale_cache_is_refused_as_a_lost_race_and_stores_nothing() {
+    let pg = Postgres::start();
+    let url = JournalUrl::parse(&pg.url()).unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ((bucket_a, mut cache_a), (bucket_b, mut cache_b)) =
+        (library_cache(dir_a.path()), library_cache(dir_b.path()));
+    // Two sessions without the bucket lock: only the head check stands between them.
+    let (a, b) = (
+        SharedJournal::connect(&url, "race").unwrap(),
+        SharedJournal::connect(&url, "race").unwrap(),
+    );
+    a.record(
+        &mut cache_a,
+        &bucket_a,
+        "run-a",
+        1,
+        &[kv_event("k", "a")],
+        &[],
+    )
+    .unwrap();
+    let lost = b
+        .record(
+            &mut cache_b,
+            &bucket_b,
+            "run-b",
+            2,
+            &[kv_event("k", "b")],
+            &[],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(lost, SharedJournalError::LostRace { seq: 1, .. }),
+        "{lost}"
+    );
+    assert!(lost.to_string().contains("decides anew"), "{lost}");
+    assert_eq!(
+        journal::head(&cache_b).unwrap(),
+        0,
+        "the loser's cache is untouched"
+    );
+    // Re-read, re-decide: after pulling A's event, B's append lands after it.
+    b.pull(&mut cache_b, &bucket_b).unwrap();
+    b.record(
+        &mut cache_b,
+        &bucket_b,
+        "run-b",
+        2,
+        &[kv_event("k", "b")],
+        &[],
+    )
+    .unwrap();
+    a.pull(&mut cache_a, &bucket_a).unwrap();
+    assert_eq!(
+        catalog::projection_dump(&cache_a).unwrap(),
+        catalog::projection_dump(&cache_b).unwrap()
+    );
+    assert_eq!(journal::head(&cache_a).unwrap(), 2);
+}
+
+#[test]
+fn a_cache_of_another_history_is_refused_instead_of_merged() {
+    let pg = Postgres::start();
+    let url = JournalUrl::parse(&pg.url()).unwrap();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ((bucket_a, mut cache_a), (bucket_b, mut cache_b)) =
+        (library_cache(dir_a.path()), library_cache(dir_b.path()));
+    let shared = SharedJournal::connect(&url, "history").unwrap();
+    shared
+        .record(
+            &mut cache_a,
+            &bucket_a,
+            "run-a",
+            1,
+            &[kv_event("k", "a")],
+            &[],
+        )
+        .unwrap();
+    // B's cache holds a different first event, written without the shared journal.
+    catalog::commit(&mut cache_b, "run-b", 1, &[kv_event("k", "b")], &[]).unwrap();
+    let refused = shared.pull(&mut cache_b, &bucket_b).unwrap_err();
+    assert!(
+        matches!(refused, SharedJournalError::NotThisHistory { seq: 1, .. }),
+        "{refused}"
+    );
+    let refused = shared
+        .record(
+            &mut cache_b,
+            &bucket_b,
+            "run-b",
+            2,
+            &[kv_event("k", "c")],
+            &[],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(refused, SharedJournalError::NotThisHistory { .. }),
+        "{refused}"
+    );
+}
+
+#[test]
+fn the_shared_journal_refuses_updates_and_deletes_of_events() {
+    let pg = Postgres::start();
+    let (a, _b, id) = two_operators(&pg);
+    drop(a);
+    let mut client = pg.client();
+    for statement in [
+        "UPDATE maand_journal SET kind = 'x' WHERE bucket = $1",
+        "DELETE FROM maand_journal WHERE bucket = $1",
+    ] {
+        let err = client.execute(statement, &[&id]).unwrap_err();
+        assert!(
+            err.to_string().contains("append-only") || format!("{err:?}").contains("append-only"),
+            "{err:?}"
+        );
+    }
+}
