@@ -455,3 +455,195 @@ fn the_shared_journal_refuses_updates_and_deletes_of_events() {
         );
     }
 }
+
+/// Appends `<target> <CURRENT_VERSION>-><NEW_VERSION>` to data/events on the worker for every
+/// lifecycle target; `restart` sleeps 3 s in the middle, long enough to kill something.
+const COUNTING_MAKEFILE: &str = "\
+.PHONY: start stop restart reload
+start:
+\t@mkdir -p data && echo \"start $(CURRENT_VERSION)->$(NEW_VERSION)\" >> data/events
+stop:
+\t@mkdir -p data && echo stop >> data/events
+restart:
+\t@mkdir -p data && echo \"restart-begin $(CURRENT_VERSION)->$(NEW_VERSION)\" >> data/events
+\t@sleep 3
+\t@echo restart-end >> data/events
+reload:
+\t@mkdir -p data && echo reload >> data/events
+";
+
+/// Operator A's bucket on one testbed worker, built with the job `app` at version 1.0.0 and
+/// pushed to the shared journal; operator B joined with A's secrets (worker key and host keys
+/// included).
+fn team_on_a_worker(
+    cluster: &support::cluster::Cluster,
+    pg: &Postgres,
+) -> (support::bucket::TestBucket, tempfile::TempDir) {
+    let a = support::bucket::TestBucket::new(cluster, &[&["w"]]);
+    a.write(
+        "workspace/jobs/app/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["w"]}"#,
+    );
+    a.write("workspace/jobs/app/Makefile", COUNTING_MAKEFILE);
+    a.maand_ok(&["build"]);
+    a.maand_ok(&["journal", "push", &pg.url()]);
+    let b = tempfile::tempdir().unwrap();
+    share_secrets(a.path(), b.path());
+    for file in ["worker.key", "known_hosts"] {
+        let target = b.path().join("secrets").join(file);
+        std::fs::copy(a.path().join("secrets").join(file), &target).unwrap();
+    }
+    run_maand_ok(b.path(), &["init", "--join", &pg.url(), &a.bucket_id]);
+    support::bucket::close_masters_at_exit(b.path());
+    (a, b)
+}
+
+fn worker_events(
+    cluster: &support::cluster::Cluster,
+    a: &support::bucket::TestBucket,
+    host: &str,
+) -> Vec<String> {
+    let out = cluster.ssh(
+        host,
+        &format!("cat {}/jobs/app/data/events 2>/dev/null", a.remote_dir()),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn spawn_deploy(bucket: &Path) -> std::process::Child {
+    std::process::Command::new(support::bucket::maand_binary())
+        .arg("deploy")
+        .current_dir(bucket)
+        .env_remove("MAAND_BUCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_restart_begin(
+    cluster: &support::cluster::Cluster,
+    a: &support::bucket::TestBucket,
+    host: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !worker_events(cluster, a, host)
+        .iter()
+        .any(|line| line.starts_with("restart-begin"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restart never began"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn b_deploys_what_a_built_and_a_resumes_b_s_killed_deploy_without_repeating_a_step() {
+    let cluster = support::cluster::Cluster::start(1);
+    let host = cluster.hosts()[0].clone();
+    let pg = Postgres::start();
+    let (a, b) = team_on_a_worker(&cluster, &pg);
+    run_maand_ok(b.path(), &["deploy"]);
+    assert_eq!(worker_events(&cluster, &a, &host), ["start 0.0.0->1.0.0"]);
+
+    a.write(
+        "workspace/jobs/app/manifest.json",
+        r#"{"version": "1.1.0", "selectors": ["w"]}"#,
+    );
+    a.maand_ok(&["build"]);
+    let mut deploy = spawn_deploy(b.path());
+    wait_for_restart_begin(&cluster, &a, &host);
+    // While B deploys, A is refused and told who holds the bucket.
+    let refused = a.maand(&["deploy", "--resume"]);
+    assert!(
+        stderr(&refused).contains("maand deploy") && stderr(&refused).contains("locked"),
+        "{}",
+        stderr(&refused)
+    );
+    deploy.kill().unwrap();
+    deploy.wait().unwrap();
+
+    let resumed = a.maand_ok(&["deploy", "--resume"]);
+    assert!(!resumed.is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !worker_events(&cluster, &a, &host).contains(&"restart-end".to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restart never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        worker_events(&cluster, &a, &host),
+        [
+            "start 0.0.0->1.0.0",
+            "restart-begin 1.0.0->1.1.0",
+            "restart-end"
+        ]
+    );
+    assert_eq!(
+        a.sql("SELECT status FROM deploy_steps WHERE kind LIKE '%restart%'"),
+        "succeeded"
+    );
+    run_maand_ok(b.path(), &["info"]);
+    assert_eq!(journal_rows(a.path()), journal_rows(b.path()));
+    for operator in [a.path(), b.path()] {
+        assert!(run_maand_ok(operator, &["journal", "verify"]).contains("projections equal"));
+    }
+}
+
+#[test]
+fn postgresql_lost_mid_deploy_stops_the_deploy_and_resume_finishes_it_once() {
+    let cluster = support::cluster::Cluster::start(1);
+    let host = cluster.hosts()[0].clone();
+    let pg = Postgres::start();
+    let (a, b) = team_on_a_worker(&cluster, &pg);
+    run_maand_ok(b.path(), &["deploy"]);
+    a.write(
+        "workspace/jobs/app/manifest.json",
+        r#"{"version": "1.1.0", "selectors": ["w"]}"#,
+    );
+    a.maand_ok(&["build"]);
+
+    let deploy = spawn_deploy(b.path());
+    wait_for_restart_begin(&cluster, &a, &host);
+    pg.stop_immediately();
+    let out = deploy.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the deploy cannot finish without its journal"
+    );
+    let text = stderr(&out);
+    assert!(
+        text.contains("connection to the shared journal") && text.contains("--resume"),
+        "{text}"
+    );
+
+    pg.restart();
+    run_maand_ok(b.path(), &["deploy", "--resume"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !worker_events(&cluster, &a, &host).contains(&"restart-end".to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restart never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        worker_events(&cluster, &a, &host),
+        [
+            "start 0.0.0->1.0.0",
+            "restart-begin 1.0.0->1.1.0",
+            "restart-end"
+        ]
+    );
+    run_maand_ok(a.path(), &["info"]);
+    assert_eq!(journal_rows(a.path()), journal_rows(b.path()));
+    assert!(run_maand_ok(a.path(), &["journal", "verify"]).contains("projections equal"));
+}

@@ -46,8 +46,8 @@ pub enum SharedJournalError {
         #[source]
         source: postgres::Error,
     },
-    #[error("the connection to the shared journal at {url} was lost; the server released the bucket lock with it, so nothing more was recorded. Run the command again once PostgreSQL is back (an interrupted deploy: `maand deploy --resume`)")]
-    SessionEnded { url: String },
+    #[error("the connection to the shared journal at {url} was lost ({reason}); the server released the bucket lock with it, so this command recorded nothing more and stopped. Run it again once PostgreSQL is back (an interrupted deploy: `maand deploy --resume`, from any operator's host)")]
+    ConnectionLost { url: String, reason: String },
     #[error("starting the shared journal connection: {0}")]
     Thread(String),
     #[error("bucket {bucket} is locked in the shared journal at {url} by {holder}; wait for it to finish (the server releases the lock when that process ends, even if it is killed)")]
@@ -440,10 +440,22 @@ fn holds_link(
     })
 }
 
+/// Maps a PostgreSQL error: a dropped connection (server stopped, network gone) is
+/// [`SharedJournalError::ConnectionLost`], anything else [`SharedJournalError::Database`].
 fn database_error(url: &str) -> impl Fn(postgres::Error) -> SharedJournalError + '_ {
-    move |source| SharedJournalError::Database {
-        url: url.to_string(),
-        source,
+    move |source| {
+        let io = std::error::Error::source(&source)
+            .is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some());
+        if source.is_closed() || io {
+            return SharedJournalError::ConnectionLost {
+                url: url.to_string(),
+                reason: source.to_string(),
+            };
+        }
+        SharedJournalError::Database {
+            url: url.to_string(),
+            source,
+        }
     }
 }
 

@@ -51,8 +51,9 @@ impl Session {
                 url: url.to_string(),
                 source,
             }),
-            Err(_) => Err(SharedJournalError::SessionEnded {
+            Err(_) => Err(SharedJournalError::ConnectionLost {
                 url: url.to_string(),
+                reason: "the connection thread ended".into(),
             }),
         }
     }
@@ -66,8 +67,9 @@ impl Session {
         &self,
         job: impl FnOnce(&mut postgres::Client) -> Result<T, SharedJournalError> + Send + 'static,
     ) -> Result<T, SharedJournalError> {
-        let ended = || SharedJournalError::SessionEnded {
+        let ended = || SharedJournalError::ConnectionLost {
             url: self.url.to_string(),
+            reason: "the connection thread ended".into(),
         };
         let (answer, result) = mpsc::sync_channel(1);
         self.work
