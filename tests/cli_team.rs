@@ -647,3 +647,123 @@ fn postgresql_lost_mid_deploy_stops_the_deploy_and_resume_finishes_it_once() {
     assert_eq!(journal_rows(a.path()), journal_rows(b.path()));
     assert!(run_maand_ok(a.path(), &["journal", "verify"]).contains("projections equal"));
 }
+
+/// One step of an operator in the interleaving property test.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Catch up with the shared journal.
+    Pull,
+    /// Decide and record a batch of events (on a lost race: pull, decide again, record).
+    Record(Vec<maand::events::Event>),
+}
+
+fn arbitrary_event() -> impl proptest::strategy::Strategy<Value = maand::events::Event> {
+    use maand::events::{Event, KvChange, KvChanged, KvValue, WorkerRecord, WorkerRemoved};
+    use proptest::prelude::*;
+    let key = prop::sample::select(vec!["a", "b", "c"]);
+    let host = prop::sample::select(vec!["127.9.0.1", "127.9.0.2"]);
+    prop_oneof![
+        (key.clone(), "[a-z]{1,4}").prop_map(|(key, value)| kv_event(key, &value)),
+        key.prop_map(|key| Event::KvChanged(KvChanged {
+            namespace: "vars/bucket".into(),
+            changes: vec![KvChange::Delete { key: key.into() }],
+        })),
+        (host.clone(), 0u32..3).prop_map(|(host, position)| Event::WorkerUpserted(WorkerRecord {
+            host: host.into(),
+            worker_id: format!("id-{host}"),
+            hostname: None,
+            labels: vec!["web".into()],
+            memory_mb: None,
+            cpu_mhz: None,
+            tags: vec![],
+            position,
+        })),
+        host.prop_map(|host| Event::WorkerRemoved(WorkerRemoved { host: host.into() })),
+        Just(Event::KvChanged(KvChanged {
+            namespace: "vars/job/web".into(),
+            changes: vec![KvChange::Put {
+                key: "sealed".into(),
+                value: KvValue::Sealed("c2VhbGVk".into()),
+            }],
+        })),
+    ]
+}
+
+#[test]
+fn random_interleavings_of_two_operators_leave_both_caches_equal_to_a_replay_of_the_shared_journal()
+{
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let pg = Postgres::start();
+    let url = JournalUrl::parse(&pg.url()).unwrap();
+    let step = prop_oneof![
+        Just(Step::Pull),
+        prop::collection::vec(arbitrary_event(), 1..4).prop_map(Step::Record),
+    ];
+    let schedule = prop::collection::vec((any::<bool>(), step), 1..24);
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        ..Config::default()
+    });
+    runner
+        .run(&schedule, |schedule| {
+            let bucket_id = uuid::Uuid::new_v4().to_string();
+            let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+            let mut operators: Vec<_> = dirs
+                .iter()
+                .map(|dir| {
+                    let (bucket, conn) = library_cache(dir.path());
+                    (
+                        bucket,
+                        conn,
+                        SharedJournal::connect(&url, &bucket_id).unwrap(),
+                    )
+                })
+                .collect();
+            for (turn, (second, step)) in schedule.iter().enumerate() {
+                let (bucket, conn, shared) = &mut operators[usize::from(*second)];
+                match step {
+                    Step::Pull => {
+                        shared.pull(conn, bucket).unwrap();
+                    }
+                    Step::Record(events) => {
+                        let run = format!("run-{turn}");
+                        match shared.record(conn, bucket, &run, turn as i64, events, &[]) {
+                            Ok(_) => {}
+                            Err(SharedJournalError::LostRace { .. }) => {
+                                shared.pull(conn, bucket).unwrap();
+                                shared
+                                    .record(conn, bucket, &run, turn as i64, events, &[])
+                                    .unwrap();
+                            }
+                            Err(other) => panic!("{other}"),
+                        }
+                    }
+                }
+            }
+            for (bucket, conn, shared) in &mut operators {
+                shared.pull(conn, bucket).unwrap();
+            }
+            // A third cache pulls the shared journal from scratch and replays it from event 1.
+            let replay_dir = tempfile::tempdir().unwrap();
+            let (replay_bucket, mut replayed) = library_cache(replay_dir.path());
+            SharedJournal::connect(&url, &bucket_id)
+                .unwrap()
+                .pull(&mut replayed, &replay_bucket)
+                .unwrap();
+            catalog::rebuild(&mut replayed).unwrap();
+            let truth = catalog::projection_dump(&replayed).unwrap();
+            let rows = |conn: &Connection| -> Vec<journal::StoredEvent> {
+                journal::events_from(conn, 0)
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            };
+            for (_, conn, _) in &operators {
+                prop_assert_eq!(&catalog::projection_dump(conn).unwrap(), &truth);
+                prop_assert_eq!(rows(conn), rows(&replayed));
+                prop_assert!(journal::verify(conn).unwrap().is_intact());
+            }
+            Ok(())
+        })
+        .unwrap();
+}
