@@ -767,3 +767,35 @@ fn random_interleavings_of_two_operators_leave_both_caches_equal_to_a_replay_of_
         })
         .unwrap();
 }
+
+#[test]
+fn init_on_a_joined_host_without_the_team_s_keys_refuses_to_make_new_ones() {
+    let pg = Postgres::start();
+    let a = tempfile::tempdir().unwrap();
+    run_maand_ok(a.path(), &["init", "--journal", &pg.url()]);
+    let id = bucket_id(a.path());
+    let b = tempfile::tempdir().unwrap();
+    let joined = run_maand_ok(b.path(), &["init", "--join", &pg.url(), &id]);
+    assert!(
+        joined.contains("kv.key") && joined.contains("ca.key"),
+        "{joined}"
+    );
+    let head = journal_head(b.path());
+    let out = run_maand(b.path(), &["init"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("come from another operator"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!b.path().join("secrets/ca.key").exists());
+    assert_eq!(journal_head(b.path()), head);
+    share_secrets(a.path(), b.path());
+    let out = run_maand_ok(b.path(), &["init"]);
+    assert!(out.contains("up to date"), "{out}");
+    let info = run_maand_ok(b.path(), &["info"]);
+    assert!(
+        info.contains("Shared Journal") && info.contains(&pg.url()),
+        "{info}"
+    );
+}

@@ -92,6 +92,16 @@ pub fn run(bucket: &Bucket, args: &InitArgs, argv: &[String]) -> anyhow::Result<
     let mut conn = bucket::open(&db_path)?;
     let schema_before = bucket::migrate(&mut conn, &db_path)?;
 
+    if existing_id.is_some() && bucket.conf()?.journal_url.is_some() {
+        // Keys made here would differ from the team's: they come from another operator.
+        let missing = missing_team_keys(bucket);
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "this bucket's journal is shared, so its secrets come from another operator, not from `maand init`: copy {} (see docs/team.md). Nothing was changed",
+                missing.join(", ")
+            );
+        }
+    }
     let ca = ensure_ca(bucket, &bucket_id)?;
     if existing_id.is_some() && !bucket.kv_key_path().exists() {
         let sealed = read::sealed_value_count(&conn)?;
@@ -210,17 +220,11 @@ fn join_shared_bucket(bucket: &Bucket, url: &str, bucket_id: &str) -> anyhow::Re
     println!(
         "joined bucket {bucket_id}: pulled {pulled} event(s) from the shared journal at {url} into data/maand.db"
     );
-    let conf = bucket.conf()?;
-    let missing: Vec<String> = [
-        bucket.kv_key_path(),
-        bucket.ca_cert_path(),
-        bucket.ca_key_path(),
-        bucket.secrets_dir().join(&conf.ssh_key),
-    ]
-    .iter()
-    .filter(|path| !path.exists())
-    .map(|path| path.display().to_string())
-    .collect();
+    let mut missing = missing_team_keys(bucket);
+    let ssh_key = bucket.secrets_dir().join(bucket.conf()?.ssh_key);
+    if !ssh_key.exists() {
+        missing.push(ssh_key.display().to_string());
+    }
     if !missing.is_empty() {
         println!(
             "copy these from another operator of the bucket before deploying (see docs/team.md): {}",
@@ -228,6 +232,20 @@ fn join_shared_bucket(bucket: &Bucket, url: &str, bucket_id: &str) -> anyhow::Re
         );
     }
     Ok(0)
+}
+
+/// The bucket's keys that every operator of a shared bucket must hold (the same files on every
+/// host) and that are not here.
+fn missing_team_keys(bucket: &Bucket) -> Vec<String> {
+    [
+        bucket.kv_key_path(),
+        bucket.ca_cert_path(),
+        bucket.ca_key_path(),
+    ]
+    .iter()
+    .filter(|path| !path.exists())
+    .map(|path| path.display().to_string())
+    .collect()
 }
 
 /// Loads the bucket CA, creating it only when neither file exists.
