@@ -156,10 +156,6 @@ impl SharedJournal {
         self.session.url()
     }
 
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     /// Takes the bucket's advisory lock for the life of this connection and publishes `holder`;
     /// fails at once naming the current holder.
     pub fn lock(&self, holder: &Holder) -> Result<(), SharedJournalError> {
