@@ -89,6 +89,7 @@ fn pull_throughput(pg: &Postgres) {
     let (writer_dir, reader_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (writer_bucket, mut writer) = cache(writer_dir.path());
     let shared = SharedJournal::connect(&url, "pull-bench").unwrap();
+    shared.install().unwrap();
     let started = Event::RunStarted(RunStarted {
         command: "build".into(),
         argv: vec!["maand".into(), "build".into()],

@@ -345,6 +345,10 @@ fn an_append_decided_on_a_stale_cache_is_refused_as_a_lost_race_and_stores_nothi
     let ((bucket_a, mut cache_a), (bucket_b, mut cache_b)) =
         (library_cache(dir_a.path()), library_cache(dir_b.path()));
     // Two sessions without the bucket lock: only the head check stands between them.
+    SharedJournal::connect(&url, "race")
+        .unwrap()
+        .install()
+        .unwrap();
     let (a, b) = (
         SharedJournal::connect(&url, "race").unwrap(),
         SharedJournal::connect(&url, "race").unwrap(),
@@ -405,6 +409,7 @@ fn a_cache_of_another_history_is_refused_instead_of_merged() {
     let ((bucket_a, mut cache_a), (bucket_b, mut cache_b)) =
         (library_cache(dir_a.path()), library_cache(dir_b.path()));
     let shared = SharedJournal::connect(&url, "history").unwrap();
+    shared.install().unwrap();
     shared
         .record(
             &mut cache_a,
@@ -701,6 +706,10 @@ fn random_interleavings_of_two_operators_leave_both_caches_equal_to_a_replay_of_
         prop::collection::vec(arbitrary_event(), 1..4).prop_map(Step::Record),
     ];
     let schedule = prop::collection::vec((any::<bool>(), step), 1..24);
+    SharedJournal::connect(&url, "install")
+        .unwrap()
+        .install()
+        .unwrap();
     let mut runner = TestRunner::new(Config {
         cases: 24,
         ..Config::default()

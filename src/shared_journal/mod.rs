@@ -21,6 +21,7 @@ use crate::bucket::Bucket;
 use crate::catalog::{self, Blob, CatalogError};
 use crate::events::Event;
 use journal::StoredEvent;
+use postgres::error::SqlState;
 use rusqlite::Connection;
 use session::Session;
 
@@ -124,32 +125,20 @@ pub struct SharedJournal {
 }
 
 impl SharedJournal {
-    /// Connects and creates the tables if this database has none yet.
+    /// Connects. The tables are created by the first writer ([`SharedJournal::lock`],
+    /// [`SharedJournal::install`]), so a read costs no more than its own queries.
     pub fn connect(url: &JournalUrl, bucket: &str) -> Result<SharedJournal, SharedJournalError> {
-        let session = Session::connect(url)?;
-        let text = url.to_string();
-        session.run(move |client| {
-            let db = database_error(&text);
-            let installed: Option<String> = client
-                .query_one("SELECT to_regclass('maand_journal')::text", &[])
-                .map_err(&db)?
-                .get(0);
-            if installed.is_none() {
-                let mut tx = client.transaction().map_err(&db)?;
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock($1, $2)",
-                    &[&schema::LOCK_NAMESPACE, &schema::INSTALL_LOCK],
-                )
-                .map_err(&db)?;
-                tx.batch_execute(schema::DDL).map_err(&db)?;
-                tx.commit().map_err(&db)?;
-            }
-            Ok(())
-        })?;
         Ok(SharedJournal {
-            session,
+            session: Session::connect(url)?,
             bucket: bucket.to_string(),
         })
+    }
+
+    /// Creates the tables if this database has none yet.
+    pub fn install(&self) -> Result<(), SharedJournalError> {
+        let url = self.url().to_string();
+        self.session
+            .run(move |client| install(client).map_err(database_error(&url)))
     }
 
     pub fn url(&self) -> &JournalUrl {
@@ -163,13 +152,16 @@ impl SharedJournal {
         let key = lock_key(&bucket);
         self.session.run(move |client| {
             let db = database_error(&url);
-            let taken: bool = client
+            let row = client
                 .query_one(
-                    "SELECT pg_try_advisory_lock($1, $2)",
+                    "SELECT to_regclass('maand_journal') IS NOT NULL, pg_try_advisory_lock($1, $2)",
                     &[&schema::LOCK_NAMESPACE, &key],
                 )
-                .map_err(&db)?
-                .get(0);
+                .map_err(&db)?;
+            let (installed, taken): (bool, bool) = (row.get(0), row.get(1));
+            if !installed {
+                install(client).map_err(&db)?;
+            }
             if !taken {
                 let row = client
                     .query_opt(
@@ -224,14 +216,16 @@ impl SharedJournal {
     pub fn head(&self) -> Result<u64, SharedJournalError> {
         let (url, bucket) = (self.url().to_string(), self.bucket.clone());
         self.session.run(move |client| {
-            let head: Option<i64> = client
-                .query_one(
-                    "SELECT max(seq) FROM maand_journal WHERE bucket = $1",
-                    &[&bucket],
-                )
-                .map_err(database_error(&url))?
-                .get(0);
-            Ok(head.unwrap_or(0) as u64)
+            let head = client.query_one(
+                "SELECT max(seq) FROM maand_journal WHERE bucket = $1",
+                &[&bucket],
+            );
+            match head {
+                Ok(row) => Ok(row.get::<_, Option<i64>>(0).unwrap_or(0) as u64),
+                // A database maand never wrote to holds no bucket.
+                Err(error) if error.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(0),
+                Err(error) => Err(database_error(&url)(error)),
+            }
         })
     }
 
@@ -239,14 +233,10 @@ impl SharedJournal {
     /// must extend the cache's chain exactly; they are stored with their blobs and projected
     /// in one local transaction. Returns the number of events pulled.
     pub fn pull(&self, conn: &mut Connection, bucket: &Bucket) -> Result<u64, SharedJournalError> {
-        let (head, head_hash) = journal::head_link(conn).map_err(CatalogError::from)?;
-        let (url, bucket_id) = (self.url().to_string(), self.bucket.clone());
-        self.session
-            .run(move |client| holds_link(client, &url, &bucket_id, head, head_hash))?;
         let mut pulled = 0;
         loop {
-            let head = journal::head(conn).map_err(CatalogError::from)?;
-            let (rows, blobs) = self.fetch_after(head)?;
+            let (head, head_hash) = journal::head_link(conn).map_err(CatalogError::from)?;
+            let (rows, blobs) = self.fetch_after(head, head_hash)?;
             let Some(last) = rows.last().map(|row| row.seq) else {
                 freshness::record_sync(bucket, head);
                 return Ok(pulled);
@@ -263,8 +253,14 @@ impl SharedJournal {
         }
     }
 
-    /// Up to [`PULL_PAGE`] events after `head`, with the blobs their batches stored.
-    fn fetch_after(&self, head: u64) -> Result<(Vec<StoredEvent>, Vec<Blob>), SharedJournalError> {
+    /// Up to [`PULL_PAGE`] events after `head`, with the blobs their batches stored — after
+    /// checking, in the same query, that the shared journal holds the event `head` with the
+    /// hash `head_hash` (that the cache belongs to this history).
+    fn fetch_after(
+        &self,
+        head: u64,
+        head_hash: [u8; 32],
+    ) -> Result<(Vec<StoredEvent>, Vec<Blob>), SharedJournalError> {
         let (url, bucket) = (self.url().to_string(), self.bucket.clone());
         self.session.run(move |client| {
             let db = database_error(&url);
@@ -272,14 +268,32 @@ impl SharedJournal {
             let rows = client
                 .query(
                     "SELECT seq, run_id, time_ms, kind, schema_version, payload, prev_hash, hash
-                     FROM maand_journal WHERE bucket = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                    &[&bucket, &after, &PULL_PAGE],
+                     FROM maand_journal WHERE bucket = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+                    &[&bucket, &after, &(PULL_PAGE + 1)],
                 )
                 .map_err(&db)?;
-            let events = rows
+            let mut events = rows
                 .iter()
                 .map(|row| stored_event(row, &url, &bucket))
                 .collect::<Result<Vec<_>, _>>()?;
+            if head > 0 {
+                let problem = match events.first() {
+                    Some(first) if first.seq == head && first.hash == head_hash => None,
+                    Some(first) if first.seq == head => {
+                        Some("holds a different event with that number")
+                    }
+                    _ => Some("has no event with that number"),
+                };
+                if let Some(problem) = problem {
+                    return Err(SharedJournalError::NotThisHistory {
+                        url: url.clone(),
+                        bucket,
+                        seq: head,
+                        problem,
+                    });
+                }
+                events.remove(0);
+            }
             let Some(last) = events.last().map(|event| event.seq as i64) else {
                 return Ok((events, Vec::new()));
             };
@@ -323,34 +337,49 @@ impl SharedJournal {
         Ok(rows.iter().map(|row| row.seq).collect())
     }
 
-    /// Appends rows already chained after the shared head, with their blobs, in one
-    /// transaction.
+    /// Appends rows already chained after the shared head, with their blobs, atomically: one
+    /// statement for a small batch without blobs (most records), one transaction otherwise.
+    /// Each insert carries the link check, so a cache of another history stores nothing.
     fn append(&self, rows: Vec<StoredEvent>, blobs: Vec<Blob>) -> Result<(), SharedJournalError> {
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let (first_seq, link) = (first.seq, (first.seq - 1, first.prev_hash));
         let (url, bucket) = (self.url().to_string(), self.bucket.clone());
         self.session.run(move |client| {
             let db = database_error(&url);
-            let mut tx = client.transaction().map_err(&db)?;
-            if let Some(first) = rows.first() {
-                holds_link(&mut tx, &url, &bucket, first.seq - 1, first.prev_hash)?;
-            }
-            insert_blobs(
-                &mut tx,
-                &bucket,
-                rows.first().map_or(0, |row| row.seq),
-                &blobs,
-            )
-            .map_err(&db)?;
-            for chunk in rows.chunks(UPLOAD_CHUNK) {
-                if let Err(error) = insert_events(&mut tx, &bucket, chunk) {
-                    if error.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
-                        return Err(SharedJournalError::LostRace {
-                            url: url.clone(),
-                            bucket,
-                            seq: chunk[0].seq,
-                        });
-                    }
-                    return Err(db(error));
+            // Someone stored a row with one of these numbers first.
+            let lost_race = |error: postgres::Error, seq: u64| {
+                if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                    return SharedJournalError::LostRace {
+                        url: url.clone(),
+                        bucket: bucket.clone(),
+                        seq,
+                    };
                 }
+                db(error)
+            };
+            if blobs.is_empty() && rows.len() <= UPLOAD_CHUNK {
+                return match insert_events(client, &bucket, &rows, link) {
+                    Ok(0) => Err(not_this_history(client, &url, &bucket, link)),
+                    Ok(_) => Ok(()),
+                    Err(error) => Err(lost_race(error, first_seq)),
+                };
+            }
+            let mut tx = client.transaction().map_err(&db)?;
+            insert_blobs(&mut tx, &bucket, first_seq, &blobs).map_err(&db)?;
+            let mut chunk_link = link;
+            for chunk in rows.chunks(UPLOAD_CHUNK) {
+                match insert_events(&mut tx, &bucket, chunk, chunk_link) {
+                    Ok(0) => {
+                        drop(tx);
+                        return Err(not_this_history(client, &url, &bucket, link));
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Err(lost_race(error, chunk[0].seq)),
+                }
+                let last = &chunk[chunk.len() - 1];
+                chunk_link = (last.seq, last.hash);
             }
             tx.commit().map_err(&db)
         })
@@ -395,6 +424,17 @@ pub fn catch_up(bucket: &Bucket) -> Result<(), SharedJournalError> {
     Ok(())
 }
 
+/// Creates the tables, serialised with other installers by a transaction-scoped advisory lock.
+fn install(client: &mut postgres::Client) -> Result<(), postgres::Error> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&schema::LOCK_NAMESPACE, &schema::INSTALL_LOCK],
+    )?;
+    tx.batch_execute(schema::DDL)?;
+    tx.commit()
+}
+
 /// The second advisory-lock key of `bucket`: 31 bits of the SHA-256 of its id, never the
 /// schema installation key.
 fn lock_key(bucket: &str) -> i32 {
@@ -404,36 +444,33 @@ fn lock_key(bucket: &str) -> i32 {
     key.max(schema::INSTALL_LOCK + 1)
 }
 
-/// Checks that the shared journal holds event `seq` of `bucket` with hash `hash` (for seq 0:
-/// nothing to check), i.e. that a cache whose head that is belongs to this history.
-fn holds_link(
-    client: &mut impl postgres::GenericClient,
+/// Why an insert linked to event `link.0` with hash `link.1` stored nothing: the shared journal
+/// does not hold that event, or holds another one under its number.
+fn not_this_history(
+    client: &mut postgres::Client,
     url: &str,
     bucket: &str,
-    seq: u64,
-    hash: [u8; 32],
-) -> Result<(), SharedJournalError> {
-    if seq == 0 {
-        return Ok(());
-    }
-    let stored: Option<Vec<u8>> = client
-        .query_opt(
-            "SELECT hash FROM maand_journal WHERE bucket = $1 AND seq = $2",
-            &[&bucket, &(seq as i64)],
-        )
-        .map_err(database_error(url))?
-        .map(|row| row.get(0));
+    (seq, hash): (u64, [u8; 32]),
+) -> SharedJournalError {
+    let stored = client.query_opt(
+        "SELECT hash FROM maand_journal WHERE bucket = $1 AND seq = $2",
+        &[&bucket, &(seq as i64)],
+    );
     let problem = match stored {
-        None => "has no event with that number",
-        Some(stored) if stored != hash => "holds a different event with that number",
-        Some(_) => return Ok(()),
+        Err(error) => return database_error(url)(error),
+        Ok(None) => "has no event with that number",
+        Ok(Some(row)) if row.get::<_, Vec<u8>>(0) != hash => {
+            "holds a different event with that number"
+        }
+        // It holds the link now: another writer appended it meanwhile.
+        Ok(Some(_)) => "did not hold it when this batch was appended",
     };
-    Err(SharedJournalError::NotThisHistory {
+    SharedJournalError::NotThisHistory {
         url: url.to_string(),
         bucket: bucket.to_string(),
         seq,
         problem,
-    })
+    }
 }
 
 /// Maps a PostgreSQL error: a dropped connection (server stopped, network gone) is
@@ -485,10 +522,14 @@ fn stored_event(
     })
 }
 
+/// Inserts `rows` provided the journal holds the event they link to (`link`: its seq and hash;
+/// seq 0 is the genesis and always held). Returns the number of rows inserted: 0 when the link
+/// is missing.
 fn insert_events(
-    tx: &mut postgres::Transaction<'_>,
+    client: &mut impl postgres::GenericClient,
     bucket: &str,
     rows: &[StoredEvent],
+    (link_seq, link_hash): (u64, [u8; 32]),
 ) -> Result<u64, postgres::Error> {
     let seqs: Vec<i64> = rows.iter().map(|row| row.seq as i64).collect();
     let run_ids: Vec<&str> = rows.iter().map(|row| row.run_id.as_str()).collect();
@@ -501,11 +542,13 @@ fn insert_events(
     let payloads: Vec<&[u8]> = rows.iter().map(|row| row.payload.as_slice()).collect();
     let prev_hashes: Vec<&[u8]> = rows.iter().map(|row| row.prev_hash.as_slice()).collect();
     let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.as_slice()).collect();
-    tx.execute(
+    client.execute(
         "INSERT INTO maand_journal
              (bucket, seq, run_id, time_ms, kind, schema_version, payload, prev_hash, hash)
          SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[],
-                                  $6::integer[], $7::bytea[], $8::bytea[], $9::bytea[])",
+                                  $6::integer[], $7::bytea[], $8::bytea[], $9::bytea[])
+         WHERE $10::bigint = 0 OR EXISTS (
+             SELECT 1 FROM maand_journal WHERE bucket = $1 AND seq = $10 AND hash = $11)",
         &[
             &bucket,
             &seqs,
@@ -516,6 +559,8 @@ fn insert_events(
             &payloads,
             &prev_hashes,
             &hashes,
+            &(link_seq as i64),
+            &link_hash.as_slice(),
         ],
     )
 }
