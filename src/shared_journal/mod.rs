@@ -584,3 +584,32 @@ fn insert_blobs(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_lock_keys_are_stable_positive_and_never_the_install_lock() {
+        assert_eq!(lock_key("bucket-1"), lock_key("bucket-1"));
+        assert_ne!(lock_key("bucket-1"), lock_key("bucket-2"));
+        for bucket in ["", "a", "bucket-1", "6f1c0000-0000-4000-8000-000000000000"] {
+            assert!(lock_key(bucket) > schema::INSTALL_LOCK, "{bucket}");
+        }
+    }
+
+    #[test]
+    fn a_holder_reads_as_command_user_host_pid_and_start() {
+        let holder = Holder {
+            host: "ops-1".into(),
+            user: "alice".into(),
+            pid: 4242,
+            command: "maand deploy".into(),
+            started: "2026-01-05T09:00:00.000Z".into(),
+        };
+        assert_eq!(
+            holder.to_string(),
+            "`maand deploy` (user alice on host ops-1, pid 4242, started 2026-01-05T09:00:00.000Z)"
+        );
+    }
+}
