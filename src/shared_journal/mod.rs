@@ -23,7 +23,7 @@ use crate::events::Event;
 use journal::StoredEvent;
 use postgres::error::SqlState;
 use rusqlite::Connection;
-use session::Session;
+use session::{Pending, Session};
 
 /// Events fetched from PostgreSQL per query (and applied per local transaction) when pulling.
 const PULL_PAGE: i64 = 10_000;
@@ -233,14 +233,18 @@ impl SharedJournal {
     /// must extend the cache's chain exactly; they are stored with their blobs and projected
     /// in one local transaction. Returns the number of events pulled.
     pub fn pull(&self, conn: &mut Connection, bucket: &Bucket) -> Result<u64, SharedJournalError> {
+        let (head, head_hash) = journal::head_link(conn).map_err(CatalogError::from)?;
+        let mut next = self.fetch_after(head, head_hash)?;
         let mut pulled = 0;
         loop {
-            let (head, head_hash) = journal::head_link(conn).map_err(CatalogError::from)?;
-            let (rows, blobs) = self.fetch_after(head, head_hash)?;
-            let Some(last) = rows.last().map(|row| row.seq) else {
+            let (rows, blobs) = next.wait()?;
+            let Some(last) = rows.last() else {
+                let head = journal::head(conn).map_err(CatalogError::from)?;
                 freshness::record_sync(bucket, head);
                 return Ok(pulled);
             };
+            // The next page is fetched while this one is stored and projected.
+            next = self.fetch_after(last.seq, last.hash)?;
             catalog::commit_chained(conn, &rows, &blobs).map_err(|error| match error {
                 CatalogError::Journal(source) => SharedJournalError::Diverged {
                     url: self.url().to_string(),
@@ -249,20 +253,20 @@ impl SharedJournal {
                 },
                 other => other.into(),
             })?;
-            pulled += last - head;
+            pulled += rows.len() as u64;
         }
     }
 
-    /// Up to [`PULL_PAGE`] events after `head`, with the blobs their batches stored — after
-    /// checking, in the same query, that the shared journal holds the event `head` with the
-    /// hash `head_hash` (that the cache belongs to this history).
+    /// Starts fetching up to [`PULL_PAGE`] events after `head`, with the blobs their batches
+    /// stored — after checking, in the same query, that the shared journal holds the event
+    /// `head` with the hash `head_hash` (that the cache belongs to this history).
     fn fetch_after(
         &self,
         head: u64,
         head_hash: [u8; 32],
-    ) -> Result<(Vec<StoredEvent>, Vec<Blob>), SharedJournalError> {
+    ) -> Result<Pending<(Vec<StoredEvent>, Vec<Blob>)>, SharedJournalError> {
         let (url, bucket) = (self.url().to_string(), self.bucket.clone());
-        self.session.run(move |client| {
+        self.session.submit(move |client| {
             let db = database_error(&url);
             let after = head as i64;
             let rows = client

@@ -51,10 +51,7 @@ impl Session {
                 url: url.to_string(),
                 source,
             }),
-            Err(_) => Err(SharedJournalError::ConnectionLost {
-                url: url.to_string(),
-                reason: "the connection thread ended".into(),
-            }),
+            Err(_) => Err(thread_ended(url)),
         }
     }
 
@@ -67,16 +64,43 @@ impl Session {
         &self,
         job: impl FnOnce(&mut postgres::Client) -> Result<T, SharedJournalError> + Send + 'static,
     ) -> Result<T, SharedJournalError> {
-        let ended = || SharedJournalError::ConnectionLost {
-            url: self.url.to_string(),
-            reason: "the connection thread ended".into(),
-        };
+        self.submit(job)?.wait()
+    }
+
+    /// Hands `job` to the connection's thread and returns at once, so the caller can work
+    /// meanwhile (a pull applies one page while the next is fetched).
+    pub fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut postgres::Client) -> Result<T, SharedJournalError> + Send + 'static,
+    ) -> Result<Pending<T>, SharedJournalError> {
         let (answer, result) = mpsc::sync_channel(1);
         self.work
             .send(Box::new(move |client| {
                 let _ = answer.send(job(client));
             }))
-            .map_err(|_| ended())?;
-        result.recv().map_err(|_| ended())?
+            .map_err(|_| thread_ended(&self.url))?;
+        Ok(Pending {
+            result,
+            url: self.url.clone(),
+        })
+    }
+}
+
+/// The result of a submitted job, once the connection's thread has run it.
+pub(super) struct Pending<T> {
+    result: mpsc::Receiver<Result<T, SharedJournalError>>,
+    url: JournalUrl,
+}
+
+impl<T> Pending<T> {
+    pub fn wait(self) -> Result<T, SharedJournalError> {
+        self.result.recv().map_err(|_| thread_ended(&self.url))?
+    }
+}
+
+fn thread_ended(url: &JournalUrl) -> SharedJournalError {
+    SharedJournalError::ConnectionLost {
+        url: url.to_string(),
+        reason: "the connection thread ended".into(),
     }
 }
