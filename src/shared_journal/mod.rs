@@ -118,6 +118,9 @@ impl std::fmt::Display for Holder {
     }
 }
 
+/// Events fetched by one query of a pull, with the blobs their batches stored.
+type Page = (Vec<StoredEvent>, Vec<Blob>);
+
 /// A connection to the shared journal of one bucket.
 pub struct SharedJournal {
     session: Session,
@@ -264,7 +267,7 @@ impl SharedJournal {
         &self,
         head: u64,
         head_hash: [u8; 32],
-    ) -> Result<Pending<(Vec<StoredEvent>, Vec<Blob>)>, SharedJournalError> {
+    ) -> Result<Pending<Page>, SharedJournalError> {
         let (url, bucket) = (self.url().to_string(), self.bucket.clone());
         self.session.submit(move |client| {
             let db = database_error(&url);
