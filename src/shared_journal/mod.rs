@@ -4,9 +4,9 @@
 //! This module owns the conversation with PostgreSQL: the address ([`JournalUrl`]), the tables
 //! (`schema`), the bucket lock across hosts (a session advisory lock whose holder others can
 //! read), pulling new events into a local cache (verified link by link, then projected),
-//! appending a run's events (PostgreSQL first, in one transaction whose primary key is the
-//! optimistic head check, then the local cache with the very same rows), and uploading a local
-//! journal to become shared. It decides nothing about the bucket, never touches workers and
+//! appending a run's events (PostgreSQL first, atomically, with the primary key `(bucket, seq)`
+//! as the optimistic head check, then the local cache with the very same rows), and uploading a
+//! local journal to become shared. It decides nothing about the bucket, never touches workers and
 //! never prints; [`crate::run::Run`] calls it at the start of a run and for every record.
 
 mod freshness;
@@ -322,8 +322,8 @@ impl SharedJournal {
     }
 
     /// Records `events` of run `run_id`: chains them after the cache's head, appends them to
-    /// the shared journal in one transaction (failing with [`SharedJournalError::LostRace`]
-    /// if anyone appended there since), then stores the very same rows in the cache and
+    /// the shared journal atomically (failing with [`SharedJournalError::LostRace`] if anyone
+    /// appended there since), then stores the very same rows in the cache and
     /// projects them. Returns their sequence numbers.
     pub fn record(
         &self,
