@@ -808,3 +808,44 @@ fn init_on_a_joined_host_without_the_team_s_keys_refuses_to_make_new_ones() {
         "{info}"
     );
 }
+
+#[test]
+fn a_go_bucket_is_imported_locally_before_it_is_shared_never_straight_into_a_shared_one() {
+    use support::go_bucket::{write_go_db, GoBucketSpec};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    write_go_db(
+        &dir.path().join("data/maand.db"),
+        &GoBucketSpec {
+            bucket_id: "go-bucket".into(),
+            update_seq: 1,
+            schema_version: 1,
+            workers: vec![],
+            jobs: vec![],
+            deployed: vec![],
+            kv: vec![],
+        },
+    );
+    let url = "postgres://maand@127.0.0.1:9/postgres";
+    let out = run_maand(dir.path(), &["init", "--journal", url]);
+    assert!(
+        stderr(&out).contains("import it with `maand init` first"),
+        "{}",
+        stderr(&out)
+    );
+    write(
+        dir.path(),
+        "maand.conf",
+        &format!("journal_url = {url:?}\njournal_bucket = \"go-bucket\"\n"),
+    );
+    let out = run_maand(dir.path(), &["init", "--yes"]);
+    assert!(
+        stderr(&out).contains("names a shared journal"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path().join("data/go-maand.db").exists(),
+        "nothing was imported"
+    );
+}
