@@ -849,3 +849,25 @@ fn a_go_bucket_is_imported_locally_before_it_is_shared_never_straight_into_a_sha
         "nothing was imported"
     );
 }
+
+#[test]
+fn init_with_a_maand_conf_that_names_a_shared_journal_creates_the_bucket_there_once() {
+    let pg = Postgres::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let conf = format!(
+        "journal_url = {:?}\njournal_bucket = \"team-bucket\"\n",
+        pg.url()
+    );
+    write(a.path(), "maand.conf", &conf);
+    run_maand_ok(a.path(), &["init"]);
+    assert_eq!(bucket_id(a.path()), "team-bucket");
+    // A second directory with the same maand.conf must join, not create the bucket again.
+    write(b.path(), "maand.conf", &conf);
+    let out = run_maand(b.path(), &["init"]);
+    assert!(
+        stderr(&out).contains("already holds bucket team-bucket")
+            && stderr(&out).contains("init --join"),
+        "{}",
+        stderr(&out)
+    );
+}

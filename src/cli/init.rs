@@ -77,13 +77,10 @@ pub fn run(bucket: &Bucket, args: &InitArgs, argv: &[String]) -> anyhow::Result<
         ),
         (Some(id), None) => id.clone(),
         (None, Some(url)) => new_shared_bucket(bucket, url)?,
-        (None, None) => match bucket.conf_path().exists() {
-            // A maand.conf written by hand may already name a shared journal.
-            true => match bucket.conf()?.shared_journal() {
-                Some((url, id)) => claim_shared_bucket(&url, id)?,
-                None => uuid::Uuid::new_v4().to_string(),
-            },
-            false => uuid::Uuid::new_v4().to_string(),
+        // A maand.conf written by hand may already name a shared journal.
+        (None, None) => match bucket.conf().ok().as_ref().and_then(|c| c.shared_journal()) {
+            Some((url, id)) => claim_shared_bucket(&url, id)?,
+            None => uuid::Uuid::new_v4().to_string(),
         },
     };
     lay_out(bucket)?;
