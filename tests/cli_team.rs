@@ -1,6 +1,8 @@
 //! A team shares one bucket: two bucket directories play two operators on one shared journal
 //! kept by a real, throwaway PostgreSQL cluster (tests/support/postgres.rs). Each test starts
-//! its own cluster on a free loopback port.
+//! its own cluster on a free loopback port. The deploy tests add a real sshd worker
+//! (tests/cluster); the library-level tests (lost race, another history, the interleaving
+//! property) drive `SharedJournal` directly on caches in temporary directories.
 
 mod support;
 
