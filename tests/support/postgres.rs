@@ -104,7 +104,7 @@ impl Postgres {
             "--no-sync",
         ]);
         run(initdb, "initdb");
-        let cluster = Postgres {
+        let mut cluster = Postgres {
             log: dir.path().join("server.log"),
             _dir: dir,
             data,
@@ -123,11 +123,24 @@ impl Postgres {
                 "chown the server log",
             );
         }
+        // The port was free a moment ago; another test may take it first: then pick another.
+        for _ in 0..3 {
+            if cluster.try_start_server().is_ok() {
+                return cluster;
+            }
+            cluster.port = free_loopback_port();
+        }
         cluster.start_server();
         cluster
     }
 
     fn start_server(&self) {
+        if let Err(report) = self.try_start_server() {
+            panic!("{report}");
+        }
+    }
+
+    fn try_start_server(&self) -> Result<(), String> {
         let mut pg_ctl = as_owner(&self.bin.join("pg_ctl"));
         pg_ctl
             .arg("-D")
@@ -142,13 +155,16 @@ impl Postgres {
             ))
             .args(["-w", "-t", "60", "start"]);
         let out = pg_ctl.output().expect("pg_ctl runs");
-        assert!(
-            out.status.success(),
-            "PostgreSQL did not start:\n{}\n{}\nserver log:\n{}",
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "PostgreSQL did not start on port {}:\n{}\n{}\nserver log:\n{}",
+            self.port,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
+        ))
     }
 
     /// The URL maand connects with (no password: the cluster trusts loopback connections).
