@@ -31,6 +31,23 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
   if [ -n "$guard" ]; then rm -f "$guard"; fi
 fi
 
+# The shared-journal tests (tests/cli_team.rs) run throwaway PostgreSQL clusters with the
+# server binaries under /usr/lib/postgresql/*/bin. Installed with services kept from starting
+# (the package would otherwise create and start a cluster of its own): tests start their own.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing: postgresql"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+  fi
+  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  if [ -n "$guard" ]; then rm -f "$guard"; fi
+fi
+
 # The template converter's tests render every template with Go's own text/template as the
 # oracle (tests/go_oracle/main.go, standard library only): they need the `go` command.
 if ! command -v go >/dev/null 2>&1; then

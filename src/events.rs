@@ -623,6 +623,10 @@ macro_rules! event_kinds {
             /// Every kind this binary knows, for `logs show --event` validation and docs.
             pub const KINDS: &'static [&'static str] = &[$($kind),*];
 
+            /// Every kind with the schema version this binary writes for it: what the golden
+            /// journals under `tests/golden/` must cover.
+            pub const KIND_VERSIONS: &'static [(&'static str, u16)] = &[$(($kind, $version)),*];
+
             /// Encodes the payload (without kind or version, which live in the journal row).
             pub fn encode(&self) -> Result<Vec<u8>, EventCodecError> {
                 let kind = self.kind();

@@ -21,6 +21,7 @@ pub mod progress;
 pub mod prometheus;
 pub mod remote;
 pub mod run;
+pub mod shared_journal;
 pub mod templates;
 pub mod terminal;
 pub mod worker_facts;

@@ -3,10 +3,16 @@
 //! Every command except pure reads opens a [`Run`]: it takes the bucket lock, appends
 //! `RunStarted` (committed at once, so a killed command still shows up), lets the command
 //! record its events, and appends `RunFinished` with the outcome.
+//!
+//! On a bucket with a shared journal (`journal_url` in maand.conf) the run also takes the
+//! bucket's lock in PostgreSQL, pulls the events other operators appended into the local cache
+//! before the command decides anything, and records every batch in PostgreSQL first, then
+//! locally (see [`crate::shared_journal`]). PostgreSQL unreachable: the run does not begin.
 
 use crate::bucket::{self, Bucket, BucketLock, LockHolder};
 use crate::catalog::{self, Blob, CatalogError};
 use crate::events::{Event, RunAbandoned, RunFinished, RunOutcome, RunStarted};
+use crate::shared_journal::{self, SharedJournal, SharedJournalError};
 use rusqlite::Connection;
 use std::time::Instant;
 
@@ -37,6 +43,10 @@ pub struct Run {
     logs: (std::path::PathBuf, crate::bucket::LogFormat),
     /// `journal_output_limit` of maand.conf: output bytes per command and worker journaled.
     output_limit: u64,
+    /// The bucket directory, for the shared journal's sync note.
+    bucket: Bucket,
+    /// The shared journal, holding the bucket's lock there, when the bucket has one.
+    shared: Option<SharedJournal>,
     _lock: BucketLock,
 }
 
@@ -47,6 +57,8 @@ pub enum RunError {
     Bucket(#[from] bucket::BucketError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    SharedJournal(#[from] SharedJournalError),
 }
 
 impl Run {
@@ -76,7 +88,7 @@ impl Run {
         command: &str,
         argv: &[String],
     ) -> Result<Run, RunError> {
-        let conf = bucket.conf().unwrap_or_default();
+        let conf = conf_for_run(bucket)?;
         let id = uuid::Uuid::new_v4().to_string();
         let started = RunStarted {
             command: command.to_string(),
@@ -85,6 +97,21 @@ impl Run {
             user: whoami::username(),
             host: whoami::fallible::hostname().unwrap_or_else(|_| "unknown".into()),
             pid: std::process::id(),
+        };
+        let shared = match conf.shared_journal() {
+            Some((url, bucket_id)) => {
+                let shared = SharedJournal::connect(&url, bucket_id)?;
+                shared.lock(&shared_journal::Holder {
+                    host: started.host.clone(),
+                    user: started.user.clone(),
+                    pid: started.pid,
+                    command: format!("maand {command}"),
+                    started: format_time_ms(now_ms()),
+                })?;
+                shared.pull(&mut conn, bucket)?;
+                Some(shared)
+            }
+            None => None,
         };
         // Holding the lock, no other run is alive: one without an end was killed.
         let mut events = vec![Event::RunStarted(started)];
@@ -97,16 +124,17 @@ impl Run {
                 })
             },
         ));
-        catalog::commit(&mut conn, &id, now_ms(), &events, &[])?;
-        let run = Run {
+        let mut run = Run {
             id,
             conn,
             started: Instant::now(),
             logs: (bucket.logs_dir(), conf.log_format),
             output_limit: conf.journal_output_limit,
+            bucket: bucket.clone(),
+            shared,
             _lock: lock,
         };
-        run.export_logs();
+        run.record(&events, &[])?;
         Ok(run)
     }
 
@@ -127,9 +155,20 @@ impl Run {
         &mut self.conn
     }
 
-    /// Appends and applies events in one transaction, then appends them to the log files.
+    /// Appends and applies events in one transaction (on a shared bucket: appends them to the
+    /// shared journal first, then the same rows locally), then appends them to the log files.
     pub fn record(&mut self, events: &[Event], blobs: &[Blob]) -> Result<Vec<u64>, CatalogError> {
-        let seqs = catalog::commit(&mut self.conn, &self.id, now_ms(), events, blobs)?;
+        let seqs = match &self.shared {
+            None => catalog::commit(&mut self.conn, &self.id, now_ms(), events, blobs)?,
+            Some(shared) => shared.record(
+                &mut self.conn,
+                &self.bucket,
+                &self.id,
+                now_ms(),
+                events,
+                blobs,
+            )?,
+        };
         self.export_logs();
         Ok(seqs)
     }
@@ -165,5 +204,21 @@ impl Run {
         };
         self.record(&[Event::RunFinished(finished)], &[])?;
         Ok(())
+    }
+}
+
+/// maand.conf for a run. A conf that does not parse falls back to the defaults (the command
+/// reports the problem where it needs a setting) — unless it names a shared journal: running
+/// such a bucket as a local one would fork its history, so that is an error.
+fn conf_for_run(bucket: &Bucket) -> Result<bucket::MaandConf, bucket::BucketError> {
+    match bucket.conf() {
+        Ok(conf) => Ok(conf),
+        Err(error) => {
+            let text = std::fs::read_to_string(bucket.conf_path()).unwrap_or_default();
+            match text.contains("journal_url") {
+                true => Err(error),
+                false => Ok(bucket::MaandConf::default()),
+            }
+        }
     }
 }

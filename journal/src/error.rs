@@ -25,6 +25,18 @@ pub enum JournalError {
     #[error("journal payload codec: {0}")]
     Codec(String),
 
+    /// A row chained by another copy of the journal does not extend this one.
+    #[error(
+        "journal event {seq} does not extend this journal: {problem}; the two copies of the \
+         journal have diverged (or the row was altered in transit), so it was not stored"
+    )]
+    BrokenLink {
+        /// Sequence number of the row that does not link.
+        seq: u64,
+        /// What does not match.
+        problem: String,
+    },
+
     /// A stored row cannot be turned into a [`crate::StoredEvent`] (wrong column type, bad length,
     /// out-of-range value). This only happens when the database was edited behind the crate's back.
     #[error(

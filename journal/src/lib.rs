@@ -94,6 +94,15 @@
 //! journal still reaches the anchored seq with the anchored hash; since each hash covers its
 //! predecessor, a match proves every event up to the anchor is unchanged.
 //!
+//! # Copies of one journal
+//!
+//! A journal can be kept in two stores row for row — say a shared server that is the truth and
+//! a local SQLite cache. [`chain_after`] computes the rows [`append`] would store after a given
+//! head, so the other store can write exactly them first; [`append_chained`] then stores rows
+//! chained elsewhere, refusing ([`JournalError::Conflict`], [`JournalError::BrokenLink`]) any
+//! batch that does not extend this journal's head link by link, so two copies can never
+//! silently diverge. [`check_extends`] is the same check without storing.
+//!
 //! # Payloads
 //!
 //! Payloads are opaque bytes. [`encode`]/[`decode`] use bincode 2 through serde (standard
@@ -109,7 +118,7 @@ mod read;
 mod schema;
 mod verify;
 
-pub use append::{append, head};
+pub use append::{append, append_chained, chain_after, check_extends, head, head_link};
 pub use chain::GENESIS_HASH;
 pub use codec::{decode, encode};
 pub use error::JournalError;

@@ -37,6 +37,11 @@ pub struct MaandConf {
     /// Seconds an SSH master stays open after the last command that used it; 0 closes every
     /// master when its command ends.
     pub ssh_master_idle: u32,
+    /// The shared journal on PostgreSQL this bucket's `data/maand.db` caches (`postgres://…`,
+    /// never with a password); unset for a bucket whose journal lives only in data/maand.db.
+    pub journal_url: Option<String>,
+    /// The bucket id under which the shared journal holds this bucket; set with `journal_url`.
+    pub journal_bucket: Option<String>,
 }
 
 impl Default for MaandConf {
@@ -54,11 +59,31 @@ impl Default for MaandConf {
             step_time_limit: 600,
             hook_time_limit: 600,
             ssh_master_idle: 60,
+            journal_url: None,
+            journal_bucket: None,
         }
     }
 }
 
 impl MaandConf {
+    /// The shared journal this bucket caches, if it has one.
+    pub fn shared_journal(&self) -> Option<(crate::shared_journal::JournalUrl, &str)> {
+        let url = crate::shared_journal::JournalUrl::parse(self.journal_url.as_deref()?).ok()?;
+        Some((url, self.journal_bucket.as_deref()?))
+    }
+
+    /// The lines naming a shared journal, as `maand init --journal|--join` and
+    /// `maand journal push` append them to maand.conf.
+    pub fn shared_journal_lines(url: &crate::shared_journal::JournalUrl, bucket: &str) -> String {
+        format!(
+            "# the shared journal this bucket's data/maand.db caches (see docs/team.md); the password comes from PGPASSWORD or ~/.pgpass\n\
+             journal_url = {:?}\n\
+             journal_bucket = {:?}\n",
+            url.as_str(),
+            bucket
+        )
+    }
+
     /// The file `maand init` writes on a new bucket.
     pub fn default_file_text() -> String {
         let conf = MaandConf::default();
@@ -88,7 +113,7 @@ impl MaandConf {
     pub fn parse(path: &Path, text: &str) -> Result<MaandConf, BucketError> {
         let conf: MaandConf = toml::from_str(text).map_err(|e| BucketError::Conf {
             path: path.to_path_buf(),
-            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format, journal_output_limit, step_time_limit, hook_time_limit, ssh_master_idle)", e.message()),
+            message: format!("{} (valid keys: ssh_user, ssh_key, ssh_port, use_sudo, certs_ttl, certs_renewal_buffer, job_config_selector, log_format, journal_output_limit, step_time_limit, hook_time_limit, ssh_master_idle, journal_url, journal_bucket)", e.message()),
         })?;
         conf.validate(path)?;
         Ok(conf)
@@ -138,6 +163,21 @@ impl MaandConf {
                 "job_config_selector {:?} must use letters, digits, '.', '_' or '-' (it names workspace/bucket.jobs.<selector>.conf)",
                 self.job_config_selector
             )));
+        }
+        match (&self.journal_url, &self.journal_bucket) {
+            (None, None) => {}
+            (Some(url), Some(bucket)) => {
+                crate::shared_journal::JournalUrl::parse(url)
+                    .map_err(|error| bad(error.to_string()))?;
+                if bucket.is_empty() {
+                    return Err(bad("journal_bucket must not be empty".into()));
+                }
+            }
+            _ => {
+                return Err(bad(
+                    "journal_url and journal_bucket go together: set both (a shared bucket) or neither (a local bucket)".into(),
+                ))
+            }
         }
         if self.journal_output_limit < 1024 {
             return Err(bad(format!(
@@ -210,6 +250,32 @@ mod tests {
         assert_eq!((conf.step_time_limit, conf.hook_time_limit), (600, 30));
         let err = MaandConf::parse(Path::new("m"), "step_time_limit = 0").unwrap_err();
         assert!(err.to_string().contains("at least 1 second"), "{err}");
+    }
+
+    #[test]
+    fn a_shared_journal_needs_url_and_bucket_together_and_no_password() {
+        let url =
+            crate::shared_journal::JournalUrl::parse("postgres://ops@127.0.0.1/maand").unwrap();
+        let conf = MaandConf::parse(
+            Path::new("m"),
+            &MaandConf::shared_journal_lines(&url, "b-1"),
+        )
+        .unwrap();
+        let (parsed, bucket) = conf.shared_journal().unwrap();
+        assert_eq!(
+            (parsed.as_str(), bucket),
+            ("postgres://ops@127.0.0.1/maand", "b-1")
+        );
+        let err =
+            MaandConf::parse(Path::new("m"), "journal_url = \"postgres://ops@h/db\"").unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
+        let err = MaandConf::parse(
+            Path::new("m"),
+            "journal_url = \"postgres://ops:pw@h/db\"\njournal_bucket = \"b\"",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("PGPASSWORD"), "{err}");
+        assert!(MaandConf::default().shared_journal().is_none());
     }
 
     #[test]

@@ -13,7 +13,9 @@ mod replay;
 pub mod tables;
 
 pub use project::{job_record_hash, KV_VERSIONS_KEPT, PROJECTION_TABLES};
-pub use replay::{catalog_at, diff_with_replay, rebuild, RebuildReport, TableDiff};
+pub use replay::{
+    catalog_at, diff_with_replay, projection_dump, rebuild, RebuildReport, TableDiff,
+};
 
 use crate::events::{Event, EventCodecError};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -43,6 +45,17 @@ pub enum CatalogError {
     Encode(EventCodecError),
     #[error("preparing the replay database: {0}")]
     Scratch(String),
+    #[error(transparent)]
+    SharedJournal(Box<crate::shared_journal::SharedJournalError>),
+}
+
+impl From<crate::shared_journal::SharedJournalError> for CatalogError {
+    fn from(error: crate::shared_journal::SharedJournalError) -> Self {
+        match error {
+            crate::shared_journal::SharedJournalError::Catalog(inner) => inner,
+            other => CatalogError::SharedJournal(Box::new(other)),
+        }
+    }
 }
 
 /// Decodes a stored journal row into its metadata and domain event.
@@ -110,30 +123,8 @@ pub fn append_and_apply(
     events: &[Event],
     blobs: &[Blob],
 ) -> Result<Vec<u64>, CatalogError> {
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO blobs (hash, size, content) VALUES (?1, ?2, ?3)",
-        )?;
-        for blob in blobs {
-            insert.execute(rusqlite::params![
-                blob.hash,
-                blob.content.len() as i64,
-                blob.content
-            ])?;
-        }
-    }
-    let new_events = events
-        .iter()
-        .map(|event| {
-            Ok(journal::NewEvent {
-                run_id: run_id.to_string(),
-                time_ms,
-                kind: event.kind().to_string(),
-                schema_version: event.schema_version(),
-                payload: event.encode().map_err(CatalogError::Encode)?,
-            })
-        })
-        .collect::<Result<Vec<_>, CatalogError>>()?;
+    store_blobs(tx, blobs)?;
+    let new_events = encode_events(run_id, time_ms, events)?;
     let head = journal::head(tx)?;
     let seqs = journal::append(tx, head, &new_events)?;
     for (seq, event) in seqs.iter().zip(events) {
@@ -145,6 +136,87 @@ pub fn append_and_apply(
         apply(tx, &meta, event)?;
     }
     Ok(seqs)
+}
+
+/// The journal rows of `events`, before numbering and chaining.
+pub fn encode_events(
+    run_id: &str,
+    time_ms: i64,
+    events: &[Event],
+) -> Result<Vec<journal::NewEvent>, CatalogError> {
+    events
+        .iter()
+        .map(|event| {
+            Ok(journal::NewEvent {
+                run_id: run_id.to_string(),
+                time_ms,
+                kind: event.kind().to_string(),
+                schema_version: event.schema_version(),
+                payload: event.encode().map_err(CatalogError::Encode)?,
+            })
+        })
+        .collect()
+}
+
+/// Stores rows that another copy of the journal already numbered and chained (the shared
+/// journal), with their blobs, and applies them to the projections — all in one transaction.
+/// Rows this journal already holds (a concurrent pull of the same cache stored them) are
+/// skipped once their hashes are found equal; the rest must extend the head exactly, or
+/// nothing is stored ([`journal::JournalError::Conflict`] or `BrokenLink`).
+pub fn commit_chained(
+    conn: &mut Connection,
+    rows: &[journal::StoredEvent],
+    blobs: &[Blob],
+) -> Result<(), CatalogError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let head = journal::head(&tx)?;
+    let known = rows.partition_point(|row| row.seq <= head);
+    for row in &rows[..known] {
+        let local = journal::event(&tx, row.seq)?;
+        if local.map(|local| local.hash) != Some(row.hash) {
+            return Err(journal::JournalError::BrokenLink {
+                seq: row.seq,
+                problem: "this journal holds a different event with the same number".into(),
+            }
+            .into());
+        }
+    }
+    store_blobs(&tx, blobs)?;
+    let fresh = &rows[known..];
+    journal::append_chained(&tx, fresh)?;
+    for stored in fresh {
+        let (meta, event) = decode_stored(stored)?;
+        apply(&tx, &meta, &event)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn store_blobs(tx: &Transaction, blobs: &[Blob]) -> Result<(), CatalogError> {
+    let mut insert =
+        tx.prepare_cached("INSERT OR IGNORE INTO blobs (hash, size, content) VALUES (?1, ?2, ?3)")?;
+    for blob in blobs {
+        insert.execute(rusqlite::params![
+            blob.hash,
+            blob.content.len() as i64,
+            blob.content
+        ])?;
+    }
+    Ok(())
+}
+
+/// Every stored blob, for uploading a whole journal.
+pub fn all_blobs(conn: &Connection) -> Result<Vec<Blob>, CatalogError> {
+    let mut statement = conn.prepare("SELECT hash, content FROM blobs ORDER BY hash")?;
+    let blobs = statement
+        .query_map([], |row| {
+            Ok(Blob {
+                hash: row.get(0)?,
+                content: row.get(1)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(blobs)
 }
 
 #[cfg(test)]

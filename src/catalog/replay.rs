@@ -111,6 +111,18 @@ pub fn diff_with_replay(conn: &Connection) -> Result<Vec<TableDiff>, CatalogErro
     Ok(diffs)
 }
 
+/// Every row of every projection table as `table<TAB>row`, rows rendered as JSON arrays,
+/// sorted: a stable text picture of the catalog for golden files and cross-host comparison.
+pub fn projection_dump(conn: &Connection) -> Result<Vec<String>, CatalogError> {
+    let mut lines = Vec::new();
+    for table in PROJECTION_TABLES {
+        let mut rows = rows_of(conn, &format!("SELECT * FROM {table}"))?;
+        rows.sort_unstable();
+        lines.extend(rows.into_iter().map(|row| format!("{table}\t{row}")));
+    }
+    Ok(lines)
+}
+
 fn rows_of(conn: &Connection, sql: &str) -> Result<Vec<String>, CatalogError> {
     let mut stmt = conn.prepare(sql)?;
     let columns = stmt.column_count();

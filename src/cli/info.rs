@@ -36,5 +36,17 @@ pub fn run(bucket: &Bucket, args: &InfoArgs) -> anyhow::Result<i32> {
     for (label, value) in rows {
         println!("{label:<22} {value}");
     }
+    let conf = bucket.conf().ok();
+    if let Some((url, bucket_id)) = conf.as_ref().and_then(|conf| conf.shared_journal()) {
+        println!("{:<22} {url} (bucket {bucket_id})", "Shared Journal");
+        if let Some(sync) = crate::shared_journal::last_sync(bucket) {
+            println!(
+                "{:<22} {} (head {})",
+                "Last Caught Up",
+                crate::run::format_time_ms(sync.synced_ms),
+                sync.head
+            );
+        }
+    }
     Ok(0)
 }

@@ -1,4 +1,5 @@
-//! `maand journal verify|rebuild`: prove the catalog is derived from the journal.
+//! `maand journal verify|rebuild|push`: prove the catalog is derived from the journal, and
+//! make a local journal the shared journal of a team.
 
 use crate::bucket::{self, Bucket};
 use crate::catalog::{self, integrity};
@@ -23,6 +24,17 @@ pub enum JournalCommand {
         #[arg(long)]
         salvage: bool,
     },
+    /// Make this bucket's journal shared: verify the local journal (hash chain, blobs), upload
+    /// every event and blob to PostgreSQL at URL in one transaction, and name it in maand.conf
+    /// (journal_url, journal_bucket). From then on every command pulls from and appends to the
+    /// shared journal first; data/maand.db is its local cache. Other operators join with
+    /// `maand init --join URL BUCKET_ID`. The URL must not hold a password: put it in
+    /// PGPASSWORD or ~/.pgpass. Fails, changing nothing, if the shared journal already holds
+    /// this bucket. See docs/team.md.
+    Push {
+        /// postgres://[user@]host[:port]/database (or a libpq key=value string).
+        url: String,
+    },
 }
 
 pub fn run(
@@ -34,6 +46,7 @@ pub fn run(
     match command {
         JournalCommand::Verify => verify(bucket),
         JournalCommand::Rebuild { salvage: true } => salvage(bucket),
+        JournalCommand::Push { url } => push(bucket, url, name, argv),
         JournalCommand::Rebuild { salvage: false } => {
             let mut run = Run::begin(bucket, name, argv)?;
             let format = bucket.conf()?.log_format;
@@ -188,5 +201,63 @@ fn salvage(bucket: &Bucket) -> anyhow::Result<i32> {
             &report.lost_blobs[0][..12.min(report.lost_blobs[0].len())]
         );
     }
+    Ok(0)
+}
+
+/// `journal push URL`: upload the verified local journal to become the shared one.
+fn push(bucket: &Bucket, url: &str, name: &str, argv: &[String]) -> anyhow::Result<i32> {
+    use crate::shared_journal::{Holder, JournalUrl, SharedJournal};
+    bucket.require_exists()?;
+    let url = JournalUrl::parse(url)?;
+    let conf = bucket.conf()?;
+    if let Some(shared) = &conf.journal_url {
+        anyhow::bail!(
+            "{} already names a shared journal ({shared}); nothing was pushed",
+            bucket.conf_path().display()
+        );
+    }
+    let lock = Run::lock(bucket, name)?;
+    let conn = bucket::open_checked(bucket)?;
+    let Some(bucket_id) = catalog::read::bucket_id(&conn)? else {
+        anyhow::bail!(
+            "{} has no bucket identity yet: run `maand init` first",
+            bucket.root().display()
+        );
+    };
+    let report = journal::verify(&conn)?;
+    if let Some(bad) = report.first_bad {
+        anyhow::bail!(
+            "the local journal is damaged at event {}: {}; nothing was pushed (run `maand journal verify`)",
+            bad.seq,
+            bad.reason
+        );
+    }
+    if let Some(first) = integrity::damaged_blobs(&conn)?.first() {
+        anyhow::bail!("{first}; nothing was pushed (run `maand journal verify`)");
+    }
+    let shared = SharedJournal::connect(&url, &bucket_id)?;
+    shared.lock(&Holder {
+        host: whoami::fallible::hostname().unwrap_or_else(|_| "unknown".into()),
+        user: whoami::username(),
+        pid: std::process::id(),
+        command: format!("maand {name}"),
+        started: crate::run::format_time_ms(crate::run::now_ms()),
+    })?;
+    let events = shared.upload(&conn)?;
+    let mut text = std::fs::read_to_string(bucket.conf_path())?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&bucket::MaandConf::shared_journal_lines(&url, &bucket_id));
+    bucket::write_atomically(&bucket.conf_path(), text.as_bytes(), 0o644)?;
+    drop((shared, conn, lock));
+    println!(
+        "journal push: uploaded {events} event(s) of bucket {bucket_id} to the shared journal at {url}; maand.conf now names it, and data/maand.db is its local cache"
+    );
+    println!(
+        "other operators join with `maand init --join {url} {bucket_id}` and copy secrets/ from this bucket (see docs/team.md)"
+    );
+    let run = Run::begin(bucket, name, argv)?;
+    run.finish(&Ok::<(), String>(()))?;
     Ok(0)
 }

@@ -209,6 +209,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Job(command) => command.name(),
         Command::Journal(journal_cmd::JournalCommand::Verify) => "journal verify",
         Command::Journal(journal_cmd::JournalCommand::Rebuild { .. }) => "journal rebuild",
+        Command::Journal(journal_cmd::JournalCommand::Push { .. }) => "journal push",
         Command::Logs(_) => "logs show",
         Command::RunCommand(_) => "run_command",
         Command::Template(command) => command.name(),
@@ -303,10 +304,45 @@ fn describe(err: &anyhow::Error) -> String {
     message
 }
 
+/// Commands that only read the catalog: on a bucket with a shared journal they first pull what
+/// other operators appended, and answer from the local cache (saying how stale) when
+/// PostgreSQL cannot be reached.
+fn reads_catalog(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Info(_)
+            | Command::Cat(_)
+            | Command::Logs(_)
+            | Command::Journal(journal_cmd::JournalCommand::Verify)
+    )
+}
+
+/// Brings the local cache of a shared bucket up to date for a read command; warns (and goes
+/// on) when the shared journal cannot be reached.
+fn refresh_shared_cache(bucket: &crate::bucket::Bucket) {
+    if let Err(error) = crate::shared_journal::catch_up(bucket) {
+        let staleness = match crate::shared_journal::last_sync(bucket) {
+            Some(sync) => format!(
+                "which last caught up with it at {} ({}s ago, head {})",
+                crate::run::format_time_ms(sync.synced_ms),
+                (crate::run::now_ms() - sync.synced_ms).max(0) / 1000,
+                sync.head
+            ),
+            None => "which has no record of ever catching up with it".into(),
+        };
+        eprintln!(
+            "warning: {error}\nwarning: answering from the local cache data/maand.db, {staleness}"
+        );
+    }
+}
+
 fn dispatch(cli: &Cli) -> anyhow::Result<i32> {
     let argv: Vec<String> = std::env::args().collect();
     let name = command_name(&cli.command);
     tracing::debug!(command = name, "dispatch");
+    if reads_catalog(&cli.command) {
+        refresh_shared_cache(&cli.bucket()?);
+    }
     match &cli.command {
         Command::Init(args) => init::run(&cli.bucket()?, args, &argv),
         Command::Build(args) => build::run(&cli.bucket()?, args, &argv),

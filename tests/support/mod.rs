@@ -8,5 +8,6 @@ pub mod bucket;
 pub mod cluster;
 pub mod go_bucket;
 pub mod output;
+pub mod postgres;
 pub mod pty;
 pub mod remote;

@@ -5,6 +5,7 @@
 
 mod appending;
 mod concurrency;
+mod copying;
 mod fixture;
 mod installing;
 mod reading;
