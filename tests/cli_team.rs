@@ -873,3 +873,44 @@ fn init_with_a_maand_conf_that_names_a_shared_journal_creates_the_bucket_there_o
         stderr(&out)
     );
 }
+
+#[test]
+fn with_sslmode_require_maand_speaks_tls_and_trusts_only_the_ca_it_is_given() {
+    let certs = support::postgres::TestCertificates::generate();
+    let pg = Postgres::start_with_tls(&certs);
+    let url = format!("{}?sslmode=require", pg.url());
+    let dir = tempfile::tempdir().unwrap();
+    let (right_ca, wrong_ca) = (dir.path().join("ca.pem"), dir.path().join("other-ca.pem"));
+    std::fs::write(&right_ca, &certs.ca_pem).unwrap();
+    std::fs::write(
+        &wrong_ca,
+        support::postgres::TestCertificates::generate().ca_pem,
+    )
+    .unwrap();
+    let maand = |bucket: &Path, ca: &Path, args: &[&str]| {
+        std::process::Command::new(support::bucket::maand_binary())
+            .args(args)
+            .current_dir(bucket)
+            .env_remove("MAAND_BUCKET")
+            .env("PGSSLROOTCERT", ca)
+            .output()
+            .unwrap()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // A plain connection would not care which CA the client trusts: TLS is verified.
+    let refused = maand(a.path(), &wrong_ca, &["init", "--journal", &url]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("cannot reach the shared journal"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!a.path().join("data/maand.db").exists());
+
+    let created = maand(a.path(), &right_ca, &["init", "--journal", &url]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let id = bucket_id(a.path());
+    let joined = maand(b.path(), &right_ca, &["init", "--join", &url, &id]);
+    assert!(joined.status.success(), "{}", stderr(&joined));
+    assert_eq!(journal_rows(a.path()), journal_rows(b.path()));
+}

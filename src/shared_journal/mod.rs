@@ -1,9 +1,9 @@
 //! The shared journal: a bucket's journal on PostgreSQL, the source of truth for a team of
 //! operators whose own `data/maand.db` files are caches of it.
 //!
-//! This module owns the conversation with PostgreSQL: the address ([`JournalUrl`]), the tables
-//! (`schema`), the bucket lock across hosts (a session advisory lock whose holder others can
-//! read), pulling new events into a local cache (verified link by link, then projected),
+//! This module owns the conversation with PostgreSQL: the address ([`JournalUrl`]) and TLS
+//! (`tls`), the tables (`schema`), the bucket lock across hosts (a session advisory lock whose
+//! holder others can read), pulling new events into a local cache (verified link by link, then projected),
 //! appending a run's events (PostgreSQL first, atomically, with the primary key `(bucket, seq)`
 //! as the optimistic head check, then the local cache with the very same rows), and uploading a
 //! local journal to become shared. It decides nothing about the bucket, never touches workers and
@@ -12,6 +12,7 @@
 mod freshness;
 mod schema;
 mod session;
+mod tls;
 mod url;
 
 pub use freshness::{last_sync, Freshness};
@@ -35,7 +36,7 @@ const UPLOAD_CHUNK: usize = 5_000;
 pub enum SharedJournalError {
     #[error("journal URL {url}: {problem}")]
     BadUrl { url: String, problem: String },
-    #[error("cannot reach the shared journal at {url}: {source}; nothing was changed. Check that PostgreSQL is up and that the URL, user and password (PGPASSWORD or ~/.pgpass) are right")]
+    #[error("cannot reach the shared journal at {url}: {source}; nothing was changed. Check that PostgreSQL is up and that the URL, user, password (PGPASSWORD or ~/.pgpass) and, with sslmode=require, the CA (PGSSLROOTCERT or ~/.postgresql/root.crt) are right")]
     Unreachable {
         url: String,
         #[source]
@@ -51,6 +52,8 @@ pub enum SharedJournalError {
     ConnectionLost { url: String, reason: String },
     #[error("starting the shared journal connection: {0}")]
     Thread(String),
+    #[error("TLS to the shared journal at {url}: {problem}")]
+    Tls { url: String, problem: String },
     #[error("bucket {bucket} is locked in the shared journal at {url} by {holder}; wait for it to finish (the server releases the lock when that process ends, even if it is killed)")]
     Locked {
         url: String,

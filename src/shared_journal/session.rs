@@ -24,12 +24,17 @@ impl Session {
     /// [`SharedJournalError::Unreachable`].
     pub fn connect(url: &JournalUrl) -> Result<Session, SharedJournalError> {
         let config = url.config();
+        let tls = super::tls::client_config(url, &config)?;
         let (work, queue) = mpsc::channel::<Work>();
         let (ready, connected) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("maand-shared-journal".into())
             .spawn(move || {
-                let mut client = match config.connect(postgres::NoTls) {
+                let connected = match tls {
+                    Some(tls) => config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),
+                    None => config.connect(postgres::NoTls),
+                };
+                let mut client = match connected {
                     Ok(client) => client,
                     Err(error) => {
                         let _ = ready.send(Err(error));

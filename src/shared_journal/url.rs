@@ -21,7 +21,7 @@ pub struct JournalUrl {
 }
 
 impl JournalUrl {
-    /// Parses `text`, refusing a password in it and TLS modes this build cannot speak.
+    /// Parses `text`, refusing a password in it.
     pub fn parse(text: &str) -> Result<JournalUrl, SharedJournalError> {
         let bad = |problem: String| SharedJournalError::BadUrl {
             url: text.to_string(),
@@ -34,11 +34,6 @@ impl JournalUrl {
                 url: "(not repeated: it holds a password)".into(),
                 problem: "the URL holds a password, and the URL is stored in maand.conf; remove it from the URL and put it in PGPASSWORD or ~/.pgpass".into(),
             });
-        }
-        if matches!(config.get_ssl_mode(), postgres::config::SslMode::Require) {
-            return Err(bad(
-                "sslmode=require is not supported by this maand (it connects without TLS); reach the server over a local socket, a private network or an SSH tunnel".into(),
-            ));
         }
         if config.get_hosts().is_empty() {
             return Err(bad(

@@ -16,6 +16,8 @@ pub struct Postgres {
     log: PathBuf,
     bin: PathBuf,
     port: u16,
+    /// Extra server settings (`-c name=value …`), e.g. for TLS.
+    settings: String,
 }
 
 /// The newest PostgreSQL server binary directory installed.
@@ -74,6 +76,16 @@ fn free_loopback_port() -> u16 {
 impl Postgres {
     /// Creates and starts a cluster; panics (with the server log) if it does not come up.
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// Like [`Postgres::start`], but the server also speaks TLS with `certs`' server
+    /// certificate (plain connections are still accepted).
+    pub fn start_with_tls(certs: &TestCertificates) -> Postgres {
+        Postgres::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&TestCertificates>) -> Postgres {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("temporary directory");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -104,6 +116,29 @@ impl Postgres {
             "--no-sync",
         ]);
         run(initdb, "initdb");
+        let mut settings = String::new();
+        if let Some(certs) = certs {
+            use std::os::unix::fs::PermissionsExt;
+            for (name, pem) in [
+                ("server.crt", &certs.server_cert_pem),
+                ("server.key", &certs.server_key_pem),
+            ] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if running_as_root() {
+                    run(
+                        {
+                            let mut chown = Command::new("chown");
+                            chown.arg("postgres:postgres").arg(&path);
+                            chown
+                        },
+                        "chown the server certificate",
+                    );
+                }
+            }
+            settings = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+        }
         let mut cluster = Postgres {
             log: dir.path().join("server.log"),
             _dir: dir,
@@ -111,6 +146,7 @@ impl Postgres {
             sockets,
             bin,
             port: free_loopback_port(),
+            settings,
         };
         if running_as_root() {
             std::fs::write(&cluster.log, "").unwrap();
@@ -149,9 +185,10 @@ impl Postgres {
             .arg(&self.log)
             .arg("-o")
             .arg(format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50{}",
                 self.port,
-                self.sockets.display()
+                self.sockets.display(),
+                self.settings
             ))
             .args(["-w", "-t", "60", "start"]);
         let out = pg_ctl.output().expect("pg_ctl runs");
@@ -202,6 +239,35 @@ impl Drop for Postgres {
                 .arg(&self.data)
                 .args(["-m", "immediate", "-w", "stop"])
                 .output();
+        }
+    }
+}
+
+/// A CA and a server certificate for `127.0.0.1` signed by it, as PEM: what a TLS test cluster
+/// serves and what its clients must trust.
+pub struct TestCertificates {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+}
+
+impl TestCertificates {
+    pub fn generate() -> TestCertificates {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let server_cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+        TestCertificates {
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
         }
     }
 }
