@@ -42,9 +42,12 @@ fn logs_of_a_failed_deploy_in_raw_json_and_human_form() {
         "workspace/jobs/api/manifest.json",
         r#"{"version": "1.0.0", "selectors": ["a"]}"#,
     );
+    // stdout and stderr travel apart (two files on the worker, two channels over SSH), so lines
+    // printed within the same instant may arrive in either order; the pause keeps the
+    // snapshot's order.
     bucket.write(
         "workspace/jobs/api/Makefile",
-        "start:\n\t@echo starting api\n\t@echo port busy >&2\n\t@exit 3\n",
+        "start:\n\t@echo starting api\n\t@sleep 1\n\t@echo port busy >&2\n\t@exit 3\n",
     );
     bucket.maand_ok(&["build"]);
     let failed = bucket.maand(&["deploy"]);
