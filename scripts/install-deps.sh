@@ -15,37 +15,32 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Prometheus tests run the real server and check assembled trees with promtool (the Debian
-# package ships both). Installed with services kept from starting: tests start their own.
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  echo "installing: prometheus"
+# Installs Debian packages whose services must not start (their postinst would otherwise
+# start a server of its own): the tests start their own, in temp directories.
+install_without_starting() {
+  echo "installing: $*"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  guard=""
+  local guard=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
     guard=/usr/sbin/policy-rc.d
   fi
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   if [ -n "$guard" ]; then rm -f "$guard"; fi
+}
+
+# Prometheus tests run the real server and check assembled trees with promtool (the Debian
+# package ships both).
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  install_without_starting prometheus
 fi
 
 # The shared-journal tests (tests/cli_team.rs) run throwaway PostgreSQL clusters with the
-# server binaries under /usr/lib/postgresql/*/bin. Installed with services kept from starting
-# (the package would otherwise create and start a cluster of its own): tests start their own.
+# server binaries under /usr/lib/postgresql/*/bin.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  echo "installing: postgresql"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  guard=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    guard=/usr/sbin/policy-rc.d
-  fi
-  apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-  if [ -n "$guard" ]; then rm -f "$guard"; fi
+  install_without_starting postgresql
 fi
 
 # The template converter's tests render every template with Go's own text/template as the

@@ -520,6 +520,31 @@ fn worker_events(
         .collect()
 }
 
+/// Waits for the resumed restart to end on `host`, then checks the job started once and
+/// restarted once there: the resume repeated nothing.
+fn assert_started_once_then_restarted_once(
+    cluster: &support::cluster::Cluster,
+    a: &support::bucket::TestBucket,
+    host: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !worker_events(cluster, a, host).contains(&"restart-end".to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restart never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        worker_events(cluster, a, host),
+        [
+            "start 0.0.0->1.0.0",
+            "restart-begin 1.0.0->1.1.0",
+            "restart-end"
+        ]
+    );
+}
+
 fn spawn_deploy(bucket: &Path) -> std::process::Child {
     std::process::Command::new(support::bucket::maand_binary())
         .arg("deploy")
@@ -578,22 +603,7 @@ fn b_deploys_what_a_built_and_a_resumes_b_s_killed_deploy_without_repeating_a_st
 
     let resumed = a.maand_ok(&["deploy", "--resume"]);
     assert!(!resumed.is_empty());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !worker_events(&cluster, &a, &host).contains(&"restart-end".to_string()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restart never ended"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(
-        worker_events(&cluster, &a, &host),
-        [
-            "start 0.0.0->1.0.0",
-            "restart-begin 1.0.0->1.1.0",
-            "restart-end"
-        ]
-    );
+    assert_started_once_then_restarted_once(&cluster, &a, &host);
     assert_eq!(
         a.sql("SELECT status FROM deploy_steps WHERE kind LIKE '%restart%'"),
         "succeeded"
@@ -634,22 +644,7 @@ fn postgresql_lost_mid_deploy_stops_the_deploy_and_resume_finishes_it_once() {
 
     pg.restart();
     run_maand_ok(b.path(), &["deploy", "--resume"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !worker_events(&cluster, &a, &host).contains(&"restart-end".to_string()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restart never ended"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(
-        worker_events(&cluster, &a, &host),
-        [
-            "start 0.0.0->1.0.0",
-            "restart-begin 1.0.0->1.1.0",
-            "restart-end"
-        ]
-    );
+    assert_started_once_then_restarted_once(&cluster, &a, &host);
     run_maand_ok(a.path(), &["info"]);
     assert_eq!(journal_rows(a.path()), journal_rows(b.path()));
     assert!(run_maand_ok(a.path(), &["journal", "verify"]).contains("projections equal"));
