@@ -152,7 +152,8 @@ def supervise(base, deploy, key, limit, program):
     signal.alarm(limit)
     _, status = os.waitpid(child, 0)
     signal.alarm(0)
-    code = os.waitstatus_to_exitcode(status)
+    # As subprocess reports it (os.waitstatus_to_exitcode needs Python 3.9).
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     if expired and code == -signal.SIGKILL:
         timed_out = True
         code = TIMED_OUT
