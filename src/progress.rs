@@ -168,6 +168,15 @@ impl<K: Ord + Send + 'static> LiveLines<K> {
         }
     }
 
+    /// Prints a note of the command's own in the text modes, above the live line.
+    pub fn note(&self, line: &str) {
+        match (self.mode, &self.bar) {
+            (OutputMode::Terminal, Some(bar)) => bar.println(line),
+            (OutputMode::Terminal | OutputMode::Plain, _) => print_line(line),
+            (OutputMode::Json | OutputMode::Quiet, _) => {}
+        }
+    }
+
     /// Prints `line` on stderr without tearing the live line.
     pub fn echo(&self, line: &str) {
         match &self.bar {
@@ -385,6 +394,11 @@ impl CommandProgress {
     /// Prints a worker's output line (already escaped) without tearing the live line.
     pub fn echo(&self, line: &str) {
         self.live.echo(line);
+    }
+
+    /// Prints a note of the command's own (text modes only) without tearing the live line.
+    pub fn note(&self, line: &str) {
+        self.live.note(line);
     }
 
     /// Ends the live line and returns the recap. A health check waited on shows only its

@@ -43,9 +43,9 @@ pub fn run(
     };
     let text = progress.mode().shows_text();
     let mut idle = |job: &str| {
-        if text {
-            println!("jobcommand: job {job} has no active allocation; nothing ran for it");
-        }
+        progress.note(&format!(
+            "jobcommand: job {job} has no active allocation; nothing ran for it"
+        ));
     };
     let result = hooks::run_cli_command(bucket, &shared, &request, &mut idle).and_then(|done| {
         print_recap(&progress, || {
