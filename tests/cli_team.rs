@@ -124,6 +124,24 @@ fn what_one_operator_builds_the_other_sees_and_interleaved_builds_converge() {
 }
 
 #[test]
+fn a_joined_bucket_without_the_team_s_ca_says_to_copy_it_rather_than_make_one() {
+    let pg = Postgres::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run_maand_ok(a.path(), &["init", "--journal", &pg.url()]);
+    let id = bucket_id(a.path());
+    run_maand_ok(b.path(), &["init", "--join", &pg.url(), &id]);
+    write_workspace(b.path(), &["127.9.0.1"]);
+    let build = run_maand(b.path(), &["build"]);
+    assert!(!build.status.success());
+    assert!(
+        stderr(&build).contains("copy secrets/ca.crt and secrets/ca.key from another operator"),
+        "{}",
+        stderr(&build)
+    );
+    assert!(!b.path().join("secrets/ca.key").exists());
+}
+
+#[test]
 fn a_command_of_a_second_operator_is_refused_naming_the_holder_of_the_lock() {
     let pg = Postgres::start();
     let (_a, b, id) = two_operators(&pg);

@@ -53,10 +53,14 @@ pub fn run_build(
         warn(&warning.to_string());
     }
     let ca = crate::certs::read_bucket_ca(&bucket.secrets_dir())?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "{} is missing: run `maand init` to create the bucket CA",
-            bucket.ca_cert_path().display()
-        )
+        // A bucket sharing its journal shares its CA too: a second one would sign certificates
+        // the other operators' workers do not trust.
+        let fix = if conf.shared_journal().is_some() {
+            "copy secrets/ca.crt and secrets/ca.key from another operator of this shared bucket (docs/team.md)"
+        } else {
+            "run `maand init` to create the bucket CA"
+        };
+        anyhow::anyhow!("{} is missing: {fix}", bucket.ca_cert_path().display())
     })?;
     let kv_key = SecretKey::load(&bucket.kv_key_path())?;
     let snapshot = CatalogSnapshot::load(run.conn())?;
