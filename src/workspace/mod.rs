@@ -18,6 +18,7 @@ mod demands;
 mod disabled;
 mod errors;
 mod files;
+mod go_convert;
 mod json_reader;
 mod manifest;
 mod names;
@@ -28,6 +29,7 @@ mod vars;
 mod version;
 mod workers;
 
+pub use go_convert::{plan_go_conversion, Conversion};
 pub use scaffold::create_job;
 
 use std::collections::{BTreeMap, BTreeSet};
