@@ -44,6 +44,71 @@ pub fn shared_control_dir(preferred: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("maand-ssh-{uid}-{}", &hex::encode(digest)[..16]))
 }
 
+/// Prefix of a directory holding the masters of one maand command (no warm sessions): it is
+/// followed by the command's pid and a random part.
+const COMMAND_DIR_PREFIX: &str = "maand-cmd-";
+/// How old a one-command directory must be before a later command may sweep it.
+pub(crate) const COMMAND_DIR_SWEEP_AGE: std::time::Duration =
+    std::time::Duration::from_secs(10 * 60);
+
+/// The name of a one-command control directory of process `pid`.
+pub(crate) fn command_dir_name(pid: u32, random: u64) -> String {
+    format!("{COMMAND_DIR_PREFIX}{pid}-{random:016x}")
+}
+
+/// Removes the one-command control directories under `base` that a killed maand left behind:
+/// owned by this user, named for a process that no longer exists, and with no master still
+/// answering on a socket in it (a killed command's masters exit by themselves once idle; the
+/// directory is swept by a later command after that). A command that ends normally removes its
+/// own directory; this only catches `kill -9`. Directories younger than `min_age` are left
+/// alone whatever their pid says (a command in another pid namespace sharing this temp
+/// directory looks dead from here until its first master answers).
+pub(crate) fn sweep_abandoned_command_dirs(base: &Path, min_age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(COMMAND_DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let owned_old_dir = std::fs::symlink_metadata(&path).is_ok_and(|meta| {
+            meta.is_dir()
+                && meta.uid() == current_uid()
+                && meta
+                    .modified()
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|age| age >= min_age)
+        });
+        if !owned_old_dir || process_exists(pid) || has_live_master(&path) {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(&path);
+    }
+}
+
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists; it sends nothing.
+    let result = unsafe { libc::kill(pid, 0) };
+    result == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+fn has_live_master(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|entry| {
+            entry.file_type().is_ok_and(|kind| kind.is_socket())
+                && std::os::unix::net::UnixStream::connect(entry.path()).is_ok()
+        })
+    })
+}
+
 /// Creates `dir` (mode 0700) when it is missing, then checks that it is safe to use.
 pub(crate) fn open_private_dir(dir: &Path) -> Result<(), RemoteError> {
     match DirBuilder::new().mode(0o700).create(dir) {
@@ -291,6 +356,29 @@ pub fn close_masters(preferred: &Path) -> Result<usize, RemoteError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn directories_of_killed_commands_are_swept_and_live_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = gone.id();
+        gone.wait().unwrap();
+        let dead = base.path().join(command_dir_name(dead_pid, 1));
+        let live = base.path().join(command_dir_name(std::process::id(), 2));
+        let with_master = base.path().join(command_dir_name(dead_pid, 3));
+        let other = base.path().join("maand-ssh-0-0123456789abcdef");
+        for dir in [&dead, &live, &with_master, &other] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("0.log"), "").unwrap();
+        }
+        let _listening =
+            std::os::unix::net::UnixListener::bind(with_master.join("0.sock")).unwrap();
+        sweep_abandoned_command_dirs(base.path(), std::time::Duration::from_secs(3600));
+        assert!(dead.exists(), "a young directory is never swept");
+        sweep_abandoned_command_dirs(base.path(), std::time::Duration::ZERO);
+        assert!(!dead.exists(), "a dead command's directory stays");
+        assert!(live.exists() && with_master.exists() && other.exists());
+    }
 
     #[test]
     fn a_short_bucket_keeps_its_sockets_inside_and_a_long_one_falls_back_to_temp() {

@@ -71,8 +71,12 @@ pub(crate) struct ControlDir {
 impl ControlDir {
     pub(crate) fn create() -> Result<ControlDir, RemoteError> {
         let base = std::env::temp_dir();
+        control::sweep_abandoned_command_dirs(&base, control::COMMAND_DIR_SWEEP_AGE);
         loop {
-            let path = base.join(format!("maand-ssh-{:016x}", rand::random::<u64>()));
+            let path = base.join(control::command_dir_name(
+                std::process::id(),
+                rand::random::<u64>(),
+            ));
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
                     return Ok(ControlDir {
