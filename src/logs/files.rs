@@ -84,7 +84,17 @@ pub fn export(conn: &Connection, logs_dir: &Path, format: LogFormat) -> Result<u
         last = meta.seq;
         written += 1;
     }
-    append_all(&lines)?;
+    for (path, text) in &lines {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io(path))?;
+        file.write_all(text.as_bytes()).map_err(io(path))?;
+    }
     if last != after {
         // Replaced atomically but not flushed to disk: this runs after every commit, and a
         // cursor lost to a power cut only repeats some lines of these derived files.
@@ -93,43 +103,6 @@ pub fn export(conn: &Connection, logs_dir: &Path, format: LogFormat) -> Result<u
         std::fs::rename(&temporary, &cursor_path).map_err(io(&cursor_path))?;
     }
     Ok(written)
-}
-
-/// Appends each text to its file. A build that touches every worker of a large fleet appends to
-/// two files per worker (its log and the run's), most of them new; creating files is the
-/// kernel's work and spreads over the cores, so the files are written by a few threads.
-fn append_all(lines: &BTreeMap<PathBuf, String>) -> Result<(), ExportError> {
-    let parents: std::collections::BTreeSet<&Path> =
-        lines.keys().filter_map(|path| path.parent()).collect();
-    for parent in parents {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let append = |(path, text): (&PathBuf, &String)| -> Result<(), ExportError> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io(path))?;
-        file.write_all(text.as_bytes()).map_err(io(path))
-    };
-    const FILES_PER_THREAD: usize = 64;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    if threads == 1 || lines.len() <= FILES_PER_THREAD {
-        return lines.iter().try_for_each(append);
-    }
-    let all: Vec<(&PathBuf, &String)> = lines.iter().collect();
-    let chunk = all.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = all
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().copied().try_for_each(append)))
-            .collect();
-        workers.into_iter().try_for_each(|worker| {
-            worker
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    })
 }
 
 /// Deletes every exported log file and writes them again from the whole journal.
