@@ -74,6 +74,27 @@ pub fn subject(job: Option<&str>, worker: Option<&str>) -> String {
     }
 }
 
+/// The line a finished piece of work prints: `web@127.0.0.1  start  ok  0.41s[: detail]`,
+/// escaped for the terminal.
+pub fn finished_line(
+    job: Option<&str>,
+    worker: Option<&str>,
+    action: &str,
+    status: &str,
+    seconds: f64,
+    detail: Option<&str>,
+) -> String {
+    let mut line = format!(
+        "{}  {action}  {status}  {seconds:.2}s",
+        subject(job, worker)
+    );
+    if let Some(detail) = detail {
+        line.push_str(": ");
+        line.push_str(detail);
+    }
+    crate::terminal::visible(&line).into_owned()
+}
+
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -154,17 +175,12 @@ impl<K: Ord + Send + 'static> LiveLines<K> {
     /// a `kind` object) in the JSON mode, nothing when quiet.
     pub fn show(&self, line: &str, kind: &str, json: impl Serialize) {
         match self.mode {
-            OutputMode::Terminal => {
-                if let Some(bar) = &self.bar {
-                    bar.inc(1);
-                    bar.println(line);
-                } else {
-                    print_line(line);
-                }
-            }
-            OutputMode::Plain => print_line(line),
             OutputMode::Json => print_json(kind, json),
             OutputMode::Quiet => {}
+            OutputMode::Terminal | OutputMode::Plain => {
+                self.tick();
+                self.note(line);
+            }
         }
     }
 
@@ -244,17 +260,14 @@ impl WorkRow {
             (WorkStatus::Failed, Some(code)) => format!("exit {code}"),
             (WorkStatus::Failed, None) => "failed".to_string(),
         };
-        let mut line = format!(
-            "{}  {}  {status}  {:.2}s",
-            subject(self.job.as_deref(), self.worker.as_deref()),
-            self.action,
-            self.seconds
-        );
-        if let Some(detail) = &self.detail {
-            line.push_str(": ");
-            line.push_str(detail);
-        }
-        crate::terminal::visible(&line).into_owned()
+        finished_line(
+            self.job.as_deref(),
+            self.worker.as_deref(),
+            &self.action,
+            &status,
+            self.seconds,
+            self.detail.as_deref(),
+        )
     }
 }
 
@@ -269,6 +282,15 @@ fn counted_only(phase: &str, action: &str, ok: bool) -> bool {
 
 /// Who and what a running command is: worker, job, phase, action.
 type CommandKey = (String, Option<String>, String, String);
+
+fn command_key(worker: &str, job: &Option<String>, phase: &str, action: &str) -> CommandKey {
+    (
+        worker.to_string(),
+        job.clone(),
+        phase.to_string(),
+        action.to_string(),
+    )
+}
 
 /// Everything a fan-out command did, for its recap.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -318,28 +340,27 @@ impl CommandProgress {
         for event in events {
             let row = match event {
                 Event::CommandStarted(started) => {
-                    let key = (
-                        started.worker.clone(),
-                        started.job.clone(),
-                        started.phase.clone(),
-                        started.action.clone(),
-                    );
                     let label = format!(
                         "{} {}",
                         subject(started.job.as_deref(), worker_of(&started.worker)),
                         started.action
                     );
+                    let key = command_key(
+                        &started.worker,
+                        &started.job,
+                        &started.phase,
+                        &started.action,
+                    );
                     self.live.started(key, label);
                     continue;
                 }
                 Event::CommandFinished(finished) => {
-                    let key = (
-                        finished.worker.clone(),
-                        finished.job.clone(),
-                        finished.phase.clone(),
-                        finished.action.clone(),
-                    );
-                    let seen = self.live.finished(&key);
+                    self.live.finished(&command_key(
+                        &finished.worker,
+                        &finished.job,
+                        &finished.phase,
+                        &finished.action,
+                    ));
                     let ok = finished.error.is_none() && finished.exit_code == Some(0);
                     if counted_only(&finished.phase, &finished.action, ok) {
                         self.live.tick();
@@ -356,11 +377,7 @@ impl CommandProgress {
                             WorkStatus::Failed
                         },
                         exit_code: finished.exit_code,
-                        seconds: if finished.duration_ms > 0 {
-                            finished.duration_ms as f64 / 1000.0
-                        } else {
-                            seen
-                        },
+                        seconds: finished.duration_ms as f64 / 1000.0,
                         detail: finished.error.clone(),
                     }
                 }
@@ -443,23 +460,18 @@ fn worker_of(worker: &str) -> Option<&str> {
 /// Keeps, of the health rows, only the last attempt of each job on each worker (in the place of
 /// its first attempt); other rows stay as they are.
 fn last_health_attempts(rows: Vec<WorkRow>) -> Vec<WorkRow> {
-    let mut last: BTreeMap<(Option<String>, Option<String>), usize> = BTreeMap::new();
-    for (index, row) in rows.iter().enumerate() {
+    let mut placed: BTreeMap<(Option<String>, Option<String>), usize> = BTreeMap::new();
+    let mut kept: Vec<WorkRow> = Vec::with_capacity(rows.len());
+    for row in rows {
         if row.phase == HEALTH_PHASE {
-            last.insert((row.job.clone(), row.worker.clone()), index);
+            let key = (row.job.clone(), row.worker.clone());
+            if let Some(&at) = placed.get(&key) {
+                kept[at] = row;
+                continue;
+            }
+            placed.insert(key, kept.len());
         }
-    }
-    let mut placed = std::collections::BTreeSet::new();
-    let mut kept = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if row.phase != HEALTH_PHASE {
-            kept.push(row.clone());
-            continue;
-        }
-        let key = (row.job.clone(), row.worker.clone());
-        if placed.insert(key.clone()) {
-            kept.push(rows[last[&key]].clone());
-        }
+        kept.push(row);
     }
     kept
 }

@@ -159,11 +159,10 @@ pub(super) fn finish(
     result: anyhow::Result<Acted>,
 ) -> anyhow::Result<i32> {
     let result = result.and_then(|Acted { outcomes, health }| {
-        let health = health.map(|report| report.map(|report| (report.render(), report.verdict())));
         print_recap(progress, || {
             println!("{}", summary_table(&outcomes));
-            if let Some(Ok((table, _))) = &health {
-                println!("{table}");
+            if let Some(Ok(report)) = &health {
+                println!("{}", report.render());
             }
         });
         let failed: Vec<&str> = outcomes
@@ -180,9 +179,8 @@ pub(super) fn finish(
                 failed.join(", ")
             ));
         }
-        match health {
-            Some(Err(error)) | Some(Ok((_, Err(error)))) => problems.push(format!("{error:#}")),
-            Some(Ok((_, Ok(())))) | None => {}
+        if let Some(Err(error)) = health.map(|report| report.and_then(|report| report.verdict())) {
+            problems.push(format!("{error:#}"));
         }
         if !problems.is_empty() {
             bail!("{}", problems.join("; "));

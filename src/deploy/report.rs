@@ -17,7 +17,7 @@ use super::execute::StepJournal;
 use crate::activity::SharedRun;
 use crate::events::Event;
 pub use crate::progress::OutputMode;
-use crate::progress::{print_json, print_line, subject, LiveLines};
+use crate::progress::{finished_line, print_json, print_line, subject, LiveLines};
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,17 +76,14 @@ pub fn step_line(row: &RecapRow) -> String {
         StepStatus::Failed => "failed",
         StepStatus::Skipped => "skipped",
     };
-    let mut line = format!(
-        "{}  {}  {status}  {:.2}s",
-        subject(row.job.as_deref(), row.worker.as_deref()),
-        row.action,
-        row.seconds
-    );
-    if let Some(detail) = &row.detail {
-        line.push_str(": ");
-        line.push_str(detail);
-    }
-    crate::terminal::visible(&line).into_owned()
+    finished_line(
+        row.job.as_deref(),
+        row.worker.as_deref(),
+        &row.action,
+        status,
+        row.seconds,
+        row.detail.as_deref(),
+    )
 }
 
 /// How many of a failed step's last output lines the recap shows.
