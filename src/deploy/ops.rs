@@ -50,9 +50,6 @@ pub struct FleetOps {
     pub echo: bool,
     /// How long a lifecycle target may run on a worker (`step_time_limit` in maand.conf).
     pub step_limit: Duration,
-    /// Workers an earlier deploy of this bucket already copied to: their tools are not
-    /// checked again (see [`FleetOps::trusting_tools_of`]).
-    pub proven: std::collections::BTreeSet<String>,
 }
 
 /// The phase under which the commands of a deploy step with `action` are journaled: copies
@@ -96,15 +93,20 @@ impl FleetOps {
             staging_root,
             echo,
             step_limit,
-            proven: Default::default(),
         }
     }
 
     /// Skips the tool check on `workers`: an earlier deploy copied this bucket there through
     /// `sudo rsync` and ran the runner, so the check's round trip (and its `sudo`) would only
     /// repeat what is known. A tool removed since shows as the failing step's own error.
-    pub fn trusting_tools_of(mut self, workers: std::collections::BTreeSet<String>) -> FleetOps {
-        self.proven = workers;
+    pub fn trusting_tools_of(self, workers: std::collections::BTreeSet<String>) -> FleetOps {
+        {
+            let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+            for worker in workers {
+                let known = tokio::sync::OnceCell::new_with(Some(Ok(())));
+                ready.insert(worker, std::sync::Arc::new(known));
+            }
+        }
         self
     }
 
@@ -112,9 +114,6 @@ impl FleetOps {
     /// opens its master); later calls return the remembered answer. Each worker goes on as soon
     /// as it is ready, without waiting for the others.
     async fn ready(&self, worker: &str) -> Result<(), StepError> {
-        if self.proven.contains(worker) {
-            return Ok(());
-        }
         let cell = {
             let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
             ready.entry(worker.to_string()).or_default().clone()
@@ -142,9 +141,15 @@ impl FleetOps {
         .clone()
     }
 
-    /// Opens the worker's master and checks its tools ahead of its first step.
+    /// Opens the worker's master and checks its tools (unless known) ahead of its first step.
     pub async fn warm_up(&self, worker: &str) {
-        if self.proven.contains(worker) {
+        let known = self
+            .ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(worker)
+            .is_some_and(|cell| cell.initialized());
+        if known {
             let _ = self.fleet.session(worker).await;
         } else {
             let _ = self.ready(worker).await;
