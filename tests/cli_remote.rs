@@ -908,8 +908,9 @@ fn interrupt_on_worker(
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(started, "{marker} started on {host}");
+    // Commands run over the worker's master through the native multiplexing client, so maand
+    // usually has no local child for them; whatever local children it has must be gone too.
     let local_children = children_of(child.id());
-    assert!(!local_children.is_empty(), "maand runs ssh clients");
     // SAFETY: kill(2) on the process group the test started; no memory is involved.
     unsafe {
         libc::kill(-(child.id() as i32), signal);

@@ -4,8 +4,8 @@
 //! lifecycle target; the rest are ordinary updates.
 //!
 //! Only the job's own tree (`jobs/<job>/`, without the worker's `data/`, `logs/` and `bin/`)
-//! is compared; maand's helper files (`worker.json`, `jobs.json`, `bin/runner.py`) always differ
-//! between the two implementations and do not count.
+//! is compared; maand's helper files (`worker.json`, `jobs.json`, the runner under `bin/`)
+//! always differ between the two implementations and do not count.
 
 use super::ops::TRANSFER_TIMEOUT;
 use super::prepare::Prepared;

@@ -219,6 +219,7 @@ impl FleetOps {
                 FilterRule::Include("/jobs.json".into()),
                 FilterRule::Include("/bin/".into()),
                 FilterRule::Include("/bin/runner.py".into()),
+                FilterRule::Include("/bin/maand_runner.py".into()),
                 FilterRule::Include("/jobs/".into()),
                 FilterRule::Exclude(format!("/jobs/{job}/data/")),
                 FilterRule::Exclude(format!("/jobs/{job}/logs/")),

@@ -80,6 +80,13 @@ impl RemoteCommand {
         }
     }
 
+    /// Leaves the time limit to the program itself (the runner's step mode enforces its own and
+    /// always ends soon after it): no worker-side `timeout` is started in front of it.
+    pub(crate) fn limited_by_itself(mut self) -> RemoteCommand {
+        self.worker_side_limit = false;
+        self
+    }
+
     /// Runs the command as root through `sudo -n` when the bucket sets `use_sudo`.
     pub fn privileged(mut self) -> RemoteCommand {
         self.privileged = true;
@@ -182,6 +189,17 @@ mod tests {
             line.ends_with(" maand-stop-watch timeout -k 5 32 sleep 9"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn a_command_limited_by_itself_runs_without_timeout() {
+        let command = RemoteCommand::new(["runner", "step"], Duration::from_secs(30))
+            .unwrap()
+            .privileged()
+            .finish_on_interrupt()
+            .limited_by_itself();
+        assert_eq!(command.render(true), "sudo -n -- runner step");
+        assert_eq!(command.timeout(), Duration::from_secs(30));
     }
 
     #[test]

@@ -57,5 +57,5 @@ pub use session::{CapturedOutput, CommandOutcome, Session, MAX_CAPTURED_BYTES, M
 pub use transfer::{FilterRule, Transfer, TransferSummary};
 pub use worker_files::{
     bucket_dir_on_worker, runner_command, stage_worker_files, JobEntry, StageError, WorkerFiles,
-    WorkerIdentity, RUNNER_SOURCE, WORKER_ROOT,
+    WorkerIdentity, RUNNER_FILES, WORKER_ROOT,
 };

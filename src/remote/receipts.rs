@@ -69,7 +69,12 @@ pub fn step_command(
     ]
     .into_iter()
     .chain(argv.iter().cloned());
-    Ok(RemoteCommand::new(words, Duration::from_secs(seconds) + FOLLOW_ALLOWANCE)?.privileged())
+    // The runner stops the step at its limit itself, so no `timeout` runs in front of it.
+    Ok(
+        RemoteCommand::new(words, Duration::from_secs(seconds) + FOLLOW_ALLOWANCE)?
+            .privileged()
+            .limited_by_itself(),
+    )
 }
 
 /// The command that deletes the receipts and step logs of every deploy on a worker except
@@ -170,11 +175,9 @@ mod tests {
     fn runner_root() -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("bin")).unwrap();
-        std::fs::write(
-            root.path().join("bin/runner.py"),
-            super::super::RUNNER_SOURCE,
-        )
-        .unwrap();
+        for (name, source) in super::super::RUNNER_FILES {
+            std::fs::write(root.path().join("bin").join(name), source).unwrap();
+        }
         root
     }
 

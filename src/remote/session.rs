@@ -138,6 +138,9 @@ pub struct Session {
     config: Arc<RemoteConfig>,
     socket: PathBuf,
     master_log: PathBuf,
+    /// The native multiplexing client of the master at `socket`: it opens sessions over the
+    /// socket without an `ssh` process (and never closes the master itself).
+    mux: openssh::Session,
     /// The files of a shared master; `None` for a master of this command only.
     shared: Option<MasterFiles>,
     /// Serialises (re)starting the master; true once this session checked or started it.
@@ -167,6 +170,7 @@ impl Session {
         };
         let session = Session {
             worker: worker.to_string(),
+            mux: openssh::Session::resume_mux(socket.clone().into_boxed_path(), None),
             socket,
             master_log,
             shared,
@@ -213,25 +217,49 @@ impl Session {
     ) -> Result<CapturedOutput, RemoteError> {
         self.ensure_master().await?;
         let line = command.render(self.config.use_sudo);
-        let mut ssh = Command::new("ssh");
-        ssh.args(self.ssh_options())
-            .args(["-T", "-o", "ControlMaster=no", "--"])
-            .arg(&self.worker)
-            .arg(&line);
         let stop = if command.finishes_on_interrupt() {
             OnInterrupt::Finish
         } else {
             OnInterrupt::Stop
         };
         let description = command.describe(self.config.use_sudo);
+        observer.record(RemoteRecord::CommandStarted {
+            worker: self.worker.clone(),
+            command: description.clone(),
+        });
+        let started = Instant::now();
+        // The deadline covers opening the session too: the master answers only once the worker
+        // confirmed the channel, which a worker gone silent never does.
+        let opened = tokio::time::timeout(
+            command.timeout(),
+            self.open_over_master(&line, &description, stop),
+        )
+        .await
+        .unwrap_or_else(|_elapsed| {
+            Err(RemoteError::CommandTimeout {
+                worker: self.worker.clone(),
+                command: description.clone(),
+                after: command.timeout(),
+            })
+        });
+        let running = match opened {
+            Ok(running) => running,
+            Err(error) => {
+                observer.record(RemoteRecord::CommandFailed {
+                    worker: self.worker.clone(),
+                    error: error.to_string(),
+                    duration: started.elapsed(),
+                });
+                return Err(error);
+            }
+        };
         let finished = self
-            .supervise(
-                ssh,
+            .follow(
+                running,
                 &description,
-                command.timeout(),
+                (command.timeout(), started),
                 observer,
                 keep_output,
-                stop,
             )
             .await?;
         let captured: usize = finished
@@ -250,8 +278,62 @@ impl Session {
         Ok(finished)
     }
 
-    /// Spawns `process`, streams its output to `observer` and enforces `timeout`. Records
-    /// `CommandStarted` with `description`, then `CommandFinished` or `CommandFailed`.
+    /// Opens a session for `line` over the master with the native multiplexing client (no
+    /// `ssh` process per command). A master that stopped answering since it was checked (killed,
+    /// its worker gone) is started again once.
+    async fn open_over_master(
+        &self,
+        line: &str,
+        description: &str,
+        stop: OnInterrupt,
+    ) -> Result<Running<'_>, RemoteError> {
+        let mut retried = false;
+        loop {
+            let mut remote = self.mux.raw_command(line);
+            // A command that stops on interrupt gets a stdin pipe held open while it runs: the
+            // worker-side wrapper (see `RemoteCommand::render`) stops the command when it
+            // closes, whether maand closes it on Ctrl-C or dies.
+            remote
+                .stdin(match stop {
+                    OnInterrupt::Stop => openssh::Stdio::piped(),
+                    OnInterrupt::Finish => openssh::Stdio::null(),
+                })
+                .stdout(openssh::Stdio::piped())
+                .stderr(openssh::Stdio::piped());
+            match remote.spawn().await {
+                Ok(mut child) => {
+                    let stdin = child.stdin().take();
+                    let stdout = child.stdout().take().map(|s| Box::new(s) as OutputStream);
+                    let stderr = child.stderr().take().map(|s| Box::new(s) as OutputStream);
+                    return Ok(Running {
+                        process: Process::OverMaster(Some(child)),
+                        stdin: stdin.map(|s| Box::new(s) as HeldStdin),
+                        stdout,
+                        stderr,
+                    });
+                }
+                Err(openssh::Error::SshMux(_)) if !retried => {
+                    retried = true;
+                    *self.master.lock().await = false;
+                    if !self.master_alive().await {
+                        let _ = std::fs::remove_file(&self.socket);
+                    }
+                    self.ensure_master().await?;
+                }
+                Err(error) => {
+                    return Err(RemoteError::ConnectionLost {
+                        worker: self.worker.clone(),
+                        command: description.to_string(),
+                        detail: format!("cannot open a session over the SSH master: {error}"),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Spawns `process` (rsync and the ssh it starts), streams its output to `observer` and
+    /// enforces `timeout`. Records `CommandStarted` with `description`, then `CommandFinished`
+    /// or `CommandFailed`.
     pub(crate) async fn supervise(
         &self,
         mut process: Command,
@@ -259,22 +341,14 @@ impl Session {
         timeout: Duration,
         observer: &dyn Observer,
         keep_output: bool,
-        on_interrupt: OnInterrupt,
     ) -> Result<CapturedOutput, RemoteError> {
         let program = process
             .as_std()
             .get_program()
             .to_string_lossy()
             .into_owned();
-        // A command that stops on interrupt gets a stdin pipe held open while it runs: the
-        // worker-side wrapper (see `RemoteCommand::render`) stops the command when it closes,
-        // whether maand closes it on Ctrl-C or dies.
-        let stdin = match on_interrupt {
-            OnInterrupt::Stop => Stdio::piped(),
-            OnInterrupt::Finish => Stdio::null(),
-        };
         process
-            .stdin(stdin)
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -283,15 +357,44 @@ impl Session {
             program: program.clone(),
             detail: error.to_string(),
         })?;
-        let _tracked = child.id().map(crate::interrupt::track_group);
-        let mut held_stdin = child.stdin.take();
+        let stdout = child.stdout.take().map(|s| Box::new(s) as OutputStream);
+        let stderr = child.stderr.take().map(|s| Box::new(s) as OutputStream);
+        let running = Running {
+            process: Process::Local { child, program },
+            stdin: None,
+            stdout,
+            stderr,
+        };
         observer.record(RemoteRecord::CommandStarted {
             worker: self.worker.clone(),
             command: description.to_string(),
         });
         let started = Instant::now();
+        self.follow(
+            running,
+            description,
+            (timeout, started),
+            observer,
+            keep_output,
+        )
+        .await
+    }
+
+    /// Follows a command started at `started` (its `CommandStarted` recorded) to its end:
+    /// streams its output to `observer`, stops it once `timeout` has passed since `started`,
+    /// and stops it on the worker at the operator's interrupt when it holds stdin.
+    async fn follow(
+        &self,
+        mut running: Running<'_>,
+        description: &str,
+        (timeout, started): (Duration, Instant),
+        observer: &dyn Observer,
+        keep_output: bool,
+    ) -> Result<CapturedOutput, RemoteError> {
+        let _tracked = running.local_group().map(crate::interrupt::track_group);
+        let mut held_stdin = running.stdin.take();
         let drained = async {
-            let drain = self.drain(&mut child, observer, keep_output);
+            let drain = self.drain(&mut running, observer, keep_output);
             tokio::pin!(drain);
             if held_stdin.is_some() {
                 tokio::select! {
@@ -301,16 +404,16 @@ impl Session {
             }
             drain.await
         };
-        let ran = tokio::time::timeout(timeout, drained).await;
+        let ran = tokio::time::timeout(timeout.saturating_sub(started.elapsed()), drained).await;
         let duration = started.elapsed();
         let failure = match ran {
-            Ok(Ok((status, stdout, stderr))) => match status.code() {
-                Some(255) if !self.master_alive().await => RemoteError::ConnectionLost {
+            Ok(Ok((ended, stdout, stderr))) => match ended {
+                Ended::Code(255) if !self.master_alive().await => RemoteError::ConnectionLost {
                     worker: self.worker.clone(),
                     command: description.to_string(),
-                    detail: last_lines(&stderr, "ssh exited with code 255"),
+                    detail: last_lines(&stderr, "the connection ended without an exit status"),
                 },
-                Some(exit_code) => {
+                Ended::Code(exit_code) => {
                     observer.record(RemoteRecord::CommandFinished {
                         worker: self.worker.clone(),
                         exit_code,
@@ -325,18 +428,18 @@ impl Session {
                         stderr,
                     });
                 }
-                None => RemoteError::ConnectionLost {
+                Ended::Signalled => RemoteError::ConnectionLost {
                     worker: self.worker.clone(),
                     command: description.to_string(),
-                    detail: format!("{program} was killed by a signal"),
+                    detail: format!("{} was killed by a signal", running.program()),
                 },
             },
             Ok(Err(error)) => RemoteError::LocalProcess {
-                program,
+                program: running.program().to_string(),
                 detail: error.to_string(),
             },
             Err(_elapsed) => {
-                kill_process_group(&mut child).await;
+                running.stop().await;
                 RemoteError::CommandTimeout {
                     worker: self.worker.clone(),
                     command: description.to_string(),
@@ -352,21 +455,21 @@ impl Session {
         Err(failure)
     }
 
-    /// Reads both output streams line by line until they close, then waits for the exit.
+    /// Reads both output streams line by line until they close, then waits for the end.
     async fn drain(
         &self,
-        child: &mut Child,
+        running: &mut Running<'_>,
         observer: &dyn Observer,
         keep_output: bool,
-    ) -> std::io::Result<(ExitStatus, Vec<String>, Vec<String>)> {
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+    ) -> std::io::Result<(Ended, Vec<String>, Vec<String>)> {
+        let stdout = running.stdout.take().expect("stdout is piped");
+        let stderr = running.stderr.take().expect("stderr is piped");
         let (stdout, stderr) = tokio::join!(
             self.forward_lines(stdout, Stream::Stdout, observer, keep_output),
             self.forward_lines(stderr, Stream::Stderr, observer, keep_output),
         );
-        let status = child.wait().await?;
-        Ok((status, stdout?, stderr?))
+        let ended = running.wait().await?;
+        Ok((ended, stdout?, stderr?))
     }
 
     async fn forward_lines(
@@ -544,18 +647,9 @@ impl Session {
             .await;
     }
 
+    /// Whether the master answers an alive check on its socket.
     async fn master_alive(&self) -> bool {
-        Command::new("ssh")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(["-O", "check", "--"])
-            .arg(&self.worker)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|status| status.success())
+        self.mux.check().await.is_ok()
     }
 
     /// Options of every ssh invocation for this worker: master, commands and rsync's ssh.
@@ -622,11 +716,100 @@ impl Drop for Session {
 
 /// What a running command does when the operator interrupts maand (see `crate::interrupt`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OnInterrupt {
+enum OnInterrupt {
     /// It is stopped on the worker (its stdin is closed).
     Stop,
     /// It runs to its end (a deploy step, a copy).
     Finish,
+}
+
+/// Output of a running command, read line by line.
+type OutputStream = Box<dyn AsyncRead + Unpin + Send>;
+/// The write end of a command's stdin, held open until the command should stop.
+type HeldStdin = Box<dyn std::any::Any + Send>;
+
+/// A command in flight.
+struct Running<'a> {
+    process: Process<'a>,
+    stdin: Option<HeldStdin>,
+    stdout: Option<OutputStream>,
+    stderr: Option<OutputStream>,
+}
+
+/// What runs a command: a local process (rsync with its own ssh), or a session opened over the
+/// master by the native multiplexing client.
+enum Process<'a> {
+    Local {
+        child: Child,
+        program: String,
+    },
+    /// `None` once waited for.
+    OverMaster(Option<openssh::Child<&'a openssh::Session>>),
+}
+
+/// How a command ended, as far as the operator host can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The exit status; 255 also when the connection or the remote process ended without one,
+    /// as `ssh` itself reports those.
+    Code(i32),
+    /// The local process was killed by a signal.
+    Signalled,
+}
+
+impl Running<'_> {
+    fn program(&self) -> &str {
+        match &self.process {
+            Process::Local { program, .. } => program,
+            Process::OverMaster(_) => "ssh",
+        }
+    }
+
+    /// The local process group a second interrupt must kill, if there is one.
+    fn local_group(&self) -> Option<u32> {
+        match &self.process {
+            Process::Local { child, .. } => child.id(),
+            Process::OverMaster(_) => None,
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<Ended> {
+        match &mut self.process {
+            Process::Local { child, .. } => {
+                let status = child.wait().await?;
+                Ok(status.code().map_or(Ended::Signalled, Ended::Code))
+            }
+            Process::OverMaster(child) => {
+                let child = child.take().expect("a command is waited for once");
+                match child.wait().await {
+                    Ok(status) => Ok(status.code().map_or(Ended::Code(255), Ended::Code)),
+                    // The client reports exit status 127 as an error of its own.
+                    Err(openssh::Error::Remote(error))
+                        if error.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        Ok(Ended::Code(127))
+                    }
+                    Err(
+                        openssh::Error::RemoteProcessTerminated
+                        | openssh::Error::Disconnected
+                        | openssh::Error::SshMux(_)
+                        | openssh::Error::Master(_),
+                    ) => Ok(Ended::Code(255)),
+                    Err(error) => Err(std::io::Error::other(error.to_string())),
+                }
+            }
+        }
+    }
+
+    /// Stops the command at its deadline: kills the local process group, or closes the session
+    /// (the master then closes the channel, which stops a command under the stdin watcher).
+    async fn stop(&mut self) {
+        self.stdin = None;
+        match &mut self.process {
+            Process::Local { child, .. } => kill_process_group(child).await,
+            Process::OverMaster(child) => drop(child.take()),
+        }
+    }
 }
 
 /// Reads up to and including the next newline into `buffer`, but never more than `max` bytes;

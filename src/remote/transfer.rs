@@ -9,7 +9,7 @@ use tokio::process::Command;
 
 use super::error::RemoteError;
 use super::record::Observer;
-use super::session::{check_local_path, last_lines, OnInterrupt, Session};
+use super::session::{check_local_path, last_lines, Session};
 
 /// One rsync filter rule, applied in the order given (the first match wins).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,14 +134,7 @@ impl Session {
         let mut rsync = Command::new("rsync");
         rsync.arg("-e").arg(self.rsync_shell()).args(&arguments);
         let captured = self
-            .supervise(
-                rsync,
-                &description,
-                transfer.timeout,
-                observer,
-                true,
-                OnInterrupt::Finish,
-            )
+            .supervise(rsync, &description, transfer.timeout, observer, true)
             .await?;
         if !captured.outcome.success() {
             return Err(RemoteError::TransferFailed {

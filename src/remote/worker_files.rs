@@ -1,6 +1,7 @@
 //! The files maand keeps on every worker besides the job trees: `worker.json` (which bucket,
 //! worker and deploy the tree belongs to), `jobs.json` (the jobs placed there) and
-//! `bin/runner.py`, the program `maand job` and deploy call to run Makefile targets. This
+//! `bin/runner.py` (with its module `bin/maand_runner.py`), the program `maand job` and deploy
+//! call to run Makefile targets. This
 //! module writes them into a local staging directory and builds the runner's command line;
 //! copying them to the worker is the caller's transfer.
 
@@ -15,8 +16,16 @@ use super::error::RemoteError;
 
 /// Where buckets live on a worker: `/opt/worker/<bucket_id>/`.
 pub const WORKER_ROOT: &str = "/opt/worker";
-/// The runner's source, shipped as `bin/runner.py`.
+/// The runner's entry script, shipped as `bin/runner.py`.
 pub const RUNNER_SOURCE: &str = include_str!("runner.py");
+/// The runner's body, shipped as `bin/maand_runner.py` and imported by the entry script (an
+/// imported module is compiled once per worker, not on every start).
+pub const RUNNER_MODULE_SOURCE: &str = include_str!("maand_runner.py");
+/// The runner's files under `bin/`, with their contents.
+pub const RUNNER_FILES: [(&str, &str); 2] = [
+    ("runner.py", RUNNER_SOURCE),
+    ("maand_runner.py", RUNNER_MODULE_SOURCE),
+];
 
 /// `worker.json`: identifies the deployed tree, so `maand job` can refuse a stale worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,9 +72,9 @@ pub fn bucket_dir_on_worker(bucket_id: &str) -> String {
     format!("{WORKER_ROOT}/{bucket_id}")
 }
 
-/// Writes `worker.json`, `jobs.json` and `bin/runner.py` into `dir`, the local image of
-/// `/opt/worker/<bucket_id>/`. Directories get mode 0755 (rsync copies the mode of `dir` onto
-/// the worker's directory) and the runner 0755.
+/// Writes `worker.json`, `jobs.json` and the runner's files under `bin/` into `dir`, the local
+/// image of `/opt/worker/<bucket_id>/`. Directories get mode 0755 (rsync copies the mode of
+/// `dir` onto the worker's directory) and the runner's files 0755.
 pub fn stage_worker_files(dir: &Path, files: &WorkerFiles) -> Result<(), StageError> {
     check_name("bucket id", &files.identity.bucket_id)?;
     for job in &files.jobs {
@@ -76,7 +85,10 @@ pub fn stage_worker_files(dir: &Path, files: &WorkerFiles) -> Result<(), StageEr
     create_dir(&bin)?;
     write_file(&dir.join("worker.json"), &to_json(&files.identity), 0o644)?;
     write_file(&dir.join("jobs.json"), &to_json(&files.jobs), 0o644)?;
-    write_file(&bin.join("runner.py"), RUNNER_SOURCE, 0o755)
+    for (name, source) in RUNNER_FILES {
+        write_file(&bin.join(name), source, 0o755)?;
+    }
+    Ok(())
 }
 
 /// The command that runs Makefile `target` for `jobs` (every job of the worker when empty)
@@ -184,13 +196,13 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(root.join("jobs.json")).unwrap())
                 .unwrap();
         assert_eq!(jobs, files().jobs);
-        assert_eq!(
-            std::fs::read_to_string(root.join("bin/runner.py")).unwrap(),
-            RUNNER_SOURCE
-        );
         let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        for (name, source) in RUNNER_FILES {
+            let path = root.join("bin").join(name);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), source);
+            assert_eq!(mode(&path), 0o755);
+        }
         assert_eq!(mode(&root), 0o755);
-        assert_eq!(mode(&root.join("bin/runner.py")), 0o755);
     }
 
     #[test]

@@ -1,0 +1,354 @@
+"""maand's worker-side runner, started through bin/runner.py beside it.
+
+Usage: python3 /opt/worker/<bucket_id>/bin/runner.py TARGET [JOB ...]
+       python3 /opt/worker/<bucket_id>/bin/runner.py step DEPLOY KEY LIMIT -- PROGRAM [ARG ...]
+
+Runs `make -s -C jobs/<job> TARGET` for each named job (every job in jobs.json when none is
+named), one after another, in the order given. Each make gets CURRENT_VERSION and NEW_VERSION
+from jobs.json. Disabled jobs are skipped for start, restart and reload. Jobs without a
+Makefile are skipped. Exits 0 when every make succeeded, 1 when any failed, 2 on bad input.
+
+`step` runs PROGRAM at most once per DEPLOY and KEY, detached from the caller: a supervisor in
+its own session starts it in its own process group with output to
+steps/DEPLOY/KEY.out and KEY.err, kills the group after LIMIT seconds, and writes
+KEY.receipt (exit status, end time) atomically when it ends. The caller only
+follows the output and exits with the step's status, so losing the caller (a killed maand, a
+dropped SSH connection) never stops the step. Calling `step` again with the same DEPLOY and
+KEY starts nothing: it replays the output of a finished step, or follows a running one. The
+first step of a new DEPLOY removes the receipts of earlier deploys.
+Exit codes: the program's; 124 when the limit stopped it; 125 when the supervisor vanished
+without a receipt (the worker rebooted); 2 on bad input.
+
+Every lifecycle step of a deploy starts the runner once, so `step` imports only modules built
+into the interpreter (maand runs it with `python3 -S`) and `select`; the rest is imported where
+it is used. This file is a module, not the script Python is started with, so Python keeps its
+compiled form in bin/__pycache__ instead of compiling it again for every step.
+"""
+
+import os
+import select
+import sys
+import time
+
+try:
+    # The built-in half of `signal`, which itself imports `enum` (a third of a step's imports).
+    import _signal as signal
+except ImportError:
+    import signal
+
+LIFECYCLE_TARGETS = {"start", "restart", "reload"}
+FIRST_NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+NAME_CHARACTERS = FIRST_NAME_CHARACTERS | frozenset("_.-")
+
+
+def safe_name(name):
+    """A job, target, deploy or step name: [A-Za-z0-9][A-Za-z0-9_.-]*, never with `..`."""
+    return (
+        bool(name)
+        and name[0] in FIRST_NAME_CHARACTERS
+        and all(character in NAME_CHARACTERS for character in name)
+        and ".." not in name
+    )
+
+
+def utc_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+
+
+def say(message, stream=sys.stdout):
+    print(f"runner: {message}", file=stream, flush=True)
+
+
+TIMED_OUT = 124
+VANISHED = 125
+# A claimed step whose supervisor has not written its pid after this long never started.
+START_GRACE_SECONDS = 5.0
+
+
+def write_atomically(path, data):
+    temporary = f"{path}.tmp.{os.getpid()}"
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def receipt_exit_code(path):
+    """The exit code a receipt records, or None while there is no (readable) receipt."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    marker = '"exit_code": '
+    at = text.find(marker)
+    if at >= 0:
+        digits = text[at + len(marker):].split(",", 1)[0].split("}", 1)[0].strip()
+        if digits.lstrip("-").isdigit():
+            return int(digits)
+    import json  # a receipt written in another layout: rare, so parsed the slow way
+
+    try:
+        return int(json.loads(text)["exit_code"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+
+def supervise(base, deploy, key, limit, program):
+    """The detached half: runs `program`, enforces `limit`, writes the receipt."""
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    for descriptor in (0, 1, 2):
+        os.dup2(null, descriptor)
+    write_atomically(base + ".pid", str(os.getpid()).encode())
+    timed_out = False
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    out = os.open(base + ".out", flags, 0o644)
+    err = os.open(base + ".err", flags, 0o644)
+    # Descriptors Python opens are closed on exec; only 0, 1 and 2 reach the program (never
+    # the pipe the follower waits on).
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(err, 2)
+            os.execvp(program[0], program)
+        except OSError as error:
+            os.write(2, f"runner: cannot start {program[0]}: {error}\n".encode())
+        os._exit(127)
+    # A blocking wait with an alarm for the limit: the end of the step is seen the moment it
+    # happens, not at the next look of a polling wait.
+    expired = []
+
+    def expire(_signum, _frame):
+        expired.append(True)
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(limit)
+    _, status = os.waitpid(child, 0)
+    signal.alarm(0)
+    # As subprocess reports it (os.waitstatus_to_exitcode needs Python 3.9).
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    if expired and code == -signal.SIGKILL:
+        timed_out = True
+        code = TIMED_OUT
+        os.write(err, f"runner: timed out after {limit} s\n".encode())
+    os.close(out)
+    os.close(err)
+    # Every value is a number, a boolean or a checked name, so the JSON is written by hand
+    # (importing json costs more than the rest of a step's bookkeeping).
+    receipt = (
+        f'{{"deploy": "{deploy}", "step": "{key}", "exit_code": {code}, '
+        f'"timed_out": {"true" if timed_out else "false"}, "ended_at": "{utc_now()}"}}\n'
+    )
+    write_atomically(base + ".receipt", receipt.encode())
+    os._exit(0)
+
+
+def remove_tree(path):
+    """Deletes a directory of step files (what `shutil.rmtree` would, without importing it)."""
+    for parent, directories, files in os.walk(path, topdown=False):
+        for name in files + directories:
+            child = os.path.join(parent, name)
+            try:
+                if os.path.isdir(child) and not os.path.islink(child):
+                    os.rmdir(child)
+                else:
+                    os.unlink(child)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def claim(base):
+    """Marks the step as started; False when it already was."""
+    marker = f"{base}.claim.{os.getpid()}"
+    write_atomically(marker, utc_now().encode())
+    try:
+        os.link(marker, base + ".started")
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(marker)
+
+
+class Follower:
+    """Copies complete lines of the step's output files to our stdout and stderr."""
+
+    def __init__(self, base):
+        self.sources = [(base + ".out", sys.stdout.buffer), (base + ".err", sys.stderr.buffer)]
+        self.offsets = [0, 0]
+        self.partial = [b"", b""]
+
+    def pump(self, final=False):
+        for index, (path, sink) in enumerate(self.sources):
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(self.offsets[index])
+                    data = handle.read()
+            except OSError:
+                data = b""
+            self.offsets[index] += len(data)
+            data = self.partial[index] + data
+            lines, newline, rest = data.rpartition(b"\n")
+            if newline:
+                sink.write(lines + b"\n")
+            self.partial[index] = rest
+            if final and rest:
+                sink.write(rest + b"\n")
+                self.partial[index] = b""
+            sink.flush()
+
+
+def step(argv):
+    if len(argv) < 6 or argv[4] != "--":
+        say("usage: runner.py step DEPLOY KEY LIMIT -- PROGRAM [ARG ...]", sys.stderr)
+        return 2
+    deploy, key, limit_text, program = argv[1], argv[2], argv[3], argv[5:]
+    for name in (deploy, key):
+        if not safe_name(name):
+            say(f"refusing unsafe name {name!r}", sys.stderr)
+            return 2
+    if not limit_text.isdigit() or int(limit_text) < 1:
+        say(f"the time limit must be a positive number of seconds, not {limit_text!r}", sys.stderr)
+        return 2
+    limit = int(limit_text)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    steps = os.path.join(root, "steps")
+    directory = os.path.join(steps, deploy)
+    if not os.path.isdir(directory) and not deploy.startswith("job-"):
+        # A newer deploy supersedes every earlier one (only the latest can be resumed): their
+        # receipts, and those of finished `maand job` targets (job-*), are of no use any more.
+        for old in os.listdir(steps) if os.path.isdir(steps) else []:
+            if old != deploy:
+                remove_tree(os.path.join(steps, old))
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.join(directory, key)
+
+    # When this process starts the step, the supervisor is its child and holds the write end of
+    # a pipe until it exits: the pipe's end wakes the follower at once instead of at its next
+    # look for the receipt.
+    supervisor_done = None
+    if claim(base):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        read_end, write_end = os.pipe()
+        supervisor = os.fork()
+        if supervisor == 0:
+            os.close(read_end)
+            try:
+                supervise(base, deploy, key, limit, program)
+            finally:
+                os._exit(1)
+        os.close(write_end)
+        supervisor_done = read_end
+    else:
+        state = "finished" if os.path.exists(base + ".receipt") else "running"
+        say(f"step {key} of deploy {deploy} already {state} on this worker; not run again", sys.stderr)
+
+    follower = Follower(base)
+    # Short polls: how soon the end of a step is noticed adds to every lifecycle step.
+    pause = 0.005
+    while True:
+        code = receipt_exit_code(base + ".receipt")
+        if code is not None:
+            follower.pump(final=True)
+            return code
+        follower.pump()
+        pid_text = None
+        try:
+            with open(base + ".pid", encoding="utf-8") as handle:
+                pid_text = handle.read().strip()
+        except OSError:
+            started = os.path.getmtime(base + ".started")
+            if time.time() - started > START_GRACE_SECONDS:
+                # Claimed by a caller that died before its supervisor existed: nothing ran.
+                os.unlink(base + ".started")
+                return step(argv)
+        if pid_text and not alive(int(pid_text)) and not os.path.exists(base + ".receipt"):
+            follower.pump(final=True)
+            say(f"step {key} of deploy {deploy} ended without a receipt (the worker restarted?); its outcome is unknown", sys.stderr)
+            return VANISHED
+        if supervisor_done is None:
+            time.sleep(pause)
+        elif select.select([supervisor_done], [], [], pause)[0]:
+            # The supervisor exited (its receipt, if any, is written): reap it, so that a
+            # supervisor that died without one reads as gone below, and stop watching.
+            os.waitpid(supervisor, 0)
+            os.close(supervisor_done)
+            supervisor_done = None
+            continue
+        pause = min(pause * 2, 0.05)
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[1] == "step":
+        return step(argv[1:])
+    if len(argv) < 2:
+        say("usage: runner.py TARGET [JOB ...]", sys.stderr)
+        return 2
+    import json
+    import subprocess
+
+    target, requested = argv[1], argv[2:]
+    for name in [target, *requested]:
+        if not safe_name(name):
+            say(f"refusing unsafe name {name!r}", sys.stderr)
+            return 2
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    jobs_file = os.path.join(root, "jobs.json")
+    try:
+        with open(jobs_file, encoding="utf-8") as handle:
+            jobs = json.load(handle)
+    except (OSError, ValueError) as error:
+        say(f"cannot read {jobs_file}: {error}; run maand deploy", sys.stderr)
+        return 2
+
+    by_name = {job["name"]: job for job in jobs}
+    unknown = [name for name in requested if name not in by_name]
+    if unknown:
+        say(f"not deployed on this worker: {', '.join(unknown)}", sys.stderr)
+        return 2
+
+    failed = []
+    for job in [by_name[name] for name in requested] if requested else jobs:
+        name = job["name"]
+        if job["disabled"] and target in LIFECYCLE_TARGETS:
+            say(f"{name}: disabled, {target} skipped")
+            continue
+        job_dir = os.path.join(root, "jobs", name)
+        if not os.path.isfile(os.path.join(job_dir, "Makefile")):
+            say(f"{name}: no Makefile, {target} skipped")
+            continue
+        env = dict(os.environ)
+        env["CURRENT_VERSION"] = job["current_version"]
+        env["NEW_VERSION"] = job["new_version"]
+        code = subprocess.call(["make", "-s", "-C", job_dir, target], env=env)
+        if code != 0:
+            say(f"{name}: make {target} failed with exit code {code}", sys.stderr)
+            failed.append(name)
+    return 1 if failed else 0
+
