@@ -31,6 +31,8 @@ pub struct RemoteCommand {
     privileged: bool,
     worker_side_limit: bool,
     finish_on_interrupt: bool,
+    /// Bytes written to the command's stdin (then closed).
+    input: Option<std::sync::Arc<[u8]>>,
 }
 
 impl RemoteCommand {
@@ -60,6 +62,7 @@ impl RemoteCommand {
             privileged: false,
             worker_side_limit: true,
             finish_on_interrupt: false,
+            input: None,
         })
     }
 
@@ -77,6 +80,7 @@ impl RemoteCommand {
             privileged: false,
             worker_side_limit: false,
             finish_on_interrupt: true,
+            input: None,
         }
     }
 
@@ -85,6 +89,18 @@ impl RemoteCommand {
     pub(crate) fn limited_by_itself(mut self) -> RemoteCommand {
         self.worker_side_limit = false;
         self
+    }
+
+    /// Feeds `input` to the command's stdin, which is then closed (for a command that runs to its
+    /// end on interrupt: see [`RemoteCommand::finish_on_interrupt`]).
+    pub(crate) fn with_input(mut self, input: Vec<u8>) -> RemoteCommand {
+        self.input = Some(input.into());
+        self
+    }
+
+    /// What the command reads on stdin, if anything.
+    pub(crate) fn input(&self) -> Option<std::sync::Arc<[u8]>> {
+        self.input.clone()
     }
 
     /// Runs the command as root through `sudo -n` when the bucket sets `use_sudo`.

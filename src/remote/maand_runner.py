@@ -1,7 +1,7 @@
 """maand's worker-side runner, started through bin/runner.py beside it.
 
 Usage: python3 /opt/worker/<bucket_id>/bin/runner.py TARGET [JOB ...]
-       python3 /opt/worker/<bucket_id>/bin/runner.py step DEPLOY KEY LIMIT -- PROGRAM [ARG ...]
+       python3 /opt/worker/<bucket_id>/bin/runner.py step DEPLOY KEY LIMIT [--apply JOB] -- PROGRAM [ARG ...]
 
 Runs `make -s -C jobs/<job> TARGET` for each named job (every job in jobs.json when none is
 named), one after another, in the order given. Each make gets CURRENT_VERSION and NEW_VERSION
@@ -18,6 +18,12 @@ KEY starts nothing: it replays the output of a finished step, or follows a runni
 first step of a new DEPLOY removes the receipts of earlier deploys.
 Exit codes: the program's; 124 when the limit stopped it; 125 when the supervisor vanished
 without a receipt (the worker rebooted); 2 on bad input.
+
+With `--apply JOB`, the step first brings the worker's copy of JOB up to date from a delta read
+on stdin (see `apply_delta`), prints "runner: applied the delta", and only then claims and
+runs the step: one privileged process for a copy and the restart that follows it. When the
+worker's copy is not what maand last shipped it changes nothing and exits with 3 before that
+line, and maand copies with rsync instead.
 
 Every lifecycle step of a deploy starts the runner once, so `step` imports only modules built
 into the interpreter (maand runs it with `python3 -S`) and `select`; the rest is imported where
@@ -222,12 +228,166 @@ class Follower:
             sink.flush()
 
 
+HELPER_FILES = frozenset({"worker.json", "jobs.json", "bin/runner.py", "bin/maand_runner.py"})
+# The job's own directories on the worker, which copies never touch.
+JOB_OWN_DIRECTORIES = frozenset({"data", "logs", "bin"})
+DRIFTED = 3
+APPLIED = "runner: applied the delta"
+
+
+def delta_path(root, job, path):
+    """The absolute path of a delta entry, or None when the entry may not be written."""
+    parts = path.split("/")
+    if path in HELPER_FILES:
+        return os.path.join(root, path)
+    if (
+        len(parts) < 3
+        or parts[0] != "jobs"
+        or parts[1] != job
+        or parts[2] in JOB_OWN_DIRECTORIES
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        return None
+    return os.path.join(root, path)
+
+
+def read_delta(stream):
+    """Parses the delta maand sends on stdin (see `apply_delta`)."""
+    if stream.readline() != b"maand-delta 1\n":
+        raise ValueError("not a maand delta")
+    entries = []
+    while True:
+        line = stream.readline()
+        if not line.endswith(b"\n"):
+            raise ValueError("the delta ended early")
+        line = line[:-1].decode("utf-8")
+        if line == ".":
+            break
+        kind, rest = line[0], line[2:]
+        if kind == "F":
+            mode, size, path = rest.split(" ", 2)
+            entries.append(("F", int(mode, 8), int(size), path))
+        elif kind == "V":
+            mode, digest, path = rest.split(" ", 2)
+            entries.append(("V", int(mode, 8), digest, path))
+        elif kind == "D":
+            entries.append(("D", 0, None, rest))
+        else:
+            raise ValueError(f"unknown delta entry {line!r}")
+    contents = {}
+    for kind, _, size, path in entries:
+        if kind == "F":
+            data = stream.read(size)
+            if len(data) != size:
+                raise ValueError("the delta ended early")
+            contents[path] = data
+    return entries, contents
+
+
+def drift(root, job, entries):
+    """Why the worker's copy of the job is not what maand last shipped, or None."""
+    import hashlib
+
+    known = {path for _, _, _, path in entries}
+    for kind, _, digest, path in entries:
+        if kind != "V":
+            continue
+        target = os.path.join(root, path)
+        try:
+            if os.path.islink(target) or not os.path.isfile(target):
+                return f"{path} is missing or not a file"
+            with open(target, "rb") as handle:
+                if hashlib.sha256(handle.read()).hexdigest() != digest:
+                    return f"{path} was changed on the worker"
+        except OSError as error:
+            return f"{path}: {error}"
+    job_root = os.path.join(root, "jobs", job)
+    for parent, directories, files in os.walk(job_root):
+        if parent == job_root:
+            directories[:] = [d for d in directories if d not in JOB_OWN_DIRECTORIES]
+        for name in files + [d for d in directories if os.path.islink(os.path.join(parent, d))]:
+            relative = os.path.relpath(os.path.join(parent, name), root)
+            if relative not in known:
+                return f"{relative} is on the worker but not in what maand shipped"
+    return None
+
+
+def unchanged(target, mode, content):
+    """Whether the file at `target` already has this mode and content (maand's helper files
+    are sent whole on every copy and mostly are)."""
+    try:
+        if os.path.islink(target) or os.stat(target).st_mode & 0o7777 != mode:
+            return False
+        with open(target, "rb") as handle:
+            return handle.read() == content
+    except OSError:
+        return False
+
+
+def apply_delta(root, job, stream):
+    """Brings the worker's copy of JOB (and maand's helper files) to the staged tree, from a
+    delta: `F MODE SIZE PATH` entries whose contents follow the header, `V MODE SHA256 PATH`
+    entries that must already be there with that content, and `D PATH` entries to remove.
+    Nothing is written when the worker's copy differs from what the entries expect (returns
+    DRIFTED after saying why: the caller then copies with rsync)."""
+    try:
+        entries, contents = read_delta(stream)
+    except (ValueError, UnicodeDecodeError) as error:
+        say(f"cannot read the delta: {error}", sys.stderr)
+        return 2
+    for _, _, _, path in entries:
+        if delta_path(root, job, path) is None:
+            say(f"refusing delta entry {path!r}", sys.stderr)
+            return 2
+    reason = drift(root, job, entries)
+    if reason:
+        say(f"{reason}; the job is copied with rsync instead", sys.stderr)
+        return DRIFTED
+    for kind, mode, _, path in entries:
+        target = os.path.join(root, path)
+        if kind == "F":
+            parent = os.path.dirname(target)
+            if not os.path.isdir(parent):
+                os.makedirs(parent, 0o755)
+            existed = os.path.exists(target)
+            if existed and unchanged(target, mode, contents[path]):
+                continue
+            temporary = os.path.join(parent, f".{os.path.basename(target)}.maand-{os.getpid()}")
+            with open(temporary, "wb") as handle:
+                handle.write(contents[path])
+            os.chmod(temporary, mode)
+            os.replace(temporary, target)
+            # Itemized like rsync's --itemize-changes: a new file, or one with new content.
+            print(f"{'>fc........' if existed else '>f+++++++++'} {path}")
+        elif kind == "V":
+            if os.stat(target).st_mode & 0o7777 != mode:
+                os.chmod(target, mode)
+                print(f".f...p..... {path}")
+        else:
+            try:
+                os.unlink(target)
+                print(f"*deleting   {path}")
+            except FileNotFoundError:
+                continue
+            parent = os.path.dirname(target)
+            job_root = os.path.join(root, "jobs", job)
+            while parent != job_root and not os.listdir(parent):
+                os.rmdir(parent)
+                parent = os.path.dirname(parent)
+    print(APPLIED, flush=True)
+    return 0
+
+
 def step(argv):
+    job = None
+    if len(argv) >= 7 and argv[4] == "--apply":
+        job = argv[5]
+        argv = argv[:4] + argv[6:]
     if len(argv) < 6 or argv[4] != "--":
-        say("usage: runner.py step DEPLOY KEY LIMIT -- PROGRAM [ARG ...]", sys.stderr)
+        say("usage: runner.py step DEPLOY KEY LIMIT [--apply JOB] -- PROGRAM [ARG ...]", sys.stderr)
         return 2
     deploy, key, limit_text, program = argv[1], argv[2], argv[3], argv[5:]
-    for name in (deploy, key):
+    for name in (deploy, key) + ((job,) if job is not None else ()):
         if not safe_name(name):
             say(f"refusing unsafe name {name!r}", sys.stderr)
             return 2
@@ -236,6 +396,10 @@ def step(argv):
         return 2
     limit = int(limit_text)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if job is not None:
+        applied = apply_delta(root, job, sys.stdin.buffer)
+        if applied != 0:
+            return applied
     steps = os.path.join(root, "steps")
     directory = os.path.join(steps, deploy)
     if not os.path.isdir(directory) and not deploy.startswith("job-"):

@@ -50,7 +50,8 @@ pub use prerequisites::{
 };
 pub use quote::shell_quote;
 pub use receipts::{
-    forget_steps_command, is_safe_name, step_command, StepReceiptKey, STEP_TIMED_OUT, STEP_VANISHED,
+    forget_steps_command, is_safe_name, step_command, step_command_applying, StepReceiptKey,
+    DELTA_APPLIED, STEP_TIMED_OUT, STEP_VANISHED,
 };
 pub use record::{Observer, RemoteRecord, Stream};
 pub use session::{CapturedOutput, CommandOutcome, Session, MAX_CAPTURED_BYTES, MAX_LINE_BYTES};

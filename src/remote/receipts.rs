@@ -41,10 +41,38 @@ pub fn step_command(
     limit: Duration,
     argv: &[String],
 ) -> Result<RemoteCommand, RemoteError> {
+    runner_step(bucket_id, step, limit, None, argv)
+}
+
+/// Like [`step_command`], but the runner first brings the worker's copy of `job` up to date from
+/// `delta` (see `apply_delta` in `maand_runner.py`), prints [`DELTA_APPLIED`], and only then
+/// claims the step. Before that line nothing is claimed: a runner that exits without it (the
+/// worker's copy drifted, or an older runner that cannot apply deltas) has run nothing.
+pub fn step_command_applying(
+    bucket_id: &str,
+    step: &StepReceiptKey,
+    limit: Duration,
+    (job, delta): (&str, Vec<u8>),
+    argv: &[String],
+) -> Result<RemoteCommand, RemoteError> {
+    Ok(runner_step(bucket_id, step, limit, Some(job), argv)?.with_input(delta))
+}
+
+/// The line the runner prints once a delta is applied, before the step's own output.
+pub const DELTA_APPLIED: &str = "runner: applied the delta";
+
+fn runner_step(
+    bucket_id: &str,
+    step: &StepReceiptKey,
+    limit: Duration,
+    apply: Option<&str>,
+    argv: &[String],
+) -> Result<RemoteCommand, RemoteError> {
     for (what, name) in [
         ("bucket id", bucket_id),
         ("deploy id", step.deploy_id.as_str()),
         ("step key", step.key.as_str()),
+        ("job name", apply.unwrap_or("job")),
     ] {
         if !is_safe_name(name) {
             return Err(RemoteError::InvalidArgument {
@@ -57,7 +85,7 @@ pub fn step_command(
     let runner = format!("{}/bin/runner.py", bucket_dir_on_worker(bucket_id));
     // `-S`: the runner needs nothing from site-packages, and skipping them is a good part of
     // the interpreter's start, paid on every lifecycle step.
-    let words = [
+    let mut words = vec![
         "python3".to_string(),
         "-S".into(),
         runner,
@@ -65,10 +93,12 @@ pub fn step_command(
         step.deploy_id.clone(),
         step.key.clone(),
         seconds.to_string(),
-        "--".into(),
-    ]
-    .into_iter()
-    .chain(argv.iter().cloned());
+    ];
+    if let Some(job) = apply {
+        words.extend(["--apply".to_string(), job.to_string()]);
+    }
+    words.push("--".into());
+    words.extend(argv.iter().cloned());
     // The runner stops the step at its limit itself, so no `timeout` runs in front of it.
     Ok(
         RemoteCommand::new(words, Duration::from_secs(seconds) + FOLLOW_ALLOWANCE)?
@@ -252,6 +282,153 @@ mod tests {
             .unwrap();
         assert_eq!(out.status.code(), Some(127));
         assert!(String::from_utf8_lossy(&out.stderr).contains("cannot start /nonexistent/program"));
+    }
+
+    /// Runs the real runner's step mode with `--apply app`, `delta` on stdin.
+    fn run_applying(root: &std::path::Path, key: &str, delta: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new("python3")
+            .arg(root.join("bin/runner.py"))
+            .args(["step", "d1", key, "30", "--apply", "app", "--"])
+            .args(["sh", "-c", "echo ran >> runs; echo restarted"])
+            .current_dir(root)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(delta.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn sha256(text: &str) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    }
+
+    /// A worker's copy of job `app` as maand last shipped it, and a delta that changes
+    /// `conf/app.conf`, keeps `Makefile` and removes `old.txt`.
+    fn shipped_app() -> (tempfile::TempDir, String) {
+        let root = runner_root();
+        let job = root.path().join("jobs/app");
+        std::fs::create_dir_all(job.join("conf")).unwrap();
+        std::fs::create_dir_all(job.join("data")).unwrap();
+        std::fs::write(job.join("Makefile"), "start:\n").unwrap();
+        std::fs::write(job.join("conf/app.conf"), "port=0").unwrap();
+        std::fs::write(job.join("old.txt"), "old").unwrap();
+        std::fs::write(job.join("data/state"), "kept").unwrap();
+        let delta = format!(
+            "maand-delta 1\nF 644 2 worker.json\nV 644 {} jobs/app/Makefile\n\
+             F 600 6 jobs/app/conf/app.conf\nD jobs/app/old.txt\n.\n{{}}port=1",
+            sha256("start:\n")
+        );
+        (root, delta)
+    }
+
+    fn read(root: &std::path::Path, path: &str) -> String {
+        std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| format!("<{e}>"))
+    }
+
+    #[test]
+    fn a_delta_is_applied_before_the_step_and_not_again_on_a_replay() {
+        use std::os::unix::fs::PermissionsExt;
+        let (root, delta) = shipped_app();
+        let out = run_applying(root.path(), "5.0", &delta);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!(
+                ">f+++++++++ worker.json\n>fc........ jobs/app/conf/app.conf\n\
+                 *deleting   jobs/app/old.txt\n{DELTA_APPLIED}\nrestarted\n"
+            )
+        );
+        assert_eq!(read(root.path(), "worker.json"), "{}");
+        assert_eq!(read(root.path(), "jobs/app/conf/app.conf"), "port=1");
+        let mode = std::fs::metadata(root.path().join("jobs/app/conf/app.conf"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!root.path().join("jobs/app/old.txt").exists());
+        assert_eq!(read(root.path(), "jobs/app/data/state"), "kept");
+        // Resumed after maand lost track: the same delta and step key apply cleanly and the
+        // step is replayed from its receipt.
+        let again = run_applying(root.path(), "5.0", &delta);
+        assert_eq!(again.status.code(), Some(0), "{again:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&again.stdout),
+            format!("{DELTA_APPLIED}\nrestarted\n"),
+            "files already as the delta has them are not written again"
+        );
+        assert!(String::from_utf8_lossy(&again.stderr).contains("already finished on this worker"));
+        assert_eq!(read(root.path(), "runs"), "ran\n");
+    }
+
+    #[test]
+    fn a_copy_changed_on_the_worker_is_left_alone_and_nothing_runs() {
+        for (what, change) in [
+            ("edited", "jobs/app/Makefile"),
+            ("extra", "jobs/app/conf/extra.conf"),
+        ] {
+            let (root, delta) = shipped_app();
+            std::fs::write(root.path().join(change), "by hand").unwrap();
+            let out = run_applying(root.path(), "5.0", &delta);
+            assert_eq!(out.status.code(), Some(3), "{what}: {out:?}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("copied with rsync instead"),
+                "{what}: {out:?}"
+            );
+            assert!(!String::from_utf8_lossy(&out.stdout).contains(DELTA_APPLIED));
+            assert_eq!(
+                read(root.path(), "jobs/app/conf/app.conf"),
+                "port=0",
+                "{what}"
+            );
+            assert_eq!(read(root.path(), "jobs/app/old.txt"), "old", "{what}");
+            assert!(!root.path().join("worker.json").exists(), "{what}");
+            assert!(!root.path().join("runs").exists(), "{what}");
+            assert!(
+                !root.path().join("steps/d1").exists(),
+                "{what}: a step was claimed"
+            );
+        }
+    }
+
+    #[test]
+    fn a_delta_reaching_outside_the_job_is_refused_whole() {
+        for path in [
+            "jobs/app/../../escape",
+            "jobs/other/Makefile",
+            "jobs/app/data/state",
+            "jobs/app/logs/x",
+            "/etc/passwd",
+            "steps/d1/5.0.receipt",
+        ] {
+            let (root, _) = shipped_app();
+            let delta = format!("maand-delta 1\nF 644 2 worker.json\nF 644 1 {path}\n.\n{{}}x");
+            let out = run_applying(root.path(), "5.0", &delta);
+            assert_eq!(out.status.code(), Some(2), "{path}: {out:?}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("refusing delta entry"),
+                "{path}: {out:?}"
+            );
+            assert!(!root.path().join("worker.json").exists(), "{path}");
+            assert_eq!(read(root.path(), "jobs/app/data/state"), "kept");
+        }
+        let (root, _) = shipped_app();
+        let out = run_applying(
+            root.path(),
+            "5.0",
+            "maand-delta 1\nF 644 9 worker.json\n.\n{}",
+        );
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("the delta ended early"));
+        assert!(!root.path().join("worker.json").exists());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 """maand's worker-side runner: see maand_runner.py beside this file for what it does.
 
 Usage: python3 /opt/worker/<bucket_id>/bin/runner.py TARGET [JOB ...]
-       python3 /opt/worker/<bucket_id>/bin/runner.py step DEPLOY KEY LIMIT -- PROGRAM [ARG ...]
+       python3 /opt/worker/<bucket_id>/bin/runner.py step DEPLOY KEY LIMIT [--apply JOB] -- PROGRAM [ARG ...]
 """
 
 import sys

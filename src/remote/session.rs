@@ -10,7 +10,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
@@ -232,7 +232,7 @@ impl Session {
         // confirmed the channel, which a worker gone silent never does.
         let opened = tokio::time::timeout(
             command.timeout(),
-            self.open_over_master(&line, &description, stop),
+            self.open_over_master(&line, &description, stop, command.input()),
         )
         .await
         .unwrap_or_else(|_elapsed| {
@@ -286,6 +286,7 @@ impl Session {
         line: &str,
         description: &str,
         stop: OnInterrupt,
+        input: Option<std::sync::Arc<[u8]>>,
     ) -> Result<Running<'_>, RemoteError> {
         let mut retried = false;
         loop {
@@ -294,9 +295,9 @@ impl Session {
             // worker-side wrapper (see `RemoteCommand::render`) stops the command when it
             // closes, whether maand closes it on Ctrl-C or dies.
             remote
-                .stdin(match stop {
-                    OnInterrupt::Stop => openssh::Stdio::piped(),
-                    OnInterrupt::Finish => openssh::Stdio::null(),
+                .stdin(match (stop, &input) {
+                    (OnInterrupt::Stop, _) | (_, Some(_)) => openssh::Stdio::piped(),
+                    (OnInterrupt::Finish, None) => openssh::Stdio::null(),
                 })
                 .stdout(openssh::Stdio::piped())
                 .stderr(openssh::Stdio::piped());
@@ -307,7 +308,8 @@ impl Session {
                     let stderr = child.stderr().take().map(|s| Box::new(s) as OutputStream);
                     return Ok(Running {
                         process: Process::OverMaster(Some(child)),
-                        stdin: stdin.map(|s| Box::new(s) as HeldStdin),
+                        stdin,
+                        input: input.clone(),
                         stdout,
                         stderr,
                     });
@@ -362,6 +364,7 @@ impl Session {
         let running = Running {
             process: Process::Local { child, program },
             stdin: None,
+            input: None,
             stdout,
             stderr,
         };
@@ -393,9 +396,23 @@ impl Session {
     ) -> Result<CapturedOutput, RemoteError> {
         let _tracked = running.local_group().map(crate::interrupt::track_group);
         let mut held_stdin = running.stdin.take();
+        let input = running.input.take();
         let drained = async {
             let drain = self.drain(&mut running, observer, keep_output);
             tokio::pin!(drain);
+            if let Some(input) = input {
+                // The command reads its input while its output is drained; a command that ends
+                // without reading it all tells by its exit status, not by this write.
+                let mut stdin = held_stdin.take();
+                let feed = async move {
+                    if let Some(stdin) = stdin.as_mut() {
+                        let _ = stdin.write_all(&input).await;
+                        let _ = stdin.shutdown().await;
+                    }
+                    drop(stdin);
+                };
+                return tokio::join!(drain, feed).0;
+            }
             if held_stdin.is_some() {
                 tokio::select! {
                     result = &mut drain => return result,
@@ -725,13 +742,13 @@ enum OnInterrupt {
 
 /// Output of a running command, read line by line.
 type OutputStream = Box<dyn AsyncRead + Unpin + Send>;
-/// The write end of a command's stdin, held open until the command should stop.
-type HeldStdin = Box<dyn std::any::Any + Send>;
-
 /// A command in flight.
 struct Running<'a> {
     process: Process<'a>,
-    stdin: Option<HeldStdin>,
+    /// The write end of the command's stdin: held open until the command should stop, or
+    /// written `input` and closed.
+    stdin: Option<openssh::ChildStdin>,
+    input: Option<std::sync::Arc<[u8]>>,
     stdout: Option<OutputStream>,
     stderr: Option<OutputStream>,
 }
