@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::bucket::TestBucket;
+use support::bucket::{last_run_records, TestBucket};
 use support::cluster::Cluster;
 
 /// A Makefile that appends `<epoch> <target> <CURRENT_VERSION>-><NEW_VERSION>` to data/events
@@ -554,6 +554,208 @@ fn kill_9_in_the_middle_of_a_rolling_deploy_then_resume_starts_every_worker_exac
         .sum();
     assert_eq!(total, 3, "every worker started once, got {total} events");
     assert_eq!(bucket.sql("SELECT status FROM deploys"), "succeeded");
+    bucket.maand_ok(&["journal", "verify"]);
+}
+
+/// The commands the last deploy ran on `host`, as the journal names them.
+fn deploy_commands(bucket: &TestBucket, host: &str) -> Vec<String> {
+    last_run_records(bucket.path(), "deploy")
+        .iter()
+        .filter(|r| r["event"] == "command_begin" && r["worker"] == host)
+        .map(|r| r["cmd"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// What a worker's copy of job `web` holds under `conf/`, as `name=content` lines.
+fn worker_conf(cluster: &Cluster, bucket: &TestBucket, host: &str) -> String {
+    cluster.ssh_ok(
+        host,
+        &format!(
+            "cd {}/jobs/web/conf && for f in *; do echo \"$f=$(cat $f)\"; done",
+            bucket.remote_dir()
+        ),
+    )
+}
+
+#[test]
+fn a_warm_redeploy_ships_a_delta_in_the_restart_and_rsync_repairs_a_copy_changed_by_hand() {
+    let cluster = Cluster::start(2);
+    let hosts = cluster.hosts().to_vec();
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"]]);
+    job(
+        &bucket,
+        "web",
+        r#"{"version": "1.0.0", "selectors": ["a"], "max_concurrent_upgrades": 2}"#,
+    );
+    bucket.write("workspace/jobs/web/conf/app.conf", "v1");
+    bucket.write("workspace/jobs/web/conf/old.conf", "old");
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    // Warm: one file changed, one removed, one added. Each worker gets them in the process
+    // that restarts the job; no rsync runs.
+    bucket.write("workspace/jobs/web/conf/app.conf", "v2");
+    bucket.remove("workspace/jobs/web/conf/old.conf");
+    bucket.write("workspace/jobs/web/conf/new.conf", "new");
+    bucket.maand_ok(&["build"]);
+    let out = deploy(&bucket, &[]);
+    assert!(out.contains("0 started, 2 restarted"), "{out}");
+    for host in &hosts {
+        let commands = deploy_commands(&bucket, host);
+        assert!(
+            commands.iter().all(|c| !c.starts_with("rsync")),
+            "{host}: {commands:?}"
+        );
+        assert!(
+            commands.iter().any(|c| c.starts_with(
+                "apply a delta to jobs/web: 2 file(s) written, 1 removed, "
+            )),
+            "{host}: {commands:?}"
+        );
+        assert!(
+            commands
+                .iter()
+                .any(|c| c.contains(" --apply web -- ") && c.ends_with(" restart")),
+            "{host}: {commands:?}"
+        );
+        assert_eq!(
+            worker_conf(&cluster, &bucket, host),
+            "app.conf=v2\nnew.conf=new\n"
+        );
+        assert_eq!(
+            events(&cluster, &bucket, host, "web"),
+            [
+                "start 0.0.0->1.0.0",
+                "restart-begin 1.0.0->1.0.0",
+                "restart-end"
+            ]
+        );
+    }
+    // By hand on the workers: a shipped file edited on one, a stray file added on the other.
+    // The delta sees that the copy is not what maand shipped, changes nothing, and rsync
+    // brings it back; the job still restarts once.
+    let remote = bucket.remote_dir();
+    cluster.as_root(
+        &hosts[0],
+        &format!("echo edited > {remote}/jobs/web/conf/new.conf"),
+    );
+    cluster.as_root(
+        &hosts[1],
+        &format!("echo stray > {remote}/jobs/web/conf/stray.conf"),
+    );
+    bucket.write("workspace/jobs/web/conf/app.conf", "v3");
+    bucket.maand_ok(&["build"]);
+    let out = deploy(&bucket, &[]);
+    assert!(out.contains("0 started, 2 restarted"), "{out}");
+    let records = last_run_records(bucket.path(), "deploy");
+    for (host, why) in [
+        (
+            &hosts[0],
+            "jobs/web/conf/new.conf was changed on the worker",
+        ),
+        (
+            &hosts[1],
+            "jobs/web/conf/stray.conf is on the worker but not in what maand shipped",
+        ),
+    ] {
+        assert!(
+            records.iter().any(|r| r["worker"] == host.as_str()
+                && r["msg"].as_str().is_some_and(|m| m.contains(why))),
+            "{host}: no `{why}` in the journal"
+        );
+        let commands = deploy_commands(&bucket, host);
+        assert_eq!(
+            commands.iter().filter(|c| c.starts_with("rsync")).count(),
+            1,
+            "{host}: {commands:?}"
+        );
+        assert_eq!(
+            worker_conf(&cluster, &bucket, host),
+            "app.conf=v3\nnew.conf=new\n"
+        );
+        assert_eq!(
+            events(&cluster, &bucket, host, "web")[3..],
+            ["restart-begin 1.0.0->1.0.0", "restart-end"]
+        );
+    }
+    bucket.maand_ok(&["journal", "verify"]);
+}
+
+#[test]
+fn kill_9_during_a_restart_that_applied_a_delta_then_resume_restarts_exactly_once() {
+    let cluster = Cluster::start(2);
+    let hosts = cluster.hosts().to_vec();
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"]]);
+    bucket.write(
+        "workspace/jobs/slow/manifest.json",
+        r#"{"version": "1.0.0", "selectors": ["a"], "max_concurrent_upgrades": 2}"#,
+    );
+    bucket.write(
+        "workspace/jobs/slow/Makefile",
+        &RECORDING_MAKEFILE.replace("SLEEP ?= 0", "SLEEP ?= 2"),
+    );
+    bucket.write("workspace/jobs/slow/app.conf", "v1");
+    bucket.maand_ok(&["build"]);
+    deploy(&bucket, &[]);
+    bucket.write("workspace/jobs/slow/app.conf", "v2");
+    bucket.maand_ok(&["build"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
+        .arg("deploy")
+        .current_dir(bucket.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once both restarts are recorded as started (their copies applied and recorded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while bucket.sql(
+        "SELECT count(*) FROM deploy_steps WHERE kind LIKE '%Lifecycle%' AND status = 'started'",
+    ) != "2"
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        bucket.sql(
+            "SELECT count(*) FROM deploy_steps WHERE kind LIKE '%Lifecycle%' AND status = 'started'"
+        ),
+        "2"
+    );
+    for host in &hosts {
+        assert!(
+            last_run_records(bucket.path(), "deploy")
+                .iter()
+                .any(|r| r["worker"] == host.as_str()
+                    && r["cmd"]
+                        .as_str()
+                        .is_some_and(|c| c.contains(" --apply slow -- "))),
+            "{host}: the killed restart did not apply a delta"
+        );
+    }
+    bucket.maand_ok(&["deploy", "--resume"]);
+    for host in &hosts {
+        assert_eq!(
+            events(&cluster, &bucket, host, "slow"),
+            [
+                "start 0.0.0->1.0.0",
+                "restart-begin 1.0.0->1.0.0",
+                "restart-end"
+            ],
+            "{host}"
+        );
+        assert_eq!(
+            cluster.ssh_ok(
+                host,
+                &format!("cat {}/jobs/slow/app.conf", bucket.remote_dir())
+            ),
+            "v2"
+        );
+    }
+    assert_eq!(
+        bucket.sql("SELECT status FROM deploys ORDER BY rowid DESC LIMIT 1"),
+        "succeeded"
+    );
     bucket.maand_ok(&["journal", "verify"]);
 }
 

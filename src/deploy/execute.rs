@@ -41,6 +41,24 @@ pub trait RemoteOps: Sync {
         target: &str,
         versions: (&str, &str),
     ) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// Copy `job`'s staged tree to `worker` and run `target` right after it, in one privileged
+    /// process on the worker, when the worker's copy can be brought up to date from what the
+    /// journal says it holds. `None`: not possible here, nothing was done, and the copy and
+    /// the target run as two steps. The target runs as attempt `step`, exactly as
+    /// [`RemoteOps::run_target`] would run it, and `applied` is called once the copy is in
+    /// place and before the target starts, so the journal records the copy's end and the
+    /// target's start when they happen.
+    fn sync_then_run_target(
+        &self,
+        _step: &StepAttempt,
+        _worker: &str,
+        _job: &str,
+        _target: &str,
+        _versions: (&str, &str),
+        _applied: &(dyn Fn() + Sync),
+    ) -> impl Future<Output = Option<CopyThenTarget>> + Send {
+        async { None }
+    }
     /// Delete `jobs/<job>` except `data/` and `logs/`.
     fn remove_job_files(
         &self,
@@ -83,6 +101,16 @@ pub trait RemoteOps: Sync {
     /// The tree a restage produced for an allocation (hash and file hashes), which then
     /// replaces the planned one.
     fn restaged_tree(&self, alloc_id: &str) -> Option<(String, Vec<(String, String)>)>;
+}
+
+/// What [`RemoteOps::sync_then_run_target`] did.
+#[derive(Debug)]
+pub enum CopyThenTarget {
+    /// The copy could not go that way: its result after copying the usual way (or failing
+    /// before anything was applied). The target was not run.
+    CopiedAlone(Result<(), StepError>),
+    /// The copy was applied and the target ran after it: the target's result.
+    TargetRan(Result<(), StepError>),
 }
 
 /// One attempt of one planned step. A step that failed and is resumed is a new attempt; a step
@@ -202,19 +230,6 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
                 .all(|f| !f.worker_present)
         })
     };
-    let remote = |result: Result<(), StepError>, events: Vec<Event>, tolerate_unreachable: bool| {
-        match result {
-            Ok(()) => Outcome::Succeeded(events, None),
-            Err(StepError::Unreachable(message)) if tolerate_unreachable => Outcome::Succeeded(
-                events,
-                Some(format!("worker unreachable, assumed gone: {message}")),
-            ),
-            Err(StepError::Unreachable(message)) | Err(StepError::Failed(message)) => {
-                Outcome::Failed(message)
-            }
-            Err(StepError::Crash) => Outcome::Crash,
-        }
-    };
     match &step.kind {
         StepKind::Stop { alloc_id } => {
             let Some(f) = fact(alloc_id) else {
@@ -232,7 +247,7 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
             let events = vec![Event::AllocationStopped(AllocationStopped {
                 alloc_id: alloc_id.clone(),
             })];
-            remote(result, events, !f.worker_present)
+            remote_outcome(result, events, !f.worker_present)
         }
         StepKind::RemoveJobFiles { alloc_id } => {
             let Some(f) = fact(alloc_id) else {
@@ -242,11 +257,11 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
             let events = vec![Event::AllocationHashCleared(AllocationHashCleared {
                 alloc_id: alloc_id.clone(),
             })];
-            remote(result, events, !f.worker_present)
+            remote_outcome(result, events, !f.worker_present)
         }
         StepKind::RemoveWorkerTree => {
             let worker = step.worker.as_deref().unwrap_or_default();
-            remote(ops.remove_worker_tree(worker).await, vec![], departed(step))
+            remote_outcome(ops.remove_worker_tree(worker).await, vec![], departed(step))
         }
         StepKind::Sync {
             alloc_id,
@@ -256,26 +271,17 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
             let Some(f) = fact(alloc_id) else {
                 return Outcome::Failed(format!("unknown allocation {alloc_id}"));
             };
-            let (tree_hash, files) = ops
-                .restaged_tree(alloc_id)
-                .unwrap_or_else(|| (tree_hash.clone(), f.files.clone()));
-            let staged = vec![Event::AllocationStaged(AllocationStaged {
-                alloc_id: alloc_id.clone(),
-                job: f.job.clone(),
-                worker_ip: f.worker.clone(),
-                tree_hash,
-                files,
-            })];
+            let staged = staged(ops, alloc_id, tree_hash, f);
             if !*transfer {
                 return Outcome::Succeeded(staged, Some("disabled: recorded, not shipped".into()));
             }
-            remote(ops.sync(&f.worker, &f.job).await, staged, false)
+            remote_outcome(ops.sync(&f.worker, &f.job).await, staged, false)
         }
         StepKind::Lifecycle { alloc_id, target } => {
             let Some(f) = fact(alloc_id) else {
                 return Outcome::Failed(format!("unknown allocation {alloc_id}"));
             };
-            remote(
+            remote_outcome(
                 ops.run_target(
                     &attempt,
                     &f.worker,
@@ -344,16 +350,18 @@ async fn run_step<O: RemoteOps, J: StepJournal>(
                     })
                 })
                 .collect();
-            remote(ops.health_gate(job, &allocations).await, vec![], false)
+            remote_outcome(ops.health_gate(job, &allocations).await, vec![], false)
         }
         StepKind::Restage => {
             let job = step.job.as_deref().unwrap_or_default();
-            remote(ops.restage(job).await, vec![], false)
+            remote_outcome(ops.restage(job).await, vec![], false)
         }
         StepKind::Finalize => {
             let worker = step.worker.as_deref().unwrap_or_default();
             match journal.jobs_json(worker) {
-                Ok(content) => remote(ops.write_jobs_json(worker, &content).await, vec![], false),
+                Ok(content) => {
+                    remote_outcome(ops.write_jobs_json(worker, &content).await, vec![], false)
+                }
                 Err(message) => Outcome::Failed(message),
             }
         }
@@ -370,58 +378,226 @@ enum ChainEnd {
 }
 
 /// Runs steps one after the other (one worker's lane), recording each; after a failure the
-/// rest of the chain is recorded as skipped.
+/// rest of the chain is recorded as skipped. A copy followed by a lifecycle target of the same
+/// allocation is offered to [`RemoteOps::sync_then_run_target`] first; when both ran there,
+/// both are recorded (the target's start after the copy's success, as if run one by one).
 async fn run_chain<O: RemoteOps, J: StepJournal>(
     ops: &O,
     journal: &J,
     exec: &Execution<'_>,
     chain: Vec<&PlannedStep>,
 ) -> Result<ChainEnd, String> {
-    for (position, step) in chain.iter().enumerate() {
+    let mut position = 0;
+    while position < chain.len() {
+        let step = chain[position];
         if crate::interrupt::requested() {
             return Ok(ChainEnd::Interrupted);
         }
-        journal.record(vec![Event::StepStarted(StepStarted {
-            deploy_id: exec.deploy_id.clone(),
-            index: step.index,
-            step: step.label(),
-        })])?;
-        match run_step(ops, journal, exec, step).await {
-            Outcome::Succeeded(mut events, note) => {
-                events.insert(
-                    0,
-                    Event::StepSucceeded(StepSucceeded {
-                        deploy_id: exec.deploy_id.clone(),
-                        index: step.index,
-                        step: step.label(),
-                        note,
-                    }),
-                );
-                journal.record(events)?;
+        journal.record(vec![started(exec, step)])?;
+        let outcome = match chain.get(position + 1) {
+            Some(next) if same_allocation_target(step, next) => {
+                match run_copy_then_target(ops, journal, exec, step, next).await? {
+                    Merged::Alone(outcome) => outcome,
+                    Merged::TargetRan(outcome) => {
+                        // The copy's success and the target's start are already recorded.
+                        position += 1;
+                        outcome
+                    }
+                }
             }
-            Outcome::Failed(error) => {
-                let mut events = vec![Event::StepFailed(StepFailed {
+            _ => run_step(ops, journal, exec, step).await,
+        };
+        if let Some(end) = settle(journal, exec, &chain, position, outcome)? {
+            return Ok(end);
+        }
+        position += 1;
+    }
+    Ok(ChainEnd::Done)
+}
+
+fn started(exec: &Execution<'_>, step: &PlannedStep) -> Event {
+    Event::StepStarted(StepStarted {
+        deploy_id: exec.deploy_id.clone(),
+        index: step.index,
+        step: step.label(),
+    })
+}
+
+/// Records how `chain[position]` ended; after a failure also the rest of the chain as skipped.
+/// Returns how the chain ends when it does.
+fn settle<J: StepJournal>(
+    journal: &J,
+    exec: &Execution<'_>,
+    chain: &[&PlannedStep],
+    position: usize,
+    outcome: Outcome,
+) -> Result<Option<ChainEnd>, String> {
+    let step = chain[position];
+    match outcome {
+        Outcome::Succeeded(mut events, note) => {
+            events.insert(
+                0,
+                Event::StepSucceeded(StepSucceeded {
                     deploy_id: exec.deploy_id.clone(),
                     index: step.index,
                     step: step.label(),
-                    error: error.clone(),
-                })];
-                let reason = format!("not run: {} failed", describe(step));
-                events.extend(chain[position + 1..].iter().map(|s| {
-                    Event::StepSkipped(StepSkipped {
-                        deploy_id: exec.deploy_id.clone(),
-                        index: s.index,
-                        step: s.label(),
-                        reason: reason.clone(),
-                    })
-                }));
-                journal.record(events)?;
-                return Ok(ChainEnd::Failed(describe(step), error));
-            }
-            Outcome::Crash => return Ok(ChainEnd::Crashed),
+                    note,
+                }),
+            );
+            journal.record(events)?;
+            Ok(None)
         }
+        Outcome::Failed(error) => {
+            let mut events = vec![Event::StepFailed(StepFailed {
+                deploy_id: exec.deploy_id.clone(),
+                index: step.index,
+                step: step.label(),
+                error: error.clone(),
+            })];
+            let reason = format!("not run: {} failed", describe(step));
+            events.extend(chain[position + 1..].iter().map(|s| {
+                Event::StepSkipped(StepSkipped {
+                    deploy_id: exec.deploy_id.clone(),
+                    index: s.index,
+                    step: s.label(),
+                    reason: reason.clone(),
+                })
+            }));
+            journal.record(events)?;
+            Ok(Some(ChainEnd::Failed(describe(step), error)))
+        }
+        Outcome::Crash => Ok(Some(ChainEnd::Crashed)),
     }
-    Ok(ChainEnd::Done)
+}
+
+/// Whether `next` is a lifecycle target of the allocation `copy` ships.
+fn same_allocation_target(copy: &PlannedStep, next: &PlannedStep) -> bool {
+    match (&copy.kind, &next.kind) {
+        (
+            StepKind::Sync {
+                alloc_id,
+                transfer: true,
+                ..
+            },
+            StepKind::Lifecycle {
+                alloc_id: target_alloc,
+                ..
+            },
+        ) => alloc_id == target_alloc,
+        _ => false,
+    }
+}
+
+/// A remote effect's outcome: `events` recorded on success; an unreachable worker counts as
+/// done (with a note) when `tolerate_unreachable` (it is being removed anyway).
+fn remote_outcome(
+    result: Result<(), StepError>,
+    events: Vec<Event>,
+    tolerate_unreachable: bool,
+) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Succeeded(events, None),
+        Err(StepError::Unreachable(message)) if tolerate_unreachable => Outcome::Succeeded(
+            events,
+            Some(format!("worker unreachable, assumed gone: {message}")),
+        ),
+        Err(StepError::Unreachable(message)) | Err(StepError::Failed(message)) => {
+            Outcome::Failed(message)
+        }
+        Err(StepError::Crash) => Outcome::Crash,
+    }
+}
+
+/// The event a successful copy of `alloc_id` records: the tree now on the worker (restaged
+/// by a pre-deploy hook, or as planned).
+fn staged<O: RemoteOps>(
+    ops: &O,
+    alloc_id: &str,
+    planned_hash: &str,
+    f: &AllocationFacts,
+) -> Vec<Event> {
+    let (tree_hash, files) = ops
+        .restaged_tree(alloc_id)
+        .unwrap_or_else(|| (planned_hash.to_string(), f.files.clone()));
+    vec![Event::AllocationStaged(AllocationStaged {
+        alloc_id: alloc_id.to_string(),
+        job: f.job.clone(),
+        worker_ip: f.worker.clone(),
+        tree_hash,
+        files,
+    })]
+}
+
+/// How a copy offered to [`RemoteOps::sync_then_run_target`] went.
+enum Merged {
+    /// Only the copy ran: its outcome.
+    Alone(Outcome),
+    /// The copy succeeded (recorded, with the target's start) and the target ran: its outcome.
+    TargetRan(Outcome),
+}
+
+/// Runs a copy and the target after it through [`RemoteOps::sync_then_run_target`], or the
+/// copy alone when that declines. When the copy is applied, its success, the allocation's
+/// staging and the target's start are recorded at that moment, before the target runs.
+async fn run_copy_then_target<O: RemoteOps, J: StepJournal>(
+    ops: &O,
+    journal: &J,
+    exec: &Execution<'_>,
+    copy: &PlannedStep,
+    next: &PlannedStep,
+) -> Result<Merged, String> {
+    let (
+        StepKind::Sync {
+            alloc_id,
+            tree_hash,
+            ..
+        },
+        StepKind::Lifecycle { target, .. },
+    ) = (&copy.kind, &next.kind)
+    else {
+        return Ok(Merged::Alone(run_step(ops, journal, exec, copy).await));
+    };
+    let Some(f) = exec.facts.get(alloc_id) else {
+        return Ok(Merged::Alone(run_step(ops, journal, exec, copy).await));
+    };
+    let attempt = StepAttempt {
+        deploy_id: exec.deploy_id.clone(),
+        index: next.index,
+        attempt: exec.failed_attempts.get(&next.index).copied().unwrap_or(0),
+    };
+    let versions = (f.current_version.as_str(), f.new_version.as_str());
+    let recorded: std::sync::Mutex<Option<Result<(), String>>> = std::sync::Mutex::new(None);
+    let applied = || {
+        let mut recorded = recorded.lock().unwrap_or_else(|p| p.into_inner());
+        if recorded.is_none() {
+            let mut events = vec![Event::StepSucceeded(StepSucceeded {
+                deploy_id: exec.deploy_id.clone(),
+                index: copy.index,
+                step: copy.label(),
+                note: None,
+            })];
+            events.extend(staged(ops, alloc_id, tree_hash, f));
+            events.push(started(exec, next));
+            *recorded = Some(journal.record(events));
+        }
+    };
+    let merged = ops
+        .sync_then_run_target(&attempt, &f.worker, &f.job, target, versions, &applied)
+        .await;
+    Ok(match merged {
+        None => Merged::Alone(run_step(ops, journal, exec, copy).await),
+        Some(CopyThenTarget::CopiedAlone(result)) => Merged::Alone(remote_outcome(
+            result,
+            staged(ops, alloc_id, tree_hash, f),
+            false,
+        )),
+        Some(CopyThenTarget::TargetRan(result)) => {
+            applied();
+            let recorded = recorded.lock().unwrap_or_else(|p| p.into_inner()).take();
+            recorded.expect("recorded by the call above")?;
+            Merged::TargetRan(remote_outcome(result, vec![], false))
+        }
+    })
 }
 
 /// Splits a group's pending steps into stages of concurrent chains. A batch is normally a

@@ -10,6 +10,7 @@
 //! when they end (see `hook_receipts`), so a hook that completed is not run again either.
 
 pub mod adopt;
+pub mod delta;
 pub mod driver;
 pub mod execute;
 pub mod hook_receipts;

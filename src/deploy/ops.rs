@@ -1,7 +1,9 @@
 //! The deploy's effects on real workers: rsync of staged trees, runner targets, removals and
 //! `jobs.json` rewrites through the remote layer, with every command journaled.
 
-use super::execute::{HookAllocation, RemoteOps, StepAttempt, StepError, StepJournal};
+use super::execute::{
+    CopyThenTarget, HookAllocation, RemoteOps, StepAttempt, StepError, StepJournal,
+};
 use super::hook_receipts::{HookReceipt, HookReceipts, ReceiptOutcome, ReceiptRun};
 use crate::activity::SharedRun;
 use crate::events::DeployFlags;
@@ -9,8 +11,9 @@ use crate::events::{CommandOutput, Event, Stream};
 use crate::hooks::{AllocationContext, HookCatalog, HookHost, HookRequest};
 use crate::kv::secret::SecretKey;
 use crate::remote::{
-    bucket_dir_on_worker, shell_quote, step_command, FilterRule, Fleet, RemoteCommand, RemoteError,
-    StepReceiptKey, Transfer, STEP_TIMED_OUT, STEP_VANISHED,
+    bucket_dir_on_worker, shell_quote, step_command, step_command_applying, FilterRule, Fleet,
+    Observer, RemoteCommand, RemoteError, RemoteRecord, StepReceiptKey, Transfer, DELTA_APPLIED,
+    STEP_TIMED_OUT, STEP_VANISHED,
 };
 use crate::workspace::CommandEvent;
 use std::path::PathBuf;
@@ -202,13 +205,7 @@ impl FleetOps {
 
     /// Copies the staged tree of `job` and the worker's own files.
     async fn copy(&self, worker: &str, job: &str) -> Result<(), StepError> {
-        let lane = self
-            .copying
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(worker.to_string())
-            .or_default()
-            .clone();
+        let lane = self.copy_lane(worker);
         let _one_copy_at_a_time = lane.lock().await;
         let session = self.fleet.session(worker).await.map_err(classify)?;
         let transfer = Transfer {
@@ -243,6 +240,81 @@ impl FleetOps {
             None => Ok(()),
         }
     }
+    /// The receipt key and program of a lifecycle target. Deploy knows both versions from its
+    /// plan, so the runner's step mode runs make directly (detached, with a receipt) rather
+    /// than through the runner's job lookup.
+    fn target_step(
+        &self,
+        step: &StepAttempt,
+        job: &str,
+        target: &str,
+        versions: (&str, &str),
+    ) -> (StepReceiptKey, Vec<String>) {
+        let dir = format!("{}/jobs/{job}", bucket_dir_on_worker(&self.bucket_id));
+        let argv = vec![
+            "env".to_string(),
+            format!("CURRENT_VERSION={}", versions.0),
+            format!("NEW_VERSION={}", versions.1),
+            "make".into(),
+            "-s".into(),
+            "-C".into(),
+            dir,
+            target.to_string(),
+        ];
+        let receipt = StepReceiptKey {
+            deploy_id: step.deploy_id.clone(),
+            key: step.key(),
+        };
+        (receipt, argv)
+    }
+
+    /// A lifecycle target's result from the runner's exit status.
+    fn target_result(&self, worker: &str, target: &str, code: i32) -> Result<(), StepError> {
+        let see = format!("see `maand logs show --worker {worker} --format human`");
+        match code {
+            0 => Ok(()),
+            STEP_TIMED_OUT => Err(StepError::Failed(format!(
+                "`{target}` timed out after {} s ({see})",
+                self.step_limit.as_secs()
+            ))),
+            STEP_VANISHED => Err(StepError::Failed(format!(
+                "`{target}` ended on the worker without a receipt (did the worker restart?); its outcome is unknown ({see})"
+            ))),
+            code => Err(StepError::Failed(format!(
+                "`{target}` exited with code {code} ({see})"
+            ))),
+        }
+    }
+
+    /// The files (job path → content hash) the last successful copy of `job` to `worker`
+    /// shipped, as the catalog records them; `None` when there was none.
+    fn shipped_files(
+        &self,
+        worker: &str,
+        job: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let text: Option<String> = self.run.with(|run| {
+            run.conn()
+                .query_row(
+                    "SELECT current_files FROM deployments WHERE job = ?1 AND worker_ip = ?2 AND current_files IS NOT NULL",
+                    [job, worker],
+                    |row| row.get(0),
+                )
+                .ok()
+        });
+        serde_json::from_str(&text?).ok()
+    }
+
+    /// The lock that lets one copy at a time reach `worker`.
+    fn copy_lane(&self, worker: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.copying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(worker.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Runs a deploy hook; returns how each allocation's process ended and the outcome.
     async fn execute_hook(
         &self,
@@ -399,6 +471,86 @@ impl FleetOps {
     }
 }
 
+/// Journals one runner process that applies a delta and then runs a target as the two steps it
+/// stands for: its start and lines up to [`DELTA_APPLIED`] as the copy's command, the rest as
+/// the target's. The marker ends the copy's command with status 0 and calls `applied` (which
+/// records the copy step's end and the target step's start) before the target's command begins.
+struct CopyThenTargetObserver<'a> {
+    copy: crate::activity::ActivityObserver,
+    target: crate::activity::ActivityObserver,
+    copy_description: String,
+    target_description: String,
+    applied: &'a (dyn Fn() + Sync),
+    /// Whether the marker arrived, and when the current command began.
+    state: std::sync::Mutex<(bool, std::time::Instant)>,
+}
+
+impl CopyThenTargetObserver<'_> {
+    fn applied(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+}
+
+impl Observer for CopyThenTargetObserver<'_> {
+    fn record(&self, record: RemoteRecord) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match record {
+            RemoteRecord::CommandStarted { worker, .. } => {
+                *state = (false, std::time::Instant::now());
+                self.copy.record(RemoteRecord::CommandStarted {
+                    worker,
+                    command: self.copy_description.clone(),
+                });
+            }
+            RemoteRecord::OutputLine {
+                worker,
+                stream: crate::remote::Stream::Stdout,
+                line,
+            } if !state.0 && line == DELTA_APPLIED => {
+                self.copy.record(RemoteRecord::CommandFinished {
+                    worker: worker.clone(),
+                    exit_code: 0,
+                    duration: state.1.elapsed(),
+                });
+                *state = (true, std::time::Instant::now());
+                (self.applied)();
+                self.target.record(RemoteRecord::CommandStarted {
+                    worker,
+                    command: self.target_description.clone(),
+                });
+            }
+            RemoteRecord::CommandFinished {
+                worker,
+                exit_code,
+                duration: _,
+            } => {
+                let observer = if state.0 { &self.target } else { &self.copy };
+                observer.record(RemoteRecord::CommandFinished {
+                    worker,
+                    exit_code,
+                    duration: state.1.elapsed(),
+                });
+            }
+            RemoteRecord::CommandFailed {
+                worker,
+                error,
+                duration: _,
+            } => {
+                let observer = if state.0 { &self.target } else { &self.copy };
+                observer.record(RemoteRecord::CommandFailed {
+                    worker,
+                    error,
+                    duration: state.1.elapsed(),
+                });
+            }
+            line => {
+                let observer = if state.0 { &self.target } else { &self.copy };
+                observer.record(line);
+            }
+        }
+    }
+}
+
 /// A hook step's result from its receipt's outcome.
 fn receipt_result(outcome: ReceiptOutcome) -> Result<Vec<Event>, StepError> {
     match outcome {
@@ -431,45 +583,93 @@ impl RemoteOps for FleetOps {
         target: &str,
         versions: (&str, &str),
     ) -> Result<(), StepError> {
-        // Deploy knows both versions from its plan, so the runner's step mode runs make directly
-        // (detached, with a receipt) rather than through the runner's job lookup.
-        let dir = format!("{}/jobs/{job}", bucket_dir_on_worker(&self.bucket_id));
-        let argv = [
-            "env".to_string(),
-            format!("CURRENT_VERSION={}", versions.0),
-            format!("NEW_VERSION={}", versions.1),
-            "make".into(),
-            "-s".into(),
-            "-C".into(),
-            dir,
-            target.to_string(),
-        ];
-        let receipt = StepReceiptKey {
-            deploy_id: step.deploy_id.clone(),
-            key: step.key(),
-        };
+        let (receipt, argv) = self.target_step(step, job, target, versions);
         let command = step_command(&self.bucket_id, &receipt, self.step_limit, &argv)
             .map_err(|e| StepError::Failed(e.to_string()))?
             // A deploy step runs to its end on Ctrl-C, so the journal records what happened.
             .finish_on_interrupt();
-        let phase = step_phase(target);
-        let see = format!("see `maand logs show --worker {worker} --format human`");
-        match self
-            .run_for_exit_code(worker, Some(job), phase, target, command)
-            .await?
-        {
-            0 => Ok(()),
-            STEP_TIMED_OUT => Err(StepError::Failed(format!(
-                "`{target}` timed out after {} s ({see})",
-                self.step_limit.as_secs()
-            ))),
-            STEP_VANISHED => Err(StepError::Failed(format!(
-                "`{target}` ended on the worker without a receipt (did the worker restart?); its outcome is unknown ({see})"
-            ))),
-            code => Err(StepError::Failed(format!(
-                "`{target}` exited with code {code} ({see})"
-            ))),
+        let code = self
+            .run_for_exit_code(worker, Some(job), step_phase(target), target, command)
+            .await?;
+        self.target_result(worker, target, code)
+    }
+
+    async fn sync_then_run_target(
+        &self,
+        step: &StepAttempt,
+        worker: &str,
+        job: &str,
+        target: &str,
+        versions: (&str, &str),
+        applied: &(dyn Fn() + Sync),
+    ) -> Option<CopyThenTarget> {
+        // Only where an earlier deploy's copy is known to be there, and the worker proven.
+        let ready = self
+            .ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(worker)
+            .is_some_and(|cell| matches!(cell.get(), Some(Ok(()))));
+        if !ready {
+            return None;
         }
+        let shipped = self.shipped_files(worker, job)?;
+        let delta = super::delta::build(&self.staging_root.join(worker), job, &shipped)?;
+        let copy_description = delta.describe(job);
+        let (receipt, argv) = self.target_step(step, job, target, versions);
+        let command = step_command_applying(
+            &self.bucket_id,
+            &receipt,
+            self.step_limit,
+            (job, delta.payload),
+            &argv,
+        )
+        .ok()?
+        .finish_on_interrupt();
+        let lane = self.copy_lane(worker);
+        let one_copy_at_a_time = lane.lock().await;
+        let copy_then_target = CopyThenTargetObserver {
+            copy: self
+                .run
+                .observer(Some(job), step_phase("sync"), "sync", false),
+            target: self
+                .run
+                .observer(Some(job), step_phase(target), target, self.echo),
+            copy_description,
+            target_description: command.describe(self.fleet.config().use_sudo),
+            applied,
+            state: std::sync::Mutex::new((false, std::time::Instant::now())),
+        };
+        let ran = match self.fleet.session(worker).await {
+            Ok(session) => session.run(&command, &copy_then_target).await,
+            Err(error) => Err(error),
+        };
+        let applied = copy_then_target.applied();
+        let journaled = copy_then_target
+            .copy
+            .journal_error()
+            .or_else(|| copy_then_target.target.journal_error())
+            .map(|error| StepError::Failed(format!("recording the step failed: {error}")));
+        drop(one_copy_at_a_time);
+        if !applied {
+            return Some(CopyThenTarget::CopiedAlone(match (ran, journaled) {
+                (_, Some(error)) => Err(error),
+                (Err(error), None) => Err(classify(error)),
+                // The runner changed nothing and claimed nothing (the worker's copy drifted, or
+                // an older runner): copy the usual way; the target then runs as its own step.
+                (Ok(_), None) => self.sync(worker, job).await,
+            }));
+        }
+        self.shipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(worker.to_string());
+        let target_result = match (ran, journaled) {
+            (_, Some(error)) => Err(error),
+            (Err(error), None) => Err(classify(error)),
+            (Ok(outcome), None) => self.target_result(worker, target, outcome.exit_code),
+        };
+        Some(CopyThenTarget::TargetRan(target_result))
     }
 
     async fn remove_job_files(&self, worker: &str, job: &str) -> Result<(), StepError> {

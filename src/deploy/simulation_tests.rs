@@ -4,7 +4,7 @@
 //! ended but before its step was recorded is answered from the receipt on resume. The
 //! real-cluster tests live in `tests/cli_deploy.rs` and `tests/cli_exactly_once.rs`.
 
-use super::execute::{execute, Execution, RemoteOps, StepError, StepJournal};
+use super::execute::{execute, CopyThenTarget, Execution, RemoteOps, StepError, StepJournal};
 use super::plan::plan;
 use super::prepare::{prepare, worker_jobs};
 use crate::build::{decide_build, BuildContext, CatalogSnapshot};
@@ -85,6 +85,10 @@ struct FakeWorkers {
     worker_side: std::sync::Arc<WorkerSide>,
     /// The calls that ran (or answered) hooks.
     hook_calls: Mutex<Vec<u32>>,
+    /// Whether a copy followed by its allocation's target runs as one operation (as a warm
+    /// redeploy's delta does), and how many did.
+    merge_copies: bool,
+    merged: Mutex<u32>,
 }
 
 impl FakeWorkers {
@@ -265,6 +269,29 @@ impl RemoteOps for FakeWorkers {
         _versions: (&str, &str),
     ) -> Result<(), StepError> {
         self.lifecycle(step, worker, job, target)
+    }
+    /// The copy (which may fail or crash like any operation) and, once it is applied, the
+    /// target under the worker-side runner, as one operation.
+    async fn sync_then_run_target(
+        &self,
+        step: &super::execute::StepAttempt,
+        worker: &str,
+        job: &str,
+        target: &str,
+        _versions: (&str, &str),
+        applied: &(dyn Fn() + Sync),
+    ) -> Option<CopyThenTarget> {
+        if !self.merge_copies {
+            return None;
+        }
+        *self.merged.lock().unwrap() += 1;
+        if let Err(error) = self.op(worker, job, "sync") {
+            return Some(CopyThenTarget::CopiedAlone(Err(error)));
+        }
+        applied();
+        Some(CopyThenTarget::TargetRan(
+            self.lifecycle(step, worker, job, target),
+        ))
     }
     async fn remove_job_files(&self, worker: &str, job: &str) -> Result<(), StepError> {
         self.op(worker, job, "remove_files")
@@ -528,6 +555,7 @@ fn faults_then_resume(
     reference: &Reference,
     mut faults: Vec<(u32, bool)>,
     point: CrashPoint,
+    merge_copies: bool,
 ) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
@@ -551,6 +579,7 @@ fn faults_then_resume(
             crash_at,
             crash_point: point,
             worker_side: worker_side.clone(),
+            merge_copies,
             ..FakeWorkers::default()
         };
         let finished = run_once(&journal, &id, &workers);
@@ -623,14 +652,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
 
     #[test]
-    fn faults_at_any_step_then_resume_reach_the_uninterrupted_state(fault in 1u32..20, crash in any::<bool>(), second_fault in proptest::option::of(1u32..20), point in 0u8..3) {
+    fn faults_at_any_step_then_resume_reach_the_uninterrupted_state(fault in 1u32..20, crash in any::<bool>(), second_fault in proptest::option::of(1u32..20), point in 0u8..3, merge_copies in any::<bool>()) {
         let reference = uninterrupted();
         let fault = 1 + (fault - 1) % reference.calls as u32;
         let mut faults = vec![(fault, crash)];
         if let Some(second) = second_fault {
             faults.push((second, !crash));
         }
-        faults_then_resume(&reference, faults, crash_point(point))?;
+        faults_then_resume(&reference, faults, crash_point(point), merge_copies)?;
     }
 }
 
@@ -646,8 +675,39 @@ fn a_crash_or_failure_at_any_hook_then_resume_never_runs_a_completed_hook_again(
             (true, CrashPoint::AfterFinish),
             (false, CrashPoint::BeforeStart),
         ] {
-            if let Err(error) = faults_then_resume(&reference, vec![(call, crash)], point) {
+            if let Err(error) = faults_then_resume(&reference, vec![(call, crash)], point, false) {
                 panic!("fault at hook call {call} (crash {crash}, {point:?}): {error}");
+            }
+        }
+    }
+}
+
+/// A copy and its target run as one operation: the uninterrupted run takes that path and ends
+/// in the same state, and a failure or a crash at every call of it, at every crash point, then
+/// resume, never executes a target twice.
+#[test]
+fn copies_merged_with_their_target_resume_like_separate_steps() {
+    let reference = uninterrupted();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = DbJournal(Mutex::new(built_catalog(dir.path())));
+    let id = plan_deploy(&journal);
+    let workers = FakeWorkers {
+        merge_copies: true,
+        ..FakeWorkers::default()
+    };
+    assert!(run_once(&journal, &id, &workers));
+    assert!(*workers.merged.lock().unwrap() > 0, "no copy was merged");
+    assert_eq!(workers.ran.lock().unwrap().len(), reference.calls);
+    assert_eq!(outcome(&journal.0.lock().unwrap()), reference.state);
+    for call in 1..=reference.calls as u32 {
+        for (crash, point) in [
+            (true, CrashPoint::BeforeStart),
+            (true, CrashPoint::WhileRunning),
+            (true, CrashPoint::AfterFinish),
+            (false, CrashPoint::BeforeStart),
+        ] {
+            if let Err(error) = faults_then_resume(&reference, vec![(call, crash)], point, true) {
+                panic!("fault at call {call} (crash {crash}, {point:?}): {error}");
             }
         }
     }
