@@ -71,6 +71,17 @@ fn timed_events(
         .collect()
 }
 
+/// `maand deploy` started in the background with its output discarded (to be killed).
+fn spawn_deploy(bucket: &TestBucket) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
+        .arg("deploy")
+        .current_dir(bucket.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn deploy(bucket: &TestBucket, args: &[&str]) -> String {
     let mut all = vec!["deploy"];
     all.extend_from_slice(args);
@@ -518,13 +529,7 @@ fn kill_9_in_the_middle_of_a_rolling_deploy_then_resume_starts_every_worker_exac
     );
     bucket.write("workspace/jobs/slow/Makefile", &makefile);
     bucket.maand_ok(&["build"]);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
-        .arg("deploy")
-        .current_dir(bucket.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_deploy(&bucket);
     // Wait until the first start has been recorded as started, then kill.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -698,13 +703,7 @@ fn kill_9_during_a_restart_that_applied_a_delta_then_resume_restarts_exactly_onc
     deploy(&bucket, &[]);
     bucket.write("workspace/jobs/slow/app.conf", "v2");
     bucket.maand_ok(&["build"]);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maand"))
-        .arg("deploy")
-        .current_dir(bucket.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_deploy(&bucket);
     // Kill once both restarts are recorded as started (their copies applied and recorded).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while bucket.sql(

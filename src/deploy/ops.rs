@@ -486,6 +486,15 @@ struct CopyThenTargetObserver<'a> {
 }
 
 impl CopyThenTargetObserver<'_> {
+    /// The observer of the command running now: the target's once the delta is `applied`.
+    fn current(&self, applied: bool) -> &crate::activity::ActivityObserver {
+        if applied {
+            &self.target
+        } else {
+            &self.copy
+        }
+    }
+
     fn applied(&self) -> bool {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).0
     }
@@ -519,34 +528,23 @@ impl Observer for CopyThenTargetObserver<'_> {
                     command: self.target_description.clone(),
                 });
             }
+            // The process's end is the end of whichever command it was running, timed from
+            // that command's start.
             RemoteRecord::CommandFinished {
+                worker, exit_code, ..
+            } => self.current(state.0).record(RemoteRecord::CommandFinished {
                 worker,
                 exit_code,
-                duration: _,
-            } => {
-                let observer = if state.0 { &self.target } else { &self.copy };
-                observer.record(RemoteRecord::CommandFinished {
-                    worker,
-                    exit_code,
-                    duration: state.1.elapsed(),
-                });
-            }
-            RemoteRecord::CommandFailed {
-                worker,
-                error,
-                duration: _,
-            } => {
-                let observer = if state.0 { &self.target } else { &self.copy };
-                observer.record(RemoteRecord::CommandFailed {
+                duration: state.1.elapsed(),
+            }),
+            RemoteRecord::CommandFailed { worker, error, .. } => {
+                self.current(state.0).record(RemoteRecord::CommandFailed {
                     worker,
                     error,
                     duration: state.1.elapsed(),
-                });
+                })
             }
-            line => {
-                let observer = if state.0 { &self.target } else { &self.copy };
-                observer.record(line);
-            }
+            line => self.current(state.0).record(line),
         }
     }
 }
