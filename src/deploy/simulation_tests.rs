@@ -663,18 +663,21 @@ proptest! {
     }
 }
 
+/// Every fault one call can meet: a crash (`true`) at each crash point, or a failure.
+const EVERY_FAULT: [(bool, CrashPoint); 4] = [
+    (true, CrashPoint::BeforeStart),
+    (true, CrashPoint::WhileRunning),
+    (true, CrashPoint::AfterFinish),
+    (false, CrashPoint::BeforeStart),
+];
+
 /// Every hook call crashed at every point (and failed), then resumed: a hook that completed
 /// before the crash is answered from its receipt, never executed again.
 #[test]
 fn a_crash_or_failure_at_any_hook_then_resume_never_runs_a_completed_hook_again() {
     let reference = uninterrupted();
     for &call in &reference.hook_calls {
-        for (crash, point) in [
-            (true, CrashPoint::BeforeStart),
-            (true, CrashPoint::WhileRunning),
-            (true, CrashPoint::AfterFinish),
-            (false, CrashPoint::BeforeStart),
-        ] {
+        for (crash, point) in EVERY_FAULT {
             if let Err(error) = faults_then_resume(&reference, vec![(call, crash)], point, false) {
                 panic!("fault at hook call {call} (crash {crash}, {point:?}): {error}");
             }
@@ -700,12 +703,7 @@ fn copies_merged_with_their_target_resume_like_separate_steps() {
     assert_eq!(workers.ran.lock().unwrap().len(), reference.calls);
     assert_eq!(outcome(&journal.0.lock().unwrap()), reference.state);
     for call in 1..=reference.calls as u32 {
-        for (crash, point) in [
-            (true, CrashPoint::BeforeStart),
-            (true, CrashPoint::WhileRunning),
-            (true, CrashPoint::AfterFinish),
-            (false, CrashPoint::BeforeStart),
-        ] {
+        for (crash, point) in EVERY_FAULT {
             if let Err(error) = faults_then_resume(&reference, vec![(call, crash)], point, true) {
                 panic!("fault at call {call} (crash {crash}, {point:?}): {error}");
             }
