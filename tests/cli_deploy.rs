@@ -704,31 +704,33 @@ fn kill_9_during_a_restart_that_applied_a_delta_then_resume_restarts_exactly_onc
     bucket.write("workspace/jobs/slow/app.conf", "v2");
     bucket.maand_ok(&["build"]);
     let mut child = spawn_deploy(&bucket);
-    // Kill once both restarts are recorded as started (their copies applied and recorded).
+    // The restart's command is journaled just after its step is recorded as started, so wait
+    // for both: kill once each worker's restart began from an applied delta.
+    let restarts_started = || {
+        bucket.sql(
+            "SELECT count(*) FROM deploy_steps WHERE kind LIKE '%Lifecycle%' AND status = 'started'",
+        ) == "2"
+    };
+    let applied_on = |host: &str| {
+        last_run_records(bucket.path(), "deploy").iter().any(|r| {
+            r["worker"] == host
+                && r["cmd"]
+                    .as_str()
+                    .is_some_and(|c| c.contains(" --apply slow -- "))
+        })
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while bucket.sql(
-        "SELECT count(*) FROM deploy_steps WHERE kind LIKE '%Lifecycle%' AND status = 'started'",
-    ) != "2"
+    while !(restarts_started() && hosts.iter().all(|host| applied_on(host)))
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(
-        bucket.sql(
-            "SELECT count(*) FROM deploy_steps WHERE kind LIKE '%Lifecycle%' AND status = 'started'"
-        ),
-        "2"
-    );
+    assert!(restarts_started(), "the restarts were not both started");
     for host in &hosts {
         assert!(
-            last_run_records(bucket.path(), "deploy")
-                .iter()
-                .any(|r| r["worker"] == host.as_str()
-                    && r["cmd"]
-                        .as_str()
-                        .is_some_and(|c| c.contains(" --apply slow -- "))),
+            applied_on(host),
             "{host}: the killed restart did not apply a delta"
         );
     }
