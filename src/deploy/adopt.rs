@@ -69,10 +69,11 @@ pub fn unchanged_on_workers(
             std::fs::remove_dir_all(dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
         }
     }
+    let file_store = super::stage::FileStore::new(store.clone());
     for (alloc_id, job, worker) in &candidates {
         let dir = root.join(worker).join(job);
         prepared.trees[alloc_id]
-            .write_to(&dir, &store)
+            .write_to(&dir, &file_store)
             .map_err(|e| format!("writing {}: {e}", dir.display()))?;
     }
     let conf = bucket.conf().map_err(|e| e.to_string())?;

@@ -40,20 +40,63 @@ impl Delta {
     }
 }
 
+/// Content hashes of staged files by identity (device, inode, size, modification time). The
+/// trees staged for each worker are hard links to one stored copy of each file, so the same
+/// file is read and hashed once per deploy, not once per worker.
+#[derive(Debug, Default)]
+pub struct StagedHashes(std::sync::Mutex<std::collections::HashMap<(u64, u64, u64, i64), String>>);
+
+impl StagedHashes {
+    /// The hash of the file at `path` with metadata `meta`, and its content when it had to be
+    /// read for that.
+    fn hash(&self, path: &Path, meta: &std::fs::Metadata) -> Option<(String, Option<Vec<u8>>)> {
+        use std::os::unix::fs::MetadataExt;
+        let identity = (
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+        );
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&identity)
+            .cloned();
+        if let Some(hash) = known {
+            return Some((hash, None));
+        }
+        let content = std::fs::read(path).ok()?;
+        let hash = hex::encode(Sha256::digest(&content));
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(identity, hash.clone());
+        Some((hash, Some(content)))
+    }
+}
+
 /// The delta bringing `/opt/worker/<bucket>/` from `shipped` (job path → content hash, as last
 /// copied) to the image staged in `staged_root` for `job`. `None` when the staged image cannot
 /// be read or holds a path the delta's line format cannot carry (rsync copies then).
-pub fn build(staged_root: &Path, job: &str, shipped: &BTreeMap<String, String>) -> Option<Delta> {
-    let mut header = String::from("maand-delta 1\n");
+pub fn build(
+    staged_root: &Path,
+    job: &str,
+    shipped: &BTreeMap<String, String>,
+    hashes: &StagedHashes,
+) -> Option<Delta> {
+    let mut header = String::from("maand-delta 2\n");
     let mut contents: Vec<u8> = Vec::new();
-    let mut send = |path: &str, mode: u32, content: Vec<u8>, header: &mut String| {
-        header.push_str(&format!("F {mode:o} {} {path}\n", content.len()));
+    let mut send = |path: &str, mode: u32, hash: &str, content: Vec<u8>, header: &mut String| {
+        header.push_str(&format!("F {mode:o} {} {hash} {path}\n", content.len()));
         contents.extend_from_slice(&content);
     };
     for name in HELPER_FILES {
         let path = staged_root.join(name);
         let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o7777;
-        send(name, mode, std::fs::read(&path).ok()?, &mut header);
+        let content = std::fs::read(&path).ok()?;
+        let hash = hex::encode(Sha256::digest(&content));
+        send(name, mode, &hash, content, &mut header);
     }
     let job_root = staged_root.join("jobs").join(job);
     let mut staged = Vec::new();
@@ -62,15 +105,19 @@ pub fn build(staged_root: &Path, job: &str, shipped: &BTreeMap<String, String>) 
     let (mut written, mut verified) = (0, 0);
     for relative in &staged {
         let path = job_root.join(relative);
-        let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o7777;
-        let content = std::fs::read(&path).ok()?;
-        let hash = hex::encode(Sha256::digest(&content));
+        let meta = std::fs::metadata(&path).ok()?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let (hash, content) = hashes.hash(&path, &meta)?;
         let on_worker = format!("jobs/{job}/{relative}");
         if shipped.get(relative) == Some(&hash) {
             header.push_str(&format!("V {mode:o} {hash} {on_worker}\n"));
             verified += 1;
         } else {
-            send(&on_worker, mode, content, &mut header);
+            let content = match content {
+                Some(content) => content,
+                None => std::fs::read(&path).ok()?,
+            };
+            send(&on_worker, mode, &hash, content, &mut header);
             written += 1;
         }
     }
@@ -165,15 +212,21 @@ mod tests {
             ("conf/app.conf".to_string(), sha("port=0")),
             ("old.txt".to_string(), sha("old")),
         ]);
-        let delta = build(root.path(), "app", &shipped).unwrap();
+        let delta = build(root.path(), "app", &shipped, &StagedHashes::default()).unwrap();
         assert_eq!((delta.written, delta.verified, delta.removed), (1, 1, 1));
         let header = header(&delta);
         assert!(
-            header.starts_with("maand-delta 1\nF 644 11 worker.json\n"),
+            header.starts_with(&format!(
+                "maand-delta 2\nF 644 11 {} worker.json\n",
+                sha("worker.json")
+            )),
             "{header}"
         );
         assert!(header.contains(&format!("V 644 {} jobs/app/Makefile\n", sha("start:\n"))));
-        assert!(header.contains("F 644 6 jobs/app/conf/app.conf\n"));
+        assert!(header.contains(&format!(
+            "F 644 6 {} jobs/app/conf/app.conf\n",
+            sha("port=1")
+        )));
         assert!(header.ends_with("D jobs/app/old.txt\n.\n"));
         assert!(delta.payload.ends_with(b"port=1"));
         assert_eq!(
@@ -193,7 +246,7 @@ mod tests {
         )
         .unwrap();
         let shipped = BTreeMap::from([("bin/tool".to_string(), sha("tool"))]);
-        let delta = build(root.path(), "app", &shipped).unwrap();
+        let delta = build(root.path(), "app", &shipped, &StagedHashes::default()).unwrap();
         let header = header(&delta);
         assert!(
             !header.contains("jobs/app/data/") && !header.contains("bin/tool"),
@@ -204,15 +257,53 @@ mod tests {
     }
 
     #[test]
+    fn a_file_staged_for_many_workers_is_read_and_hashed_once() {
+        let root = staged();
+        let second = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(second.path().join("bin")).unwrap();
+        std::fs::create_dir_all(second.path().join("jobs/app/conf")).unwrap();
+        for name in HELPER_FILES
+            .iter()
+            .chain(&["jobs/app/Makefile", "jobs/app/conf/app.conf"])
+        {
+            std::fs::hard_link(root.path().join(name), second.path().join(name)).unwrap();
+        }
+        let shipped = BTreeMap::from([("Makefile".to_string(), sha("start:\n"))]);
+        let hashes = StagedHashes::default();
+        let first = build(root.path(), "app", &shipped, &hashes).unwrap();
+        assert_eq!(hashes.0.lock().unwrap().len(), 2);
+        // The second tree's job files are the same inodes: no new hash is taken for them.
+        let again = build(second.path(), "app", &shipped, &hashes).unwrap();
+        assert_eq!(again, first);
+        assert_eq!(hashes.0.lock().unwrap().len(), 2);
+    }
+
+    #[test]
     fn a_symlink_in_the_staged_job_leaves_the_copy_to_rsync() {
         let root = staged();
         std::os::unix::fs::symlink("Makefile", root.path().join("jobs/app/link")).unwrap();
-        assert_eq!(build(root.path(), "app", &BTreeMap::new()), None);
+        assert_eq!(
+            build(
+                root.path(),
+                "app",
+                &BTreeMap::new(),
+                &StagedHashes::default()
+            ),
+            None
+        );
     }
 
     #[test]
     fn a_missing_staged_image_gives_no_delta() {
         let root = tempfile::tempdir().unwrap();
-        assert_eq!(build(root.path(), "app", &BTreeMap::new()), None);
+        assert_eq!(
+            build(
+                root.path(),
+                "app",
+                &BTreeMap::new(),
+                &StagedHashes::default()
+            ),
+            None
+        );
     }
 }

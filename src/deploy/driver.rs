@@ -6,6 +6,7 @@ use super::ops::FleetOps;
 use super::plan::{plan, Plan, PlanError};
 use super::prepare::{prepare, worker_jobs, PrepareError, Prepared};
 use super::report::{DeployProgress, Reported};
+use super::stage::FileStore;
 use crate::activity::SharedRun;
 use crate::bucket::Bucket;
 use crate::events::{
@@ -141,6 +142,7 @@ pub(crate) fn failed_attempts(
 /// Writes `worker.json`, `jobs.json`, `bin/` and the trees the pending sync steps ship.
 fn stage_to_disk(
     bucket: &Bucket,
+    store: &FileStore,
     prepared: &Prepared,
     steps: &[PlannedStep],
     done: &BTreeSet<u32>,
@@ -148,12 +150,6 @@ fn stage_to_disk(
     run: &SharedRun,
 ) -> Result<(), DeployError> {
     let root = bucket.tmp_dir().join("workers");
-    // A fresh file store for this deploy's trees (see `StagedTree::write_to`).
-    let store = bucket.tmp_dir().join("store");
-    if store.exists() {
-        std::fs::remove_dir_all(&store)
-            .map_err(|e| DeployError::Other(format!("clearing {}: {e}", store.display())))?;
-    }
     let mut workers: BTreeSet<&str> = BTreeSet::new();
     for step in steps.iter().filter(|s| !done.contains(&s.index)) {
         if let StepKind::Sync {
@@ -167,7 +163,7 @@ fn stage_to_disk(
             // A tree that renders only after pre_deploy hooks is written by the restage step.
             if let Some(tree) = prepared.trees.get(alloc_id) {
                 let dir = root.join(&fact.worker).join("jobs").join(&fact.job);
-                tree.write_to(&dir, &bucket.tmp_dir().join("store"))
+                tree.write_to(&dir, store)
                     .map_err(|e| DeployError::Other(format!("writing {}: {e}", dir.display())))?;
             }
         }
@@ -372,7 +368,15 @@ pub fn deploy(
         // there.
         runtime.spawn(async move { ops.warm_up(&worker).await });
     }
-    stage_to_disk(bucket, &prepared, &steps, &done, update_seq, run)?;
+    stage_to_disk(
+        bucket, &ops.store, &prepared, &steps, &done, update_seq, run,
+    )?;
+    ops.store.prune().map_err(|e| {
+        DeployError::Other(format!(
+            "cleaning {}: {e}",
+            bucket.tmp_dir().join("store").display()
+        ))
+    })?;
     let done_before = done.len();
     progress.begin(steps.len() - done_before);
     let progress: &DeployProgress = progress;

@@ -53,6 +53,10 @@ pub struct FleetOps {
     pub echo: bool,
     /// How long a lifecycle target may run on a worker (`step_time_limit` in maand.conf).
     pub step_limit: Duration,
+    /// Hashes of the staged files, shared by the deltas built for each worker.
+    pub staged_hashes: super::delta::StagedHashes,
+    /// The files staged trees link to (`tmp/store/`).
+    pub store: super::stage::FileStore,
 }
 
 /// The phase under which the commands of a deploy step with `action` are journaled: copies
@@ -84,6 +88,7 @@ impl FleetOps {
         echo: bool,
         step_limit: Duration,
     ) -> FleetOps {
+        let bucket_tmp_store = bucket.tmp_dir().join("store");
         FleetOps {
             fleet,
             ready: Readiness::default(),
@@ -96,6 +101,8 @@ impl FleetOps {
             staging_root,
             echo,
             step_limit,
+            staged_hashes: Default::default(),
+            store: super::stage::FileStore::new(bucket_tmp_store),
         }
     }
 
@@ -612,7 +619,12 @@ impl RemoteOps for FleetOps {
             return None;
         }
         let shipped = self.shipped_files(worker, job)?;
-        let delta = super::delta::build(&self.staging_root.join(worker), job, &shipped)?;
+        let delta = super::delta::build(
+            &self.staging_root.join(worker),
+            job,
+            &shipped,
+            &self.staged_hashes,
+        )?;
         let copy_description = delta.describe(job);
         let (receipt, argv) = self.target_step(step, job, target, versions);
         let command = step_command_applying(
@@ -830,7 +842,7 @@ impl RemoteOps for FleetOps {
                 .join(&fact.worker)
                 .join("jobs")
                 .join(&fact.job);
-            tree.write_to(&dir, &self.bucket.tmp_dir().join("store"))
+            tree.write_to(&dir, &self.store)
                 .map_err(|e| StepError::Failed(format!("writing {}: {e}", dir.display())))?;
             restaged.insert(
                 alloc_id.clone(),

@@ -51,43 +51,149 @@ impl StagedTree {
             .collect()
     }
 
-    /// Replaces `dir` with exactly this tree. Each file is written once into `store`
-    /// (content-addressed by hash and mode) and hard-linked into `dir`, so the same job staged
-    /// for many workers costs one write per file, not one per worker. Directories get mode
-    /// 0755 (rsync copies the mode of the source directory onto the worker's).
-    pub fn write_to(&self, dir: &Path, store: &Path) -> std::io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)?;
+    /// Makes `dir` hold exactly this tree: each file a hard link to its copy in `store`, so
+    /// the same job staged for many workers costs one write per file, not one per worker, and
+    /// a later deploy keeps every link that is still right and only links what changed.
+    /// Anything else in `dir` is removed. Directories get mode 0755 (rsync copies the mode of
+    /// the source directory onto the worker's).
+    pub fn write_to(&self, dir: &Path, store: &FileStore) -> std::io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        match std::fs::symlink_metadata(dir) {
+            Ok(meta) if !meta.is_dir() => std::fs::remove_file(dir)?,
+            _ => {}
         }
         std::fs::create_dir_all(dir)?;
-        std::fs::create_dir_all(store)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        let files: BTreeMap<&str, &StagedFile> =
+            self.files.iter().map(|f| (f.path.as_str(), f)).collect();
+        remove_unstaged(dir, "", &files)?;
         for file in &self.files {
+            let (stored, identity) = store.entry(file)?;
             let path = dir.join(&file.path);
-            if let Some(parent) = path.parent() {
-                if !parent.exists() {
-                    std::fs::create_dir_all(parent)?;
-                    let mut p = parent;
-                    while p != dir {
-                        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))?;
-                        p = p.parent().unwrap_or(dir);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if (meta.dev(), meta.ino()) == identity => continue,
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path)?,
+                Ok(_) => std::fs::remove_file(&path)?,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    if let Some(parent) = path.parent() {
+                        if !parent.exists() {
+                            std::fs::create_dir_all(parent)?;
+                            let mut p = parent;
+                            while p != dir {
+                                std::fs::set_permissions(
+                                    p,
+                                    std::fs::Permissions::from_mode(0o755),
+                                )?;
+                                p = p.parent().unwrap_or(dir);
+                            }
+                        }
                     }
                 }
+                Err(error) => return Err(error),
             }
-            let stored = store.join(format!("{}-{:o}", file.hash, file.mode));
-            if !stored.exists() {
-                let partial = store.join(format!(
-                    ".{}-{:o}.{}",
-                    file.hash,
-                    file.mode,
-                    std::process::id()
-                ));
+            std::fs::hard_link(&stored, &path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Removes from `dir` (the part of a staged tree under `prefix`) every entry the tree does not
+/// have: files it does not list and directories no listed file lies in.
+fn remove_unstaged(
+    dir: &Path,
+    prefix: &str,
+    files: &BTreeMap<&str, &StagedFile>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let relative = format!("{prefix}{}", name.to_string_lossy());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            let inside = format!("{relative}/");
+            let holds_files = files
+                .range(inside.as_str()..)
+                .next()
+                .is_some_and(|(path, _)| path.starts_with(&inside));
+            if holds_files {
+                remove_unstaged(&entry.path(), &inside, files)?;
+            } else {
+                std::fs::remove_dir_all(entry.path())?;
+            }
+        } else if !files.contains_key(relative.as_str()) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The files staged trees link to, one per content and mode (`tmp/store/`), kept from deploy
+/// to deploy. A stored file is checked against the content it must have the first time a
+/// deploy uses it (and written again when it differs), so a file changed by hand under
+/// `tmp/` is never shipped; [`FileStore::prune`] removes the files no tree of this deploy uses.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: std::path::PathBuf,
+    /// Stored files checked or written by this deploy: name → (device, inode).
+    used: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
+}
+
+impl FileStore {
+    pub fn new(dir: std::path::PathBuf) -> FileStore {
+        FileStore {
+            dir,
+            used: Default::default(),
+        }
+    }
+
+    /// The stored copy of `file` and its (device, inode).
+    fn entry(&self, file: &StagedFile) -> std::io::Result<(std::path::PathBuf, (u64, u64))> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let name = format!("{}-{:o}", file.hash, file.mode);
+        let stored = self.dir.join(&name);
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(identity) = used.get(&name) {
+            return Ok((stored, *identity));
+        }
+        let intact = std::fs::symlink_metadata(&stored).ok().filter(|meta| {
+            meta.is_file()
+                && meta.permissions().mode() & 0o7777 == file.mode
+                && meta.len() == file.content.len() as u64
+                && std::fs::read(&stored).is_ok_and(|stored| stored == *file.content)
+        });
+        let meta = match intact {
+            Some(meta) => meta,
+            None => {
+                std::fs::create_dir_all(&self.dir)?;
+                let partial = self.dir.join(format!(".{name}.{}", std::process::id()));
                 std::fs::write(&partial, file.content.as_slice())?;
                 std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(file.mode))?;
                 std::fs::rename(&partial, &stored)?;
+                std::fs::symlink_metadata(&stored)?
             }
-            std::fs::hard_link(&stored, &path)?;
+        };
+        let identity = (meta.dev(), meta.ino());
+        used.insert(name, identity);
+        Ok((stored, identity))
+    }
+
+    /// Removes every stored file this deploy has not used (staged trees of earlier deploys keep
+    /// their own links to the content).
+    pub fn prune(&self) -> std::io::Result<()> {
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if !used.contains_key(&*entry.file_name().to_string_lossy()) {
+                match entry.file_type()?.is_dir() {
+                    true => std::fs::remove_dir_all(entry.path())?,
+                    false => std::fs::remove_file(entry.path())?,
+                }
+            }
         }
         Ok(())
     }
@@ -266,7 +372,8 @@ mod tests {
             &|_, t| Ok(t.into()),
         )
         .unwrap();
-        tree.write_to(&target, &dir.path().join("store")).unwrap();
+        tree.write_to(&target, &FileStore::new(dir.path().join("store")))
+            .unwrap();
         assert!(!target.join("stale").exists());
         assert_eq!(std::fs::read(target.join("sub/a")).unwrap(), b"1");
         use std::os::unix::fs::PermissionsExt;
@@ -278,5 +385,72 @@ mod tests {
                 & 0o777,
             0o600
         );
+    }
+
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn staging_again_keeps_what_is_right_and_relinks_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("jobs/api");
+        let tree = |a: &str| {
+            stage_tree(
+                "api",
+                &[source("a", a), source("conf/b", "b")],
+                vec![],
+                &|_, t| Ok(t.into()),
+            )
+            .unwrap()
+        };
+        let store = FileStore::new(dir.path().join("store"));
+        tree("1").write_to(&target, &store).unwrap();
+        store.prune().unwrap();
+        let (a, b) = (inode(&target.join("a")), inode(&target.join("conf/b")));
+        std::fs::write(target.join("conf/stray"), "x").unwrap();
+        // The next deploy, with a fresh store handle as a new process has.
+        let store = FileStore::new(dir.path().join("store"));
+        tree("2").write_to(&target, &store).unwrap();
+        store.prune().unwrap();
+        assert_eq!(
+            inode(&target.join("conf/b")),
+            b,
+            "an unchanged file is left linked"
+        );
+        assert_ne!(inode(&target.join("a")), a);
+        assert_eq!(std::fs::read(target.join("a")).unwrap(), b"2");
+        assert!(!target.join("conf/stray").exists());
+        let mut stored: Vec<String> = std::fs::read_dir(dir.path().join("store"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        stored.sort();
+        let mut expected: Vec<String> = tree("2")
+            .files
+            .iter()
+            .map(|f| format!("{}-{:o}", f.hash, f.mode))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            stored, expected,
+            "the store keeps only what this deploy used"
+        );
+    }
+
+    #[test]
+    fn a_stored_file_changed_by_hand_is_written_again_before_it_is_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("jobs/api");
+        let tree =
+            stage_tree("api", &[source("a", "right")], vec![], &|_, t| Ok(t.into())).unwrap();
+        tree.write_to(&target, &FileStore::new(dir.path().join("store")))
+            .unwrap();
+        // Edited in place: the staged link and the stored file are the same inode.
+        std::fs::write(target.join("a"), "wrong").unwrap();
+        tree.write_to(&target, &FileStore::new(dir.path().join("store")))
+            .unwrap();
+        assert_eq!(std::fs::read(target.join("a")).unwrap(), b"right");
     }
 }

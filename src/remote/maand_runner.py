@@ -23,7 +23,8 @@ With `--apply JOB`, the step first brings the worker's copy of JOB up to date fr
 on stdin (see `apply_delta`), prints "runner: applied the delta", and only then claims and
 runs the step: one privileged process for a copy and the restart that follows it. When the
 worker's copy is not what maand last shipped it changes nothing and exits with 3 before that
-line, and maand copies with rsync instead.
+line, and maand copies with rsync instead. Once the step ended, shipped/JOB records what the
+delta left (see `ShippedIndex`), so the next delta checks unchanged files without hashing.
 
 Every lifecycle step of a deploy starts the runner once, so `step` imports only modules built
 into the interpreter (maand runs it with `python3 -S`) and `select`; the rest is imported where
@@ -35,6 +36,7 @@ import os
 import select
 import sys
 import time
+from stat import S_ISREG
 
 try:
     # The built-in half of `signal`, which itself imports `enum` (a third of a step's imports).
@@ -112,6 +114,39 @@ def alive(pid):
 
 
 
+def run_program(program):
+    """Replaces this process with `program`, searched in PATH as `execvp` does. A program of
+    the form `env NAME=VALUE ... COMMAND ...` (how maand passes versions to make) is run the
+    way env(1) would run it, without starting env first."""
+    environment = os.environ
+    if program[0] == "env":
+        assignments = 1
+        while (
+            assignments < len(program)
+            and program[assignments].find("=") > 0
+            and not program[assignments].startswith("-")
+        ):
+            assignments += 1
+        if 1 < assignments < len(program) and not program[assignments].startswith("-"):
+            environment = dict(os.environ)
+            for assignment in program[1:assignments]:
+                name, value = assignment.split("=", 1)
+                environment[name] = value
+            program = program[assignments:]
+    if "/" in program[0]:
+        os.execve(program[0], program, environment)
+    # os.execvp would import `warnings` to read PATH; this is the same search.
+    failure = None
+    for directory in environment.get("PATH", os.defpath).split(os.pathsep):
+        try:
+            os.execve(os.path.join(directory or ".", program[0]), program, environment)
+        except (FileNotFoundError, NotADirectoryError) as error:
+            failure = failure or error
+        except OSError as error:
+            failure = error
+    raise failure or FileNotFoundError(2, "No such file or directory", program[0])
+
+
 def supervise(base, deploy, key, limit, program):
     """The detached half: runs `program`, enforces `limit`, writes the receipt."""
     os.setsid()
@@ -132,7 +167,7 @@ def supervise(base, deploy, key, limit, program):
             os.dup2(null, 0)
             os.dup2(out, 1)
             os.dup2(err, 2)
-            os.execvp(program[0], program)
+            run_program(program)
         except OSError as error:
             os.write(2, f"runner: cannot start {program[0]}: {error}\n".encode())
         os._exit(127)
@@ -252,9 +287,13 @@ def delta_path(root, job, path):
 
 
 def read_delta(stream):
-    """Parses the delta maand sends on stdin (see `apply_delta`)."""
-    if stream.readline() != b"maand-delta 1\n":
+    """Parses the delta maand sends on stdin (see `apply_delta`). Entries are
+    (kind, mode, size or digest, path, digest of a file sent whole or None)."""
+    version = stream.readline()
+    if version not in (b"maand-delta 1\n", b"maand-delta 2\n"):
         raise ValueError("not a maand delta")
+    # Version 2 also gives the SHA-256 of each file sent whole, so it can be remembered.
+    with_digests = version == b"maand-delta 2\n"
     entries = []
     while True:
         line = stream.readline()
@@ -264,18 +303,21 @@ def read_delta(stream):
         if line == ".":
             break
         kind, rest = line[0], line[2:]
-        if kind == "F":
+        if kind == "F" and with_digests:
+            mode, size, digest, path = rest.split(" ", 3)
+            entries.append(("F", int(mode, 8), int(size), path, digest))
+        elif kind == "F":
             mode, size, path = rest.split(" ", 2)
-            entries.append(("F", int(mode, 8), int(size), path))
+            entries.append(("F", int(mode, 8), int(size), path, None))
         elif kind == "V":
             mode, digest, path = rest.split(" ", 2)
-            entries.append(("V", int(mode, 8), digest, path))
+            entries.append(("V", int(mode, 8), digest, path, None))
         elif kind == "D":
-            entries.append(("D", 0, None, rest))
+            entries.append(("D", 0, None, rest, None))
         else:
             raise ValueError(f"unknown delta entry {line!r}")
     contents = {}
-    for kind, _, size, path in entries:
+    for kind, _, size, path, _ in entries:
         if kind == "F":
             data = stream.read(size)
             if len(data) != size:
@@ -284,21 +326,110 @@ def read_delta(stream):
     return entries, contents
 
 
-def drift(root, job, entries):
-    """Why the worker's copy of the job is not what maand last shipped, or None."""
-    import hashlib
+def file_identity(status):
+    """What changes whenever a file's content can have changed: size, times, inode."""
+    return (status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino)
 
-    known = {path for _, _, _, path in entries}
-    for kind, _, digest, path in entries:
+
+def sha256_of(path):
+    import hashlib  # only for files the shipped index cannot vouch for
+
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+class ShippedIndex:
+    """`shipped/JOB`: the SHA-256 of each file of JOB the last delta left on this worker, with
+    the file's size, times and inode then, so that the next delta checks an unchanged file by
+    `lstat` instead of reading and hashing it (as git's index does). A file is only vouched
+    for when its change time is older than a moment taken before it was checked, or, for a
+    file the delta wrote, after the step ended and its content was compared again: a change
+    made later always gives it a newer change time. The index is only a shortcut: lost or
+    stale, files are hashed."""
+
+    def __init__(self, root, job):
+        directory = os.path.join(root, "shipped")
+        os.makedirs(directory, 0o755, exist_ok=True)
+        self.path = os.path.join(directory, job)
+        self.known = {}
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                for line in handle:
+                    digest, size, mtime, ctime, inode, name = line.rstrip("\n").split(" ", 5)
+                    self.known[name] = (digest, (int(size), int(mtime), int(ctime), int(inode)))
+        except (OSError, ValueError):
+            self.known = {}
+        # Opening the next index now marks the moment the checks begin (its change time).
+        self.temporary = os.path.join(directory, f".{job}.{os.getpid()}")
+        self.handle = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self.checks_began = os.fstat(self.handle).st_ctime_ns
+        self.checked = {}
+        self.written = {}
+
+    def vouches(self, path, digest, status):
+        return self.known.get(path) == (digest, file_identity(status))
+
+    def checked_file(self, path, digest, status):
+        if status.st_ctime_ns < self.checks_began:
+            self.checked[path] = (digest, file_identity(status))
+
+    def wrote_file(self, path, digest, content):
+        if digest is not None and path.startswith("jobs/"):
+            self.written[path] = (digest, content)
+
+    def save(self, root):
+        """Writes the index once the step has ended."""
+        os.write(self.handle, b"-")
+        now = os.fstat(self.handle).st_ctime_ns
+        remembered = dict(self.checked)
+        for path, (digest, content) in self.written.items():
+            target = os.path.join(root, path)
+            try:
+                status = os.lstat(target)
+                if status.st_ctime_ns >= now or not S_ISREG(status.st_mode):
+                    continue
+                with open(target, "rb") as handle:
+                    if handle.read() != content:
+                        continue
+            except OSError:
+                continue
+            remembered[path] = (digest, file_identity(status))
+        text = "".join(
+            f"{digest} {size} {mtime} {ctime} {inode} {path}\n"
+            for path, (digest, (size, mtime, ctime, inode)) in sorted(remembered.items())
+            if "\n" not in path
+        )
+        os.ftruncate(self.handle, 0)
+        os.lseek(self.handle, 0, 0)
+        os.write(self.handle, text.encode())
+        os.close(self.handle)
+        os.replace(self.temporary, self.path)
+
+    def discard(self):
+        os.close(self.handle)
+        try:
+            os.unlink(self.temporary)
+        except OSError:
+            pass
+
+
+def drift(root, job, entries, index):
+    """Why the worker's copy of the job is not what maand last shipped, or None."""
+    known = {path for _, _, _, path, _ in entries}
+    for kind, _, digest, path, _ in entries:
         if kind != "V":
             continue
         target = os.path.join(root, path)
         try:
-            if os.path.islink(target) or not os.path.isfile(target):
+            status = os.lstat(target)
+            if not S_ISREG(status.st_mode):
                 return f"{path} is missing or not a file"
-            with open(target, "rb") as handle:
-                if hashlib.sha256(handle.read()).hexdigest() != digest:
+            if not index.vouches(path, digest, status):
+                if sha256_of(target) != digest:
                     return f"{path} was changed on the worker"
+            index.checked_file(path, digest, status)
+        except FileNotFoundError:
+            return f"{path} is missing or not a file"
         except OSError as error:
             return f"{path}: {error}"
     job_root = os.path.join(root, "jobs", job)
@@ -326,26 +457,31 @@ def unchanged(target, mode, content):
 
 def apply_delta(root, job, stream):
     """Brings the worker's copy of JOB (and maand's helper files) to the staged tree, from a
-    delta: `F MODE SIZE PATH` entries whose contents follow the header, `V MODE SHA256 PATH`
-    entries that must already be there with that content, and `D PATH` entries to remove.
-    Nothing is written when the worker's copy differs from what the entries expect (returns
-    DRIFTED after saying why: the caller then copies with rsync)."""
+    delta: `F MODE SIZE [SHA256] PATH` entries whose contents follow the header (the digest
+    from version 2 on), `V MODE SHA256 PATH` entries that must already be there with that
+    content, and `D PATH` entries to remove. Nothing is written when the worker's copy differs
+    from what the entries expect (returns DRIFTED after saying why: the caller then copies
+    with rsync). Returns the exit code and, once applied, the job's `ShippedIndex` to save
+    when the step ends."""
     try:
         entries, contents = read_delta(stream)
     except (ValueError, UnicodeDecodeError) as error:
         say(f"cannot read the delta: {error}", sys.stderr)
-        return 2
-    for _, _, _, path in entries:
+        return 2, None
+    for _, _, _, path, _ in entries:
         if delta_path(root, job, path) is None:
             say(f"refusing delta entry {path!r}", sys.stderr)
-            return 2
-    reason = drift(root, job, entries)
+            return 2, None
+    index = ShippedIndex(root, job)
+    reason = drift(root, job, entries, index)
     if reason:
+        index.discard()
         say(f"{reason}; the job is copied with rsync instead", sys.stderr)
-        return DRIFTED
-    for kind, mode, _, path in entries:
+        return DRIFTED, None
+    for kind, mode, _, path, digest in entries:
         target = os.path.join(root, path)
         if kind == "F":
+            index.wrote_file(path, digest, contents[path])
             parent = os.path.dirname(target)
             if not os.path.isdir(parent):
                 os.makedirs(parent, 0o755)
@@ -375,7 +511,7 @@ def apply_delta(root, job, stream):
                 os.rmdir(parent)
                 parent = os.path.dirname(parent)
     print(APPLIED, flush=True)
-    return 0
+    return 0, index
 
 
 def step(argv):
@@ -396,10 +532,23 @@ def step(argv):
         return 2
     limit = int(limit_text)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    index = None
     if job is not None:
-        applied = apply_delta(root, job, sys.stdin.buffer)
+        applied, index = apply_delta(root, job, sys.stdin.buffer)
         if applied != 0:
             return applied
+    code = claim_and_follow(root, deploy, key, limit, program)
+    if index is not None:
+        try:
+            index.save(root)
+        except OSError as error:
+            # Only a shortcut for the next delta, which then hashes the files instead.
+            say(f"could not remember the shipped files: {error}", sys.stderr)
+    return code
+
+
+def claim_and_follow(root, deploy, key, limit, program):
+    """Starts the step unless this worker already has, then follows it to its end."""
     steps = os.path.join(root, "steps")
     directory = os.path.join(steps, deploy)
     if not os.path.isdir(directory) and not deploy.startswith("job-"):
@@ -450,7 +599,7 @@ def step(argv):
             if time.time() - started > START_GRACE_SECONDS:
                 # Claimed by a caller that died before its supervisor existed: nothing ran.
                 os.unlink(base + ".started")
-                return step(argv)
+                return claim_and_follow(root, deploy, key, limit, program)
         if pid_text and not alive(int(pid_text)) and not os.path.exists(base + ".receipt"):
             follower.pump(final=True)
             say(f"step {key} of deploy {deploy} ended without a receipt (the worker restarted?); its outcome is unknown", sys.stderr)

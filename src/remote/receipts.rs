@@ -284,13 +284,61 @@ mod tests {
         assert!(String::from_utf8_lossy(&out.stderr).contains("cannot start /nonexistent/program"));
     }
 
+    /// Runs the real runner's step mode with `program`, returning its stdout and exit code.
+    fn run_program(root: &std::path::Path, key: &str, program: &[&str]) -> (String, Option<i32>) {
+        let out = std::process::Command::new("python3")
+            .arg(root.join("bin/runner.py"))
+            .args(["step", "d1", key, "30", "--"])
+            .args(program)
+            .env("MAAND_RUNNER_TEST", "inherited")
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.code(),
+        )
+    }
+
+    #[test]
+    fn programs_are_found_in_path_and_env_assignments_apply_as_env_would() {
+        let root = runner_root();
+        let echo = "echo ${A:-unset} ${B:-unset} ${MAAND_RUNNER_TEST:-unset}";
+        assert_eq!(
+            run_program(
+                root.path(),
+                "4.0",
+                &["env", "A=1", "B=x=y", "sh", "-c", echo]
+            ),
+            ("1 x=y inherited\n".to_string(), Some(0))
+        );
+        // Options are env's own business: env itself runs.
+        assert_eq!(
+            run_program(
+                root.path(),
+                "4.1",
+                &["env", "-i", "A=2", "/bin/sh", "-c", echo]
+            ),
+            ("2 unset unset\n".to_string(), Some(0))
+        );
+        assert_eq!(
+            run_program(root.path(), "4.2", &["sh", "-c", echo]),
+            ("unset unset inherited\n".to_string(), Some(0))
+        );
+        assert_eq!(
+            run_program(root.path(), "4.3", &["env", "A=1", "no-such-program-7305"]).1,
+            Some(127)
+        );
+    }
+
     /// Runs the real runner's step mode with `--apply app`, `delta` on stdin.
     fn run_applying(root: &std::path::Path, key: &str, delta: &str) -> std::process::Output {
         use std::io::Write;
         let mut child = std::process::Command::new("python3")
             .arg(root.join("bin/runner.py"))
             .args(["step", "d1", key, "30", "--apply", "app", "--"])
-            .args(["sh", "-c", "echo ran >> runs; echo restarted"])
+            // Long enough that files the delta wrote are older than the step's end, even where
+            // file times advance once per clock tick.
+            .args(["sh", "-c", "sleep 0.02; echo ran >> runs; echo restarted"])
             .current_dir(root)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -397,6 +445,56 @@ mod tests {
                 "{what}: a step was claimed"
             );
         }
+    }
+
+    /// The job files `shipped/app` vouches for, in its order.
+    fn remembered(root: &std::path::Path) -> Vec<String> {
+        read(root, "shipped/app")
+            .lines()
+            .map(|line| line.splitn(6, ' ').nth(5).unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_files_a_delta_leaves_are_remembered_and_then_checked_by_their_identity() {
+        let (root, _) = shipped_app();
+        // Older than the delta's checks, even where file times advance once per clock tick.
+        std::thread::sleep(Duration::from_millis(30));
+        let delta = |makefile: &str, key: &str| {
+            let delta = format!(
+                "maand-delta 2\nF 644 2 {} worker.json\nV 644 {} jobs/app/Makefile\n\
+                 F 600 6 {} jobs/app/conf/app.conf\nD jobs/app/old.txt\n.\n{{}}port=1",
+                sha256("{}"),
+                sha256(makefile),
+                sha256("port=1")
+            );
+            run_applying(root.path(), key, &delta)
+        };
+        let out = delta("start:\n", "5.0");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(
+            remembered(root.path()),
+            ["jobs/app/Makefile", "jobs/app/conf/app.conf"]
+        );
+        // An entry whose size, times and inode match is taken at its word: the file is not
+        // read (here the index is edited to claim other content for the Makefile).
+        let index =
+            read(root.path(), "shipped/app").replace(&sha256("start:\n"), &sha256("claimed"));
+        std::fs::write(root.path().join("shipped/app"), index).unwrap();
+        let out = delta("claimed", "6.0");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        // Edited in place with the same size: its change time moved, so it is hashed again
+        // and the edit is seen, whatever the index says.
+        std::fs::write(root.path().join("jobs/app/Makefile"), "stort:\n").unwrap();
+        let out = delta("claimed", "7.0");
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("jobs/app/Makefile was changed"));
+        // An unreadable index is no index: files are hashed.
+        std::fs::write(root.path().join("jobs/app/Makefile"), "start:\n").unwrap();
+        std::fs::write(root.path().join("shipped/app"), "not an index").unwrap();
+        let out = delta("start:\n", "8.0");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(read(root.path(), "runs"), "ran\nran\nran\n");
     }
 
     #[test]
