@@ -519,6 +519,42 @@ fn a_start_that_fails_on_one_worker_resumes_only_there_after_the_fix() {
 }
 
 #[test]
+fn tools_are_checked_only_where_a_step_failed_and_a_missing_one_is_named() {
+    let cluster = Cluster::start(2);
+    let [good, no_make] = [&cluster.hosts()[0], &cluster.hosts()[1]];
+    let bucket = TestBucket::new(&cluster, &[&["a"], &["a"]]);
+    job(
+        &bucket,
+        "svc",
+        r#"{"version": "1.0.0", "selectors": ["a"]}"#,
+    );
+    bucket.maand_ok(&["build"]);
+    cluster.as_root(no_make, "mount --bind /dev/null /usr/bin/make");
+    let out = bucket.maand(&["deploy"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("worker is not ready") && stderr.contains("missing make"),
+        "{stderr}"
+    );
+    assert_eq!(
+        events(&cluster, &bucket, good, "svc"),
+        ["start 0.0.0->1.0.0"]
+    );
+    let records = last_run_records(bucket.path(), "deploy");
+    let checked: Vec<&str> = records
+        .iter()
+        .filter(|r| r["cmd"].as_str().is_some_and(|c| c.contains("command -v")))
+        .filter_map(|r| r["worker"].as_str())
+        .collect();
+    assert_eq!(
+        checked,
+        [no_make.as_str()],
+        "only the failing worker is checked"
+    );
+}
+
+#[test]
 fn kill_9_in_the_middle_of_a_rolling_deploy_then_resume_starts_every_worker_exactly_once() {
     let cluster = Cluster::start(3);
     let bucket = TestBucket::new(&cluster, &[&["a"], &["a"], &["a"]]);

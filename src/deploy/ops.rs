@@ -25,7 +25,8 @@ pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
 /// A tree staged again after `pre_deploy`: its hash and (path, file hash) pairs.
 type RestagedTree = (String, Vec<(String, String)>);
 
-/// Per worker: whether its tools were checked (once per run, on first use).
+/// Per worker: the outcome of its tool check (run once, after a step there failed), or known
+/// good from an earlier deploy.
 type Readiness = std::sync::Mutex<
     std::collections::HashMap<String, std::sync::Arc<tokio::sync::OnceCell<Result<(), StepError>>>>,
 >;
@@ -33,7 +34,7 @@ type Readiness = std::sync::Mutex<
 /// Remote operations over an open fleet, recording into the run.
 pub struct FleetOps {
     pub fleet: Fleet,
-    /// Filled on first contact with each worker.
+    /// Filled when a step fails on a worker not known good, or from earlier deploys.
     pub ready: Readiness,
     /// The bucket (for job commands and restaging).
     pub bucket: crate::bucket::Bucket,
@@ -120,9 +121,7 @@ impl FleetOps {
         self
     }
 
-    /// Checks the worker's tools the first time this run touches it (one round trip, which also
-    /// opens its master); later calls return the remembered answer. Each worker goes on as soon
-    /// as it is ready, without waiting for the others.
+    /// Checks the worker's tools (one round trip); later calls return the remembered answer.
     async fn ready(&self, worker: &str) -> Result<(), StepError> {
         let cell = {
             let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,19 +150,23 @@ impl FleetOps {
         .clone()
     }
 
-    /// Opens the worker's master and checks its tools (unless known) ahead of its first step.
-    pub async fn warm_up(&self, worker: &str) {
-        let known = self
-            .ready
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(worker)
-            .is_some_and(|cell| cell.initialized());
-        if known {
-            let _ = self.fleet.session(worker).await;
-        } else {
-            let _ = self.ready(worker).await;
+    /// The error a failed step on `worker` reports. A worker's tools are only checked once
+    /// something failed there (a deploy that works needs no check, and a check costs every
+    /// worker a privileged process): when the check finds a missing tool or a `sudo` that
+    /// asks for a password, that is the error, rather than the command's exit code.
+    async fn diagnosed(&self, worker: &str, error: StepError) -> StepError {
+        match error {
+            StepError::Failed(_) => match self.ready(worker).await {
+                Err(problem) => problem,
+                Ok(()) => error,
+            },
+            other => other,
         }
+    }
+
+    /// Opens the worker's master ahead of its first step.
+    pub async fn warm_up(&self, worker: &str) {
+        let _ = self.fleet.session(worker).await;
     }
 
     async fn run_command(
@@ -568,11 +571,9 @@ fn receipt_result(outcome: ReceiptOutcome) -> Result<Vec<Event>, StepError> {
 
 impl RemoteOps for FleetOps {
     async fn sync(&self, worker: &str, job: &str) -> Result<(), StepError> {
-        // The tool check and the copy share the worker's master and run side by side; a
-        // failed check fails the step even when the copy went through.
-        let (ready, copied) = tokio::join!(self.ready(worker), self.copy(worker, job));
-        ready?;
-        copied?;
+        if let Err(error) = self.copy(worker, job).await {
+            return Err(self.diagnosed(worker, error).await);
+        }
         self.shipped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -593,10 +594,17 @@ impl RemoteOps for FleetOps {
             .map_err(|e| StepError::Failed(e.to_string()))?
             // A deploy step runs to its end on Ctrl-C, so the journal records what happened.
             .finish_on_interrupt();
-        let code = self
+        let ran = match self
             .run_for_exit_code(worker, Some(job), step_phase(target), target, command)
-            .await?;
-        self.target_result(worker, target, code)
+            .await
+        {
+            Ok(code) => self.target_result(worker, target, code),
+            Err(error) => Err(error),
+        };
+        match ran {
+            Err(error) => Err(self.diagnosed(worker, error).await),
+            Ok(()) => Ok(()),
+        }
     }
 
     async fn sync_then_run_target(
