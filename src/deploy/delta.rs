@@ -278,32 +278,20 @@ mod tests {
         assert_eq!(hashes.0.lock().unwrap().len(), 2);
     }
 
+    fn build_from_nothing_shipped(root: &Path) -> Option<Delta> {
+        build(root, "app", &BTreeMap::new(), &StagedHashes::default())
+    }
+
     #[test]
     fn a_symlink_in_the_staged_job_leaves_the_copy_to_rsync() {
         let root = staged();
         std::os::unix::fs::symlink("Makefile", root.path().join("jobs/app/link")).unwrap();
-        assert_eq!(
-            build(
-                root.path(),
-                "app",
-                &BTreeMap::new(),
-                &StagedHashes::default()
-            ),
-            None
-        );
+        assert_eq!(build_from_nothing_shipped(root.path()), None);
     }
 
     #[test]
     fn a_missing_staged_image_gives_no_delta() {
         let root = tempfile::tempdir().unwrap();
-        assert_eq!(
-            build(
-                root.path(),
-                "app",
-                &BTreeMap::new(),
-                &StagedHashes::default()
-            ),
-            None
-        );
+        assert_eq!(build_from_nothing_shipped(root.path()), None);
     }
 }
