@@ -552,6 +552,7 @@ fn tools_are_checked_only_where_a_step_failed_and_a_missing_one_is_named() {
         [no_make.as_str()],
         "only the failing worker is checked"
     );
+    bucket.maand_ok(&["journal", "verify"]);
 }
 
 #[test]

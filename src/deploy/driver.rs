@@ -371,12 +371,9 @@ pub fn deploy(
     stage_to_disk(
         bucket, &ops.store, &prepared, &steps, &done, update_seq, run,
     )?;
-    ops.store.prune().map_err(|e| {
-        DeployError::Other(format!(
-            "cleaning {}: {e}",
-            bucket.tmp_dir().join("store").display()
-        ))
-    })?;
+    ops.store
+        .prune()
+        .map_err(|e| DeployError::Other(format!("cleaning {}: {e}", ops.store.dir().display())))?;
     let done_before = done.len();
     progress.begin(steps.len() - done_before);
     let progress: &DeployProgress = progress;

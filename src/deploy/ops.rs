@@ -89,7 +89,7 @@ impl FleetOps {
         echo: bool,
         step_limit: Duration,
     ) -> FleetOps {
-        let bucket_tmp_store = bucket.tmp_dir().join("store");
+        let store = super::stage::FileStore::new(bucket.tmp_dir().join("store"));
         FleetOps {
             fleet,
             ready: Readiness::default(),
@@ -103,7 +103,7 @@ impl FleetOps {
             echo,
             step_limit,
             staged_hashes: Default::default(),
-            store: super::stage::FileStore::new(bucket_tmp_store),
+            store,
         }
     }
 
@@ -594,13 +594,10 @@ impl RemoteOps for FleetOps {
             .map_err(|e| StepError::Failed(e.to_string()))?
             // A deploy step runs to its end on Ctrl-C, so the journal records what happened.
             .finish_on_interrupt();
-        let ran = match self
+        let ran = self
             .run_for_exit_code(worker, Some(job), step_phase(target), target, command)
             .await
-        {
-            Ok(code) => self.target_result(worker, target, code),
-            Err(error) => Err(error),
-        };
+            .and_then(|code| self.target_result(worker, target, code));
         match ran {
             Err(error) => Err(self.diagnosed(worker, error).await),
             Ok(()) => Ok(()),

@@ -75,19 +75,7 @@ impl StagedTree {
                 Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path)?,
                 Ok(_) => std::fs::remove_file(&path)?,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                    if let Some(parent) = path.parent() {
-                        if !parent.exists() {
-                            std::fs::create_dir_all(parent)?;
-                            let mut p = parent;
-                            while p != dir {
-                                std::fs::set_permissions(
-                                    p,
-                                    std::fs::Permissions::from_mode(0o755),
-                                )?;
-                                p = p.parent().unwrap_or(dir);
-                            }
-                        }
-                    }
+                    create_parents(dir, &path)?
                 }
                 Err(error) => return Err(error),
             }
@@ -95,6 +83,21 @@ impl StagedTree {
         }
         Ok(())
     }
+}
+
+/// Creates the missing directories between `dir` and `path`, each with mode 0755.
+fn create_parents(dir: &Path, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(parent) = path.parent().filter(|parent| !parent.exists()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(parent)?;
+    let mut p = parent;
+    while p != dir {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))?;
+        p = p.parent().unwrap_or(dir);
+    }
+    Ok(())
 }
 
 /// Removes from `dir` (the part of a staged tree under `prefix`) every entry the tree does not
@@ -144,6 +147,11 @@ impl FileStore {
             dir,
             used: Default::default(),
         }
+    }
+
+    /// Where the stored files are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The stored copy of `file` and its (device, inode).

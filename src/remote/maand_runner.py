@@ -348,6 +348,7 @@ class ShippedIndex:
     stale, files are hashed."""
 
     def __init__(self, root, job):
+        self.root = root
         directory = os.path.join(root, "shipped")
         os.makedirs(directory, 0o755, exist_ok=True)
         self.path = os.path.join(directory, job)
@@ -377,13 +378,13 @@ class ShippedIndex:
         if digest is not None and path.startswith("jobs/"):
             self.written[path] = (digest, content)
 
-    def save(self, root):
+    def save(self):
         """Writes the index once the step has ended."""
         os.write(self.handle, b"-")
         now = os.fstat(self.handle).st_ctime_ns
         remembered = dict(self.checked)
         for path, (digest, content) in self.written.items():
-            target = os.path.join(root, path)
+            target = os.path.join(self.root, path)
             try:
                 status = os.lstat(target)
                 if status.st_ctime_ns >= now or not S_ISREG(status.st_mode):
@@ -540,7 +541,7 @@ def step(argv):
     code = claim_and_follow(root, deploy, key, limit, program)
     if index is not None:
         try:
-            index.save(root)
+            index.save()
         except OSError as error:
             # Only a shortcut for the next delta, which then hashes the files instead.
             say(f"could not remember the shipped files: {error}", sys.stderr)
